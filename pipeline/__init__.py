@@ -1,0 +1,1 @@
+"""Vigie plumbing: settings, schemas, topics, watchlist, producers, notifiers, metrics, CLI."""

@@ -1,0 +1,37 @@
+"""The single `vigie` entry point; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# One module per command group; each defines a click command or group named `command`.
+# Imported lazily so that `vigie kafka status` does not pay for loading the model stack.
+COMMAND_MODULES: dict[str, str] = {
+    "kafka": "pipeline.cli.kafka",
+    "ingest": "pipeline.cli.ingest",
+    "worker": "pipeline.cli.worker",
+    "demo": "pipeline.cli.demo",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module_name = COMMAND_MODULES.get(name)
+        if module_name is None:
+            return None
+        return importlib.import_module(module_name).command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vigie")
+def main() -> None:
+    """Vigie: real-time warning of negative waves about brands."""
+
+
+if __name__ == "__main__":
+    main()
