@@ -72,8 +72,7 @@ POSTS_PRODUCE_FAILED = Counter(
 )
 SOURCE_ITEMS = Counter(
     "vigie_source_items_total",
-    "Items read from a source, by what became of them "
-    "(produced, invalid, duplicate, filtered).",
+    "Items read from a source, by what became of them (produced, invalid, duplicate, filtered).",
     ["source", "outcome"],
 )
 SOURCE_RECONNECTS = Counter(
@@ -152,8 +151,7 @@ INCIDENTS_OPEN = Gauge(
 )
 INCIDENT_EVENTS = Counter(
     "vigie_incident_events_total",
-    "Incident lifecycle events (opened, escalated, updated, resolved...), "
-    "by brand and severity.",
+    "Incident lifecycle events (opened, escalated, updated, resolved...), by brand and severity.",
     ["brand", "event", "severity"],
 )
 
@@ -278,13 +276,14 @@ def consumer_lag_by_topic(
     partition whose end offset is unknown is skipped. Never negative: a commit can be
     seen before the refreshed end offset.
     """
+    committed_by_tp = {_as_tp(key): offset for key, offset in committed.items()}
     lags: dict[str, int] = {}
     for key, end in end_offsets.items():
         tp = _as_tp(key)
         lags.setdefault(tp.topic, 0)
         if end is None:
             continue
-        done = _lookup(committed, tp)
+        done = committed_by_tp.get(tp)
         behind = end - (done if done is not None and done >= 0 else 0)
         lags[tp.topic] += max(behind, 0)
     return lags
@@ -306,13 +305,6 @@ def _as_tp(key: Any) -> _TP:
         return _TP(str(key.topic), int(key.partition))
     topic, partition = key
     return _TP(str(topic), int(partition))
-
-
-def _lookup(offsets: Mapping[Any, int | None], tp: _TP) -> int | None:
-    for key, value in offsets.items():
-        if _as_tp(key) == tp:
-            return value
-    return None
 
 
 async def faust_consumer_lag_task(
@@ -353,20 +345,28 @@ async def faust_consumer_lag_task(
 
 
 async def read_faust_consumer_lag(app: Any) -> dict[str, int]:
-    """One lag reading from a Faust app's consumer (see `faust_consumer_lag_task`)."""
+    """One lag reading from a Faust app's consumer (see `faust_consumer_lag_task`).
+
+    Committed offsets come from Faust's own record of what it committed (Kafka semantics:
+    the next offset to read); end offsets from `consumer.highwaters()`, which asks the
+    broker through Faust's consumer thread (the aiokafka consumer lives on that thread's
+    event loop, so it must not be called directly from the app's loop). Changelog and
+    assignor topics are Faust's internal state: Faust never commits them, so they are left
+    out rather than reported as permanently lagging.
+    """
     consumer = app.consumer
-    assigned = set(consumer.assignment())
-    if not assigned:
+    internal = set(getattr(app.tables, "changelog_topics", set()))
+    tps = sorted(
+        (
+            tp
+            for tp in consumer.assignment()
+            if tp.topic not in internal and "-__assignor-" not in tp.topic
+        ),
+        key=lambda tp: (tp.topic, tp.partition),
+    )
+    if not tps:
         return {}
-    # Faust's transport consumer wraps an aiokafka consumer; both offer the calls we need
-    # (committed per partition and end_offsets for a set of partitions).
-    kafka_consumer = getattr(getattr(consumer, "_thread", None), "_ensure_consumer", None)
-    aiokafka_consumer = kafka_consumer() if callable(kafka_consumer) else None
-    tps = sorted(assigned, key=lambda tp: (tp.topic, tp.partition))
-    if aiokafka_consumer is not None:
-        end_offsets = await aiokafka_consumer.end_offsets(tps)
-        committed = {tp: await aiokafka_consumer.committed(tp) for tp in tps}
-    else:
-        end_offsets = {tp: consumer.highwater(tp) for tp in tps}
-        committed = {tp: consumer._committed_offset.get(tp) for tp in tps}
+    end_offsets = await consumer.highwaters(*tps)
+    committed_record = getattr(consumer, "_committed_offset", {})
+    committed = {tp: committed_record.get(tp) for tp in tps}
     return consumer_lag_by_topic(committed, end_offsets)
