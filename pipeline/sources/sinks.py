@@ -1,0 +1,127 @@
+"""Where a source's posts go: `KafkaSink` (posts.raw) or `MemorySink` (tests, dry runs)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from pipeline.sources.base import DeliveryError, Post, post_key
+
+__all__ = ["DoneDelivery", "KafkaSink", "MemorySink"]
+
+
+class DoneDelivery:
+    """A delivery that is already acknowledged."""
+
+    def wait(self, timeout: float | None = None) -> None:
+        return None
+
+
+class MemorySink:
+    """Keeps posts in a list: the connector's own interface, used by tests and `--dry-run`.
+
+    `fail_next_flush` makes the next flush raise, to test that the resume state does not
+    advance when delivery is not confirmed.
+    """
+
+    def __init__(self) -> None:
+        self.posts: list[Post] = []
+        self.flushes = 0
+        self.fail_next_flush = False
+        self._changed = threading.Condition()
+
+    def send(self, post: Post) -> DoneDelivery:
+        with self._changed:
+            self.posts.append(post)
+            self._changed.notify_all()
+        return DoneDelivery()
+
+    def flush(self, timeout: float | None = None) -> None:
+        if self.fail_next_flush:
+            self.fail_next_flush = False
+            raise DeliveryError("the test sink refused this flush")
+        self.flushes += 1
+
+    def close(self) -> None:
+        return None
+
+    @property
+    def keys(self) -> list[str]:
+        return [post_key(post) for post in self.posts]
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> bool:
+        """Block (in a thread) until at least `count` posts arrived."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self.posts) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
+
+
+class _FutureDelivery:
+    def __init__(self, future: Any) -> None:
+        self._future = future
+
+    def wait(self, timeout: float | None = None) -> None:
+        try:
+            self._future.get(timeout=timeout)
+        except Exception as exc:  # kafka-python raises KafkaError subclasses
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+
+
+class KafkaSink:
+    """Posts to `posts.raw` through the lead's `PostProducer` (acks=all, idempotent).
+
+    `flush` waits for every send so far and fails if the producer counted a failure
+    since the previous flush, so the runner never advances its cursor past a lost post.
+    """
+
+    def __init__(self, settings: Any = None, source: str = "source") -> None:
+        from pipeline.producer import PostProducer
+        from pipeline.settings import KafkaSettings
+
+        self._producer = PostProducer(settings or KafkaSettings.from_env(), source=source)
+        self._producer.__enter__()
+        self._failed_seen = int(getattr(self._producer, "failed", 0) or 0)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def send(self, post: Post) -> Any:
+        with self._lock:
+            result = self._producer.send(post)
+        if result is not None and hasattr(result, "get"):
+            return _FutureDelivery(result)
+        return _FlushDelivery(self)
+
+    def flush(self, timeout: float | None = None) -> None:
+        flush = getattr(self._producer, "flush", None)
+        if flush is not None:
+            try:
+                flush(timeout) if timeout is not None else flush()
+            except TypeError:
+                flush()
+            except Exception as exc:
+                raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+        failed = int(getattr(self._producer, "failed", 0) or 0)
+        if failed > self._failed_seen:
+            lost = failed - self._failed_seen
+            self._failed_seen = failed
+            raise DeliveryError(f"{lost} post(s) were not acknowledged by Kafka")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._producer.__exit__(None, None, None)
+
+
+class _FlushDelivery:
+    def __init__(self, sink: KafkaSink) -> None:
+        self._sink = sink
+
+    def wait(self, timeout: float | None = None) -> None:
+        self._sink.flush(timeout)

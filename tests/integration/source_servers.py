@@ -1,0 +1,165 @@
+"""Local servers that speak each platform's documented wire protocol, for the source tests.
+
+Each one replays fixtures from tests/fixtures/sources/ (written from the public API
+documentation) on 127.0.0.1 and can misbehave on cue: drop the connection, answer 429
+with the platform's reset headers, send malformed items and duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sources"
+
+
+def fixture_text(name: str) -> str:
+    return (FIXTURES / name).read_text(encoding="utf-8")
+
+
+def fixture_lines(name: str) -> list[str]:
+    return [line for line in fixture_text(name).splitlines() if line.strip()]
+
+
+def fixture_json(name: str) -> Any:
+    return json.loads(fixture_text(name))
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    at: float = field(default_factory=time.monotonic)
+
+
+class LocalServer:
+    """An aiohttp application on 127.0.0.1 and a free port, in the running event loop."""
+
+    def __init__(self) -> None:
+        self.app = web.Application()
+        self.requests: list[Seen] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.app.middlewares.append(self._record)
+
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Callable[..., Any]) -> Any:
+        self.requests.append(
+            Seen(request.method, request.path, dict(request.query), dict(request.headers))
+        )
+        return await handler(request)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> str:
+        self._runner = web.AppRunner(self.app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> LocalServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def hits(self, path: str) -> list[Seen]:
+        return [seen for seen in self.requests if seen.path == path]
+
+
+# --------------------------------------------------------------------------- Bluesky
+
+
+class JetstreamServer(LocalServer):
+    """`GET /subscribe` WebSocket: one JSON event per text frame, replay from `cursor`.
+
+    - `drops`: for connection n, close after that many frames (then the client resumes);
+    - `refuse_first`: answer the first handshake with this HTTP status;
+    - `extra_first`: frames sent first on the first connection only (malformed ones);
+    - events with `time_us` >= cursor are replayed, so the event at the cursor itself comes
+      again: a duplicate the runner must drop.
+    """
+
+    def __init__(
+        self,
+        events: list[str],
+        drops: list[int] | None = None,
+        refuse_first: int | None = None,
+        extra_first: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.events = list(events)
+        self.drops = list(drops or [])
+        self.refuse_first = refuse_first
+        self.extra_first = list(extra_first or [])
+        self.connections = 0
+        self.cursors: list[str | None] = []
+        self.app.router.add_get("/subscribe", self.subscribe)
+
+    async def subscribe(self, request: web.Request) -> web.StreamResponse:
+        if self.refuse_first is not None:
+            status, self.refuse_first = self.refuse_first, None
+            return web.Response(status=status, headers={"Retry-After": "0"})
+        self.connections += 1
+        cursor = request.query.get("cursor")
+        self.cursors.append(cursor)
+        assert request.query.getall("wantedCollections") == ["app.bsky.feed.post"]
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        limit = self.drops.pop(0) if self.drops else None
+        frames = list(self.extra_first) if self.connections == 1 else []
+        for line in self.events:
+            if cursor is None or json.loads(line)["time_us"] >= int(cursor):
+                frames.append(line)
+        sent = 0
+        for frame in frames:
+            if limit is not None and sent >= limit:
+                # An abrupt drop, as a restarting relay would do.
+                request.transport.close()  # type: ignore[union-attr]
+                return ws
+            await ws.send_str(frame)
+            sent += 1
+        try:
+            async for _ in ws:  # stay connected (idle) until the client leaves
+                pass
+        except asyncio.CancelledError:
+            pass
+        return ws
+
+
+def basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def run_until(
+    runner: Any, sink: Any, count: int, timeout: float = 10.0, settle: float = 0.3
+) -> Any:
+    """Run `runner` until `sink` holds `count` posts (plus `settle` seconds for stragglers
+    such as replayed duplicates), then stop it like SIGTERM would and return its report."""
+    task = asyncio.create_task(runner.run())
+    deadline = time.monotonic() + timeout
+    while len(sink.posts) < count and time.monotonic() < deadline and not task.done():
+        await asyncio.sleep(0.02)
+    if not task.done():
+        await asyncio.sleep(settle)
+        runner.stop("test")
+    return await asyncio.wait_for(task, timeout=timeout)
