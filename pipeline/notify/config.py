@@ -1,0 +1,196 @@
+"""Receivers from the watchlist: each `ReceiverSpec`'s options checked and turned into a
+ready receiver. Secrets only come from `*_env` (an environment variable's name) or
+`*_file` (a file's path, e.g. a Docker/Kubernetes secret); a secret written inline in the
+YAML is refused. Every error names the watchlist file, the receiver's line and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline.notify.base import Receiver
+from pipeline.notify.email import DEFAULT_PORTS, SECURITY_MODES, EmailReceiver
+from pipeline.notify.pagerduty import DEFAULT_URL as PAGERDUTY_URL
+from pipeline.notify.pagerduty import PagerDutyReceiver
+from pipeline.notify.render import safe_url
+from pipeline.notify.settings import AlertSettings
+from pipeline.notify.slack import SlackReceiver
+from pipeline.notify.webhook import WebhookReceiver
+from pipeline.settings import Secret
+from pipeline.watchlist import WatchlistError
+
+__all__ = ["build_receiver", "build_receivers", "RECEIVER_TYPES"]
+
+RECEIVER_TYPES = ("slack", "email", "webhook", "pagerduty")
+_ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
+
+
+class SpecLike(Protocol):
+    name: str
+    type: str
+    options: Mapping[str, Any]
+    line: int
+
+
+class _Options:
+    """Reads one receiver's options, raising WatchlistError with file/line/field."""
+
+    def __init__(self, spec: SpecLike, path: Path, env: Mapping[str, str]) -> None:
+        self.spec = spec
+        self.path = path
+        self.env = env
+        self.options = dict(spec.options)
+        self.used: set[str] = set()
+
+    def error(self, option: str, message: str) -> WatchlistError:
+        return WatchlistError(
+            self.path, self.spec.line, f"receivers.{self.spec.name}.{option}", message
+        )
+
+    def text(self, option: str, default: str | None = None) -> str:
+        self.used.add(option)
+        value = self.options.get(option, default)
+        if value is None:
+            raise self.error(option, "is required")
+        if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
+            raise self.error(option, "must be a non-empty string")
+        value = str(value).strip()
+        if any(c in value for c in "\r\n\x00"):
+            raise self.error(option, "must be a single line")
+        return value
+
+    def integer(self, option: str, default: int) -> int:
+        self.used.add(option)
+        value = self.options.get(option, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+            raise self.error(option, f"must be a port number, got {value!r}")
+        return value
+
+    def choice(self, option: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(option, default)
+        if value not in choices:
+            raise self.error(option, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def address(self, option: str, value: object) -> str:
+        if not isinstance(value, str) or not _ADDRESS.match(value.strip()):
+            raise self.error(option, f"not an email address: {value!r}")
+        return value.strip()
+
+    def secret(self, base: str, *, required: bool = True, inline_ok: bool = False) -> Secret:
+        """`<base>_env` (variable name) or `<base>_file` (path); inline only if allowed."""
+        names = [n for n in (base, f"{base}_env", f"{base}_file") if n in self.options]
+        self.used.update((base, f"{base}_env", f"{base}_file"))
+        if base in names and not inline_ok:
+            raise self.error(
+                base, f"is a secret: give {base}_env (a variable name) or {base}_file (a path)"
+            )
+        if len(names) > 1:
+            raise self.error(base, f"give only one of {', '.join(names)}")
+        if not names:
+            if required:
+                raise self.error(f"{base}_env", f"is required ({base}_env or {base}_file)")
+            return Secret("")
+        (name,) = names
+        if name == base:
+            return Secret(self.text(base))
+        reference = self.text(name)
+        if name.endswith("_env"):
+            value = self.env.get(reference)
+            if not value:
+                raise self.error(name, f"environment variable {reference} is not set")
+            return Secret(value.strip())
+        file = Path(reference)
+        if not file.is_absolute():
+            file = self.path.parent / file  # relative to the watchlist, not the cwd
+        try:
+            value = file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise self.error(name, f"cannot read {file}: {exc.strerror}") from None
+        if not value:
+            raise self.error(name, f"{file} is empty")
+        return Secret(value)
+
+    def http_url(self, option: str, value: str) -> str:
+        if safe_url(value) is None:
+            raise self.error(option, "must be an http:// or https:// URL")
+        return value
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.options) - self.used)
+        if unknown:
+            raise self.error(unknown[0], "unknown option")
+
+
+def build_receiver(
+    spec: SpecLike,
+    path: Path,
+    settings: AlertSettings | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Receiver:
+    settings = settings or AlertSettings()
+    opts = _Options(spec, path, os.environ if env is None else env)
+    receiver: Receiver
+    if spec.type == "slack":
+        url = opts.secret("url")
+        opts.http_url("url_env" if "url_env" in spec.options else "url_file", url.reveal())
+        receiver = SlackReceiver(name=spec.name, url=url)
+    elif spec.type == "webhook":
+        url = opts.secret("url", inline_ok=True)
+        where = next(n for n in ("url", "url_env", "url_file") if n in spec.options)
+        opts.http_url(where, url.reveal())
+        receiver = WebhookReceiver(name=spec.name, url=url, secret=opts.secret("secret"))
+    elif spec.type == "pagerduty":
+        receiver = PagerDutyReceiver(
+            name=spec.name,
+            routing_key=opts.secret("routing_key"),
+            url=opts.http_url("url", opts.text("url", PAGERDUTY_URL)),
+        )
+    elif spec.type == "email":
+        opts.used.add("to")
+        raw_to = spec.options.get("to")
+        recipients = [raw_to] if isinstance(raw_to, str) else raw_to
+        if not isinstance(recipients, list) or not recipients:
+            raise opts.error("to", "must be an address or a list of addresses")
+        security = opts.choice("security", "none", SECURITY_MODES)
+        username = opts.text("username", "-") if "username" in spec.options else ""
+        password = opts.secret("password", required=bool(username))
+        if password and not username:
+            raise opts.error("username", "is required with a password")
+        ca_file = opts.text("ca_file") if "ca_file" in spec.options else None
+        if ca_file and not Path(ca_file).is_absolute():
+            ca_file = str(path.parent / ca_file)
+        receiver = EmailReceiver(
+            name=spec.name,
+            to=tuple(opts.address("to", a) for a in recipients),
+            sender=opts.address("from", opts.text("from")),
+            host=opts.text("host", "127.0.0.1"),
+            port=opts.integer("port", DEFAULT_PORTS[security]),
+            security=security,
+            username=username,
+            password=password,
+            ca_file=ca_file,
+            timeout_s=settings.timeout_s,
+        )
+    else:
+        raise WatchlistError(
+            path,
+            spec.line,
+            f"receivers.{spec.name}.type",
+            f"unknown receiver type {spec.type!r} (expected {', '.join(RECEIVER_TYPES)})",
+        )
+    opts.finish()
+    return receiver
+
+
+def build_receivers(
+    specs: Mapping[str, SpecLike],
+    path: Path,
+    settings: AlertSettings | None = None,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Receiver]:
+    return {name: build_receiver(spec, path, settings, env) for name, spec in specs.items()}

@@ -1,0 +1,112 @@
+"""Email over SMTP (plain, STARTTLS or implicit TLS, optional login).
+
+The message is multipart/alternative: the same content as text and as HTML. Header
+values go through `one_line` (no CR/LF or control characters) *and* the stdlib's
+`email.policy.SMTP`, which refuses a header with a line break, so a post text or a brand
+name can never add a header. smtplib is blocking, so it runs in a thread with the same
+timeout as the dispatcher's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import formatdate, make_msgid
+
+import aiohttp
+
+from pipeline.notify.base import DeliveryError, redact
+from pipeline.notify.render import Message, one_line, render_html, render_text
+from pipeline.settings import Secret
+
+__all__ = ["EmailReceiver", "build_email", "SECURITY_MODES"]
+
+SECURITY_MODES = ("none", "starttls", "tls")
+DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
+
+
+def build_email(message: Message, sender: str, to: tuple[str, ...]) -> EmailMessage:
+    email = EmailMessage(policy=SMTP_POLICY)
+    email["Subject"] = one_line(f"[Vigie] {message.title}", 200)
+    email["From"] = sender
+    email["To"] = ", ".join(to)
+    email["Date"] = formatdate(localtime=False)
+    email["Message-ID"] = make_msgid(domain="vigie.local")
+    email["X-Vigie-Notification-Key"] = one_line(message.key, 300)
+    email.set_content(render_text(message))
+    email.add_alternative(render_html(message), subtype="html")
+    return email
+
+
+@dataclass(frozen=True)
+class EmailReceiver:
+    name: str
+    to: tuple[str, ...]
+    sender: str
+    host: str
+    port: int
+    security: str = "none"
+    username: str = ""
+    password: Secret = Secret("")
+    ca_file: str | None = None  # a private CA to trust (else the system's)
+    timeout_s: float = 10.0
+    type: str = "email"
+
+    @property
+    def rate_limit_key(self) -> None:
+        return None
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.password.reveal(),)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    def _send_blocking(self, email: EmailMessage) -> None:
+        if self.security == "tls":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout_s, context=self._tls_context()
+            )
+        else:
+            client = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
+        with client:
+            client.ehlo()
+            if self.security == "starttls":
+                client.starttls(context=self._tls_context())
+                client.ehlo()
+            if self.username:
+                client.login(self.username, self.password.reveal())
+            client.send_message(email, from_addr=self.sender, to_addrs=list(self.to))
+
+    async def send(self, message: Message, http: aiohttp.ClientSession) -> int | None:
+        email = build_email(message, self.sender, self.to)
+        try:
+            await asyncio.to_thread(self._send_blocking, email)
+        except smtplib.SMTPResponseException as exc:
+            text = (
+                exc.smtp_error.decode(errors="replace")
+                if isinstance(exc.smtp_error, bytes)
+                else str(exc.smtp_error)
+            )
+            reason = redact(f"SMTP {exc.smtp_code}: {' '.join(text.split())[:200]}", self.secrets())
+            # 4xx replies are transient by definition (RFC 5321); 5xx are final.
+            raise DeliveryError(
+                reason, retryable=400 <= exc.smtp_code < 500, status=exc.smtp_code
+            ) from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = sorted({code for code, _ in exc.recipients.values()})
+            raise DeliveryError(
+                f"SMTP recipients refused ({', '.join(map(str, codes))})",
+                retryable=all(400 <= c < 500 for c in codes),
+                status=codes[0] if codes else None,
+            ) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise DeliveryError(redact(f"SMTP: {exc}", self.secrets()), retryable=False) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            reason = redact(f"{type(exc).__name__}: {exc}", self.secrets())
+            raise DeliveryError(reason, retryable=True) from None
+        return 250

@@ -1,0 +1,287 @@
+"""What every receiver says about an incident, built once from the incident event.
+
+Pure: no I/O. Receivers only choose a presentation (Slack blocks, email text/HTML, JSON)
+for the `Message` built here, so the numbers are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+__all__ = [
+    "KINDS",
+    "Message",
+    "PostLine",
+    "build_message",
+    "grafana_link",
+    "human_number",
+    "safe_url",
+    "summary_sentence",
+    "render_text",
+    "render_html",
+    "one_line",
+]
+
+KINDS = ("opened", "escalated", "reminder", "resolved", "test")
+
+_TITLE_VERBS = {
+    "opened": "Negative wave",
+    "escalated": "Escalated",
+    "reminder": "Still open",
+    "resolved": "Resolved",
+    "test": "Test alert",
+}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_POST_TEXT_LIMIT = 280
+
+
+@dataclass(frozen=True)
+class PostLine:
+    """One of the top posts, with only safe, displayable values."""
+
+    author: str
+    followers: int
+    text: str
+    url: str | None  # None when the post's URL is not a plain http(s) link
+    platform: str
+    sentiment: str
+
+
+@dataclass(frozen=True)
+class Message:
+    """One notification's content, independent of the receiver."""
+
+    key: str
+    kind: str
+    incident_id: str
+    brand: str
+    brand_name: str
+    severity: str
+    title: str
+    summary: str
+    sentiment: dict[str, int]
+    sentiment_line: str
+    top_posts: tuple[PostLine, ...]
+    surging_terms: tuple[str, ...]
+    dashboard_url: str
+    opened_at: str
+    updated_at: str
+    resolved_at: str | None
+    event: dict[str, Any] = field(repr=False)
+
+
+def one_line(value: object, limit: int = 200) -> str:
+    """A value made safe for one line of text (headers, titles): no control characters."""
+    text = _CONTROL.sub(" ", str(value)).strip()
+    text = re.sub(r"\s+", " ", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def human_number(value: float) -> str:
+    """2100000 -> '2.1M', 14500 -> '14.5k', 312 -> '312'."""
+    number = float(value)
+    for threshold, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(number) >= threshold:
+            scaled = f"{number / threshold:.1f}".rstrip("0").rstrip(".")
+            return f"{scaled}{suffix}"
+    return f"{number:.0f}" if number == int(number) else f"{number:.1f}"
+
+
+def safe_url(url: object) -> str | None:
+    """The URL when it is a plain http(s) link, else None (never a javascript: link)."""
+    if not isinstance(url, str) or _CONTROL.search(url) or " " in url:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return url
+
+
+def summary_sentence(event: dict[str, Any]) -> str:
+    """'312 negative posts in 10 min, 14x normal; reach 2.1M' (the detector's, if given)."""
+    given = event.get("summary")
+    if isinstance(given, str) and given.strip():
+        return one_line(given, 300)
+    observed = event.get("observed") or {}
+    expected = event.get("expected") or {}
+    negative = int(observed.get("negative", 0) or 0)
+    minutes = event.get("window_minutes") or 0
+    sentence = f"{negative} negative posts in {minutes} min"
+    baseline = float(expected.get("negative", 0) or 0)
+    if baseline > 0:
+        sentence += f", {negative / baseline:.0f}x normal"
+    reach = observed.get("reach_negative")
+    if reach is not None:
+        sentence += f"; reach {human_number(float(reach))}"
+    return sentence
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def grafana_link(base_url: str, dashboard: str, brand: str, event: dict[str, Any]) -> str:
+    """The brand's dashboard from 30 min before the incident to 30 min after it (or now)."""
+    start = _parse_time(event.get("opened_at")) or datetime.now(UTC)
+    query: dict[str, str] = {"var-brand": brand}
+    query["from"] = str(int((start - timedelta(minutes=30)).timestamp() * 1000))
+    end = _parse_time(event.get("resolved_at"))
+    query["to"] = str(int((end + timedelta(minutes=30)).timestamp() * 1000)) if end else "now"
+    return f"{base_url.rstrip('/')}/d/{dashboard}?{urlencode(query)}"
+
+
+def _sentiment(event: dict[str, Any]) -> tuple[dict[str, int], str]:
+    raw = event.get("sentiment") or {}
+    counts = {label: int(raw.get(label, 0) or 0) for label in ("negative", "neutral", "positive")}
+    total = sum(counts.values())
+    if total == 0:
+        return counts, "no scored posts"
+    parts = [f"{label} {n} ({100 * n / total:.0f}%)" for label, n in counts.items()]
+    return counts, " · ".join(parts)
+
+
+def _post_lines(event: dict[str, Any], limit: int) -> tuple[PostLine, ...]:
+    lines = []
+    for post in (event.get("top_posts") or [])[:limit]:
+        if not isinstance(post, dict):
+            continue
+        handle = post.get("author_handle") or ""
+        name = post.get("author_name") or ""
+        if name and handle:
+            author = f"{name} (@{handle})"
+        else:
+            author = name or (f"@{handle}" if handle else "unknown author")
+        platform = str(post.get("post_key", "")).partition(":")[0]
+        lines.append(
+            PostLine(
+                author=one_line(author, 80),
+                followers=int(post.get("followers", 0) or 0),
+                text=one_line(post.get("text", ""), _POST_TEXT_LIMIT),
+                url=safe_url(post.get("url")),
+                platform=one_line(platform, 20),
+                sentiment=one_line(post.get("sentiment", ""), 20),
+            )
+        )
+    return tuple(lines)
+
+
+def _terms(event: dict[str, Any]) -> tuple[str, ...]:
+    terms = []
+    for term in (event.get("surging_terms") or [])[:8]:
+        if not isinstance(term, dict) or not term.get("term"):
+            continue
+        lift = term.get("lift")
+        detail = f" ×{float(lift):.0f}" if isinstance(lift, int | float) else ""
+        terms.append(one_line(f"{term['term']}{detail}", 60))
+    return tuple(terms)
+
+
+def build_message(
+    event: dict[str, Any],
+    kind: str,
+    key: str,
+    *,
+    grafana_url: str,
+    grafana_dashboard: str = "vigie-brand",
+    top_posts: int = 5,
+) -> Message:
+    """The content of notification `key` (`kind` in KINDS) about incident `event`."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown notification kind {kind!r}")
+    brand = one_line(event.get("brand", "?"), 64)
+    brand_name = one_line(event.get("brand_name") or brand, 80)
+    severity = one_line(event.get("severity", "warning"), 16)
+    verb = _TITLE_VERBS[kind]
+    if kind == "escalated":
+        verb = f"Escalated to {severity}"
+    title = one_line(f"[{severity.upper()}] {brand_name}: {verb}", 150)
+    counts, sentiment_line = _sentiment(event)
+    return Message(
+        key=key,
+        kind=kind,
+        incident_id=one_line(event.get("incident_id", "?"), 128),
+        brand=brand,
+        brand_name=brand_name,
+        severity=severity,
+        title=title,
+        summary=summary_sentence(event),
+        sentiment=counts,
+        sentiment_line=sentiment_line,
+        top_posts=_post_lines(event, top_posts),
+        surging_terms=_terms(event),
+        dashboard_url=grafana_link(grafana_url, grafana_dashboard, brand, event),
+        opened_at=one_line(event.get("opened_at", ""), 40),
+        updated_at=one_line(event.get("updated_at", ""), 40),
+        resolved_at=one_line(event["resolved_at"], 40) if event.get("resolved_at") else None,
+        event=event,
+    )
+
+
+def render_text(message: Message) -> str:
+    """The plain-text version (email text part, Slack fallback, CLI)."""
+    lines = [message.title, "", message.summary, f"Sentiment: {message.sentiment_line}"]
+    if message.kind == "resolved" and message.resolved_at:
+        lines.append(f"Resolved at {message.resolved_at} (opened {message.opened_at})")
+    else:
+        lines.append(f"Opened at {message.opened_at}, last update {message.updated_at}")
+    if message.top_posts:
+        lines += ["", "Top posts:"]
+        for post in message.top_posts:
+            lines.append(f"- {post.author}, {human_number(post.followers)} followers: {post.text}")
+            if post.url:
+                lines.append(f"  {post.url}")
+    if message.surging_terms:
+        lines += ["", "Surging terms: " + ", ".join(message.surging_terms)]
+    lines += ["", f"Dashboard: {message.dashboard_url}", f"Incident: {message.incident_id}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_html(message: Message) -> str:
+    """The HTML version: same content as render_text, every value escaped."""
+
+    def esc(value: object) -> str:
+        return html.escape(str(value), quote=True)
+
+    parts = [
+        "<!DOCTYPE html><html><body>",
+        f"<h2>{esc(message.title)}</h2>",
+        f"<p><strong>{esc(message.summary)}</strong></p>",
+        f"<p>Sentiment: {esc(message.sentiment_line)}</p>",
+    ]
+    if message.kind == "resolved" and message.resolved_at:
+        parts.append(
+            f"<p>Resolved at {esc(message.resolved_at)} (opened {esc(message.opened_at)})</p>"
+        )
+    else:
+        parts.append(
+            f"<p>Opened at {esc(message.opened_at)}, last update {esc(message.updated_at)}</p>"
+        )
+    if message.top_posts:
+        parts.append("<h3>Top posts</h3><ul>")
+        for post in message.top_posts:
+            who = f"{esc(post.author)}, {esc(human_number(post.followers))} followers"
+            link = f' <a href="{esc(post.url)}">open</a>' if post.url else ""
+            parts.append(f"<li>{who}: {esc(post.text)}{link}</li>")
+        parts.append("</ul>")
+    if message.surging_terms:
+        parts.append(f"<p>Surging terms: {esc(', '.join(message.surging_terms))}</p>")
+    parts.append(
+        f'<p><a href="{esc(message.dashboard_url)}">Open the dashboard</a> · '
+        f"Incident {esc(message.incident_id)}</p>"
+    )
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,99 @@
+"""Slack incoming webhooks: a Block Kit message with a plain-text fallback.
+
+Slack allows about one message per second per webhook and answers 429 with Retry-After
+beyond that; the dispatcher's rate limiter (keyed by `rate_limit_key`) and its retry
+loop honour both. The webhook URL is the credential, so it is a `Secret` and never
+appears in a log line or an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from pipeline.notify.base import post
+from pipeline.notify.render import Message, human_number, render_text
+from pipeline.settings import Secret
+
+__all__ = ["SlackReceiver", "slack_payload", "mrkdwn_escape"]
+
+_SECTION_LIMIT = 2900  # Slack rejects section text over 3000 characters
+
+
+def mrkdwn_escape(text: str) -> str:
+    """Slack's three control characters; everything else is shown as typed."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _link(url: str, label: str) -> str:
+    # `|` and `>` would end the link early; percent-encode them in the URL.
+    safe = url.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C")
+    return f"<{safe}|{mrkdwn_escape(label).replace('|', '¦')}>"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _SECTION_LIMIT else text[: _SECTION_LIMIT - 1] + "…"
+
+
+def slack_payload(message: Message) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": message.title[:150]}},
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": _clip(
+                    f"*{mrkdwn_escape(message.summary)}*\n"
+                    f"Sentiment: {mrkdwn_escape(message.sentiment_line)}"
+                ),
+            },
+        },
+    ]
+    if message.top_posts:
+        lines = []
+        for p in message.top_posts:
+            who = f"{p.author} ({human_number(p.followers)} followers)"
+            who = _link(p.url, who) if p.url else mrkdwn_escape(who)
+            lines.append(f"• {who}: {mrkdwn_escape(p.text)}")
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": _clip("\n".join(lines))}}
+        )
+    if message.surging_terms:
+        terms = mrkdwn_escape("Surging: " + ", ".join(message.surging_terms))
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(terms)}]})
+    blocks.append(
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": f"{_link(message.dashboard_url, 'Open the Grafana dashboard')}"
+                f" · incident `{mrkdwn_escape(message.incident_id)}`",
+            },
+        }
+    )
+    # `text` is what notifications, screen readers and old clients show.
+    return {"text": _clip(render_text(message)), "blocks": blocks}
+
+
+@dataclass(frozen=True)
+class SlackReceiver:
+    name: str
+    url: Secret
+    type: str = "slack"
+
+    @property
+    def rate_limit_key(self) -> str:
+        # One limit per webhook, shared by receivers that use the same URL.
+        return "slack:" + hashlib.sha256(self.url.reveal().encode()).hexdigest()[:16]
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.url.reveal(),)
+
+    async def send(self, message: Message, http: aiohttp.ClientSession) -> int:
+        body = orjson.dumps(slack_payload(message))
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        return await post(http, self.url.reveal(), body, headers, self.secrets())

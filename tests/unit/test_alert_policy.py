@@ -1,0 +1,183 @@
+"""The alert policy: who is told what, when (pure, no clock, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from pipeline.notify.policy import (
+    AlertTimings,
+    LedgerEntry,
+    apply_event,
+    is_finished,
+    plan,
+    receivers_for,
+)
+from pipeline.notify.silences import (
+    Silence,
+    SilenceError,
+    active_silence,
+    new_silence,
+    parse_duration,
+)
+
+
+@dataclass(frozen=True)
+class Owner:
+    name: str
+    receivers: tuple[str, ...]
+    min_severity: str
+
+
+OWNERS = (
+    Owner("PR team", ("pr-email",), "warning"),
+    Owner("On-call", ("pr-slack", "oncall-pd"), "critical"),
+)
+TIMINGS = AlertTimings(group_wait_s=10, repeat_interval_s=3600)
+T0 = 1_000_000.0
+
+
+def event(sequence, kind="opened", severity="warning", escalated=False):
+    return {
+        "incident_id": "acme-1",
+        "brand": "acme",
+        "event": kind,
+        "sequence": sequence,
+        "severity": severity,
+        "escalated": escalated,
+    }
+
+
+class Ledger(dict):
+    """What the dispatcher would record after each attempt."""
+
+    def record(self, notes, at, outcome="sent"):
+        for n in notes:
+            self[n.key] = LedgerEntry(
+                n.key, n.incident_id, n.receiver, n.kind, n.sequence, outcome, at
+            )
+
+
+def keys(notes):
+    return sorted(n.key for n in notes)
+
+
+def test_routing_by_min_severity():
+    assert receivers_for(OWNERS, "info") == ()
+    assert receivers_for(OWNERS, "warning") == ("pr-email",)
+    assert receivers_for(OWNERS, "critical") == ("pr-email", "pr-slack", "oncall-pd")
+
+
+def test_group_wait_folds_an_opening_burst_into_one_message():
+    state, _ = apply_event(None, event(1), T0, partition=0)
+    assert plan(state, {}, OWNERS, T0 + 5, TIMINGS) == []  # still waiting
+    state, changed = apply_event(state, event(2, "updated"), T0 + 3, partition=0)
+    assert changed
+    due = plan(state, {}, OWNERS, T0 + 10, TIMINGS)
+    assert keys(due) == ["acme-1:opened:pr-email"]
+    assert due[0].sequence == 2  # shows the latest numbers, not the first event's
+
+
+def test_redelivered_event_changes_nothing():
+    state, _ = apply_event(None, event(1), T0, partition=0)
+    state2, _ = apply_event(state, event(2, "updated"), T0 + 1, partition=0)
+    again, changed = apply_event(state2, event(1), T0 + 2, partition=0)
+    assert not changed and again == state2
+
+
+def test_same_decision_twice_plans_the_same_keys_and_the_ledger_stops_repeats():
+    state, _ = apply_event(None, event(1), T0, partition=0)
+    first = plan(state, {}, OWNERS, T0 + 11, TIMINGS)
+    assert keys(first) == keys(plan(state, {}, OWNERS, T0 + 12, TIMINGS))  # idempotent keys
+    ledger = Ledger()
+    ledger.record(first, T0 + 11)
+    assert plan(state, ledger, OWNERS, T0 + 100, TIMINGS) == []
+
+
+def test_escalation_adds_receivers_with_an_opening_and_tells_the_others():
+    state, _ = apply_event(None, event(1), T0, partition=0)
+    ledger = Ledger()
+    ledger.record(plan(state, ledger, OWNERS, T0 + 10, TIMINGS), T0 + 10)
+    state, _ = apply_event(state, event(2, "updated", "critical", escalated=True), T0 + 60, 0)
+    due = plan(state, ledger, OWNERS, T0 + 61, TIMINGS)
+    assert keys(due) == [
+        "acme-1:escalated-2:pr-email",
+        "acme-1:opened:oncall-pd",
+        "acme-1:opened:pr-slack",
+    ]
+    ledger.record(due, T0 + 61)
+    assert plan(state, ledger, OWNERS, T0 + 62, TIMINGS) == []
+
+
+def test_escalation_inside_group_wait_gives_one_critical_opening():
+    state, _ = apply_event(None, event(1), T0, partition=0)
+    state, _ = apply_event(state, event(2, "updated", "critical", escalated=True), T0 + 2, 0)
+    due = plan(state, {}, OWNERS, T0 + 10, TIMINGS)
+    assert [n.kind for n in due] == ["opened"] * 3
+
+
+def test_reminders_repeat_while_open_then_one_resolution():
+    state, _ = apply_event(None, event(1), T0, partition=0)
+    ledger = Ledger()
+    ledger.record(plan(state, ledger, OWNERS, T0 + 10, TIMINGS), T0 + 10)
+    assert plan(state, ledger, OWNERS, T0 + 3000, TIMINGS) == []
+    due = plan(state, ledger, OWNERS, T0 + 3610, TIMINGS)
+    assert keys(due) == ["acme-1:reminder-1:pr-email"]
+    ledger.record(due, T0 + 3610)
+    assert plan(state, ledger, OWNERS, T0 + 3700, TIMINGS) == []
+    assert keys(plan(state, ledger, OWNERS, T0 + 7210, TIMINGS)) == ["acme-1:reminder-2:pr-email"]
+    state, _ = apply_event(state, event(3, "resolved"), T0 + 7300, partition=0)
+    due = plan(state, ledger, OWNERS, T0 + 7300, TIMINGS)
+    assert keys(due) == ["acme-1:resolved:pr-email"]
+    assert not is_finished(state, ledger)
+    ledger.record(due, T0 + 7301)
+    assert plan(state, ledger, OWNERS, T0 + 99999, TIMINGS) == []
+    assert is_finished(state, ledger)
+
+
+def test_nobody_told_means_no_resolution():
+    state, _ = apply_event(None, event(1), T0, partition=0)
+    state, _ = apply_event(state, event(2, "resolved"), T0 + 3, partition=0)  # a blip
+    assert plan(state, {}, OWNERS, T0 + 60, TIMINGS) == []
+    ledger = Ledger()
+    opened, _ = apply_event(None, event(1), T0, partition=0)
+    ledger.record(plan(opened, ledger, OWNERS, T0 + 10, TIMINGS), T0 + 10, outcome="silenced")
+    assert plan(state, ledger, OWNERS, T0 + 60, TIMINGS) == []
+
+
+def test_failed_opening_is_not_retried_forever_but_a_reminder_comes_later():
+    state, _ = apply_event(None, event(1), T0, partition=0)
+    ledger = Ledger()
+    ledger.record(plan(state, ledger, OWNERS, T0 + 10, TIMINGS), T0 + 10, outcome="failed")
+    assert plan(state, ledger, OWNERS, T0 + 20, TIMINGS) == []
+    assert keys(plan(state, ledger, OWNERS, T0 + 3611, TIMINGS)) == ["acme-1:reminder-1:pr-email"]
+
+
+def test_silences_cover_brand_and_severity_at_or_below_for_their_time():
+    warn_only = new_silence("acme", 7200, "known issue", "alice", now=T0, severity="warning")
+    everything = new_silence("acme", 60, "maintenance", "bob", now=T0)
+    assert warn_only.matches("acme", "warning", T0 + 10)
+    assert warn_only.matches("acme", "info", T0 + 10)
+    assert not warn_only.matches("acme", "critical", T0 + 10)
+    assert not warn_only.matches("other", "warning", T0 + 10)
+    assert not warn_only.matches("acme", "warning", T0 + 7200)  # ended
+    assert active_silence([warn_only, everything], "acme", "critical", T0 + 30) == everything
+    expired = everything.expire(T0 + 20, "carol")
+    assert expired.expired_by == "carol"
+    assert active_silence([expired], "acme", "critical", T0 + 30) is None
+    assert Silence.from_record(warn_only.to_record()) == warn_only
+
+
+def test_silence_input_errors_are_clear():
+    assert parse_duration("2h") == 7200
+    assert parse_duration("1d12h30m") == 131400
+    for bad in ("", "2 hours", "0m", "h"):
+        with pytest.raises(SilenceError, match="bad duration"):
+            parse_duration(bad)
+    with pytest.raises(SilenceError, match="bad brand"):
+        new_silence("ACME!", 60, "x", "me", now=T0)
+    with pytest.raises(SilenceError, match="bad severity"):
+        new_silence("acme", 60, "x", "me", now=T0, severity="urgent")
+    with pytest.raises(SilenceError, match="reason"):
+        new_silence("acme", 60, " ", "me", now=T0)

@@ -1,0 +1,174 @@
+"""What a notification says, before any receiver formats it."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+from urllib.parse import parse_qs, urlsplit
+
+from pipeline.notify.render import (
+    build_message,
+    human_number,
+    render_html,
+    render_text,
+    safe_url,
+    summary_sentence,
+)
+from pipeline.notify.slack import slack_payload
+from pipeline.notify.webhook import sign, verify_signature, webhook_body
+
+INCIDENT = {
+    "schema_version": 1,
+    "incident_id": "acme-20261128T0212Z",
+    "brand": "acme",
+    "brand_name": "ACME",
+    "event": "opened",
+    "sequence": 1,
+    "severity": "critical",
+    "escalated": False,
+    "opened_at": "2026-11-28T02:12:00+00:00",
+    "updated_at": "2026-11-28T02:14:00+00:00",
+    "resolved_at": None,
+    "interval_seconds": 60,
+    "summary": "312 negative posts in 10 min, 14x normal; reach 2.1M",
+    "observed": {
+        "mentions": 340,
+        "negative": 312,
+        "negative_share": 0.92,
+        "reach_negative": 2100000,
+    },
+    "expected": {
+        "mentions": 25.0,
+        "negative": 22.0,
+        "negative_share": 0.2,
+        "reach_negative": 40000.0,
+    },
+    "score": 0.999,
+    "window_minutes": 10,
+    "sentiment": {"negative": 312, "neutral": 20, "positive": 8},
+    "top_posts": [
+        {
+            "post_key": "twitter:1",
+            "url": "https://x.com/jdoe/status/1",
+            "author_handle": "jdoe",
+            "author_name": "J. Doe",
+            "followers": 1200000,
+            "text": "ACME leaked <all> the data & more",
+            "sentiment": "negative",
+            "created_at": "2026-11-28T02:12:41+00:00",
+        },
+        {
+            "post_key": "blog:2",
+            "url": "javascript:alert(1)",
+            "author_handle": "evil",
+            "author_name": "",
+            "followers": 50,
+            "text": "click me",
+            "sentiment": "negative",
+            "created_at": "2026-11-28T02:13:00+00:00",
+        },
+    ],
+    "surging_terms": [{"term": "#acmeleaks", "count": 120, "lift": 35.0}],
+    "trend": [],
+}
+
+
+def message(event=INCIDENT, kind="opened"):
+    return build_message(
+        event,
+        kind,
+        f"{event['incident_id']}:{kind}:pr-slack",
+        grafana_url="http://grafana.local:3000/",
+        top_posts=5,
+    )
+
+
+def test_summary_uses_the_detectors_sentence_or_builds_one():
+    assert summary_sentence(INCIDENT) == "312 negative posts in 10 min, 14x normal; reach 2.1M"
+    no_summary = {**INCIDENT, "summary": ""}
+    assert summary_sentence(no_summary) == "312 negative posts in 10 min, 14x normal; reach 2.1M"
+
+
+def test_human_numbers():
+    assert [human_number(n) for n in (312, 14500, 2_100_000, 3_000_000_000)] == [
+        "312",
+        "14.5k",
+        "2.1M",
+        "3B",
+    ]
+
+
+def test_text_has_brand_numbers_top_posts_terms_and_dashboard_link():
+    text = render_text(message())
+    assert "[CRITICAL] ACME: Negative wave" in text
+    assert "312 negative posts in 10 min, 14x normal; reach 2.1M" in text
+    assert "negative 312 (92%) · neutral 20 (6%) · positive 8 (2%)" in text
+    assert "J. Doe (@jdoe), 1.2M followers: ACME leaked <all> the data & more" in text
+    assert "https://x.com/jdoe/status/1" in text
+    assert "#acmeleaks ×35" in text
+    assert "javascript:" not in text
+
+
+def ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+def test_grafana_link_names_brand_and_time_range():
+    url = message().dashboard_url
+    parts = urlsplit(url)
+    assert url.startswith("http://grafana.local:3000/d/vigie-brand?")
+    query = parse_qs(parts.query)
+    assert query["var-brand"] == ["acme"]
+    # 30 minutes before the incident opened, up to now while it is open
+    assert int(query["from"][0]) == ms("2026-11-28T01:42:00+00:00")
+    assert query["to"] == ["now"]
+    resolved = {**INCIDENT, "event": "resolved", "resolved_at": "2026-11-28T03:00:00+00:00"}
+    query = parse_qs(urlsplit(message(resolved, "resolved").dashboard_url).query)
+    assert int(query["to"][0]) == ms("2026-11-28T03:30:00+00:00")
+
+
+def test_html_escapes_every_value_and_drops_unsafe_links():
+    event = copy.deepcopy(INCIDENT)
+    event["brand_name"] = "<script>alert(1)</script>"
+    page = render_html(message(event))
+    assert "<script>" not in page
+    assert "&lt;script&gt;" in page
+    assert "ACME leaked &lt;all&gt; the data &amp; more" in page
+    assert 'href="https://x.com/jdoe/status/1"' in page
+    assert "javascript:" not in page
+
+
+def test_control_characters_never_reach_a_title():
+    event = {**INCIDENT, "brand_name": "ACME\r\nBcc: victim@example.com"}
+    title = message(event).title
+    assert "\n" not in title and "\r" not in title
+    assert safe_url("https://ok.example/a") == "https://ok.example/a"
+    assert safe_url("https://ok.example/a\nb") is None
+    assert safe_url("ftp://x") is None
+
+
+def test_slack_blocks_escape_mrkdwn_and_keep_a_text_fallback():
+    payload = slack_payload(message())
+    assert "312 negative posts" in payload["text"]
+    blocks = payload["blocks"]
+    assert blocks[0]["type"] == "header"
+    assert blocks[0]["text"]["text"] == "[CRITICAL] ACME: Negative wave"
+    everything = str(blocks)
+    assert "ACME leaked &lt;all&gt; the data &amp; more" in everything
+    assert "<https://x.com/jdoe/status/1|J. Doe (@jdoe) (1.2M followers)>" in everything
+    assert "|Open the Grafana dashboard>" in everything
+    assert "javascript:" not in everything
+
+
+def test_webhook_body_and_signature():
+    body = webhook_body(message())
+    assert body["incident_id"] == "acme-20261128T0212Z"
+    assert body["kind"] == "opened"
+    assert body["notification_key"] == "acme-20261128T0212Z:opened:pr-slack"
+    assert body["sentiment"] == {"negative": 312, "neutral": 20, "positive": 8}
+    raw = b'{"a":1}'
+    signature = sign("s3cret", "1795313520", raw)
+    assert verify_signature("s3cret", "1795313520", raw, signature, now=1795313530)
+    assert not verify_signature("other", "1795313520", raw, signature, now=1795313530)
+    assert not verify_signature("s3cret", "1795313520", raw + b" ", signature, now=1795313530)
+    assert not verify_signature("s3cret", "1795313520", raw, signature, now=1795313520 + 3600)
