@@ -141,7 +141,7 @@ def grafana_link(base_url: str, dashboard: str, brand: str, event: dict[str, Any
     query["from"] = str(int((start - timedelta(minutes=30)).timestamp() * 1000))
     end = _parse_time(event.get("resolved_at"))
     query["to"] = str(int((end + timedelta(minutes=30)).timestamp() * 1000)) if end else "now"
-    return f"{base_url.rstrip('/')}/d/{dashboard}?{urlencode(query)}"
+    return f"{base_url.rstrip('/')}/d/{dashboard}/{dashboard}?{urlencode(query)}"
 
 
 def _sentiment(event: dict[str, Any]) -> tuple[dict[str, int], str]:
@@ -196,7 +196,7 @@ def build_message(
     key: str,
     *,
     grafana_url: str,
-    grafana_dashboard: str = "vigie-brand",
+    grafana_dashboard: str = "vigie-brands",
     top_posts: int = 5,
 ) -> Message:
     """The content of notification `key` (`kind` in KINDS) about incident `event`."""

@@ -31,7 +31,7 @@ class AlertSettings:
     tick_s: float = 1.0
     top_posts: int = 5
     grafana_url: str = "http://127.0.0.1:3000"
-    grafana_dashboard: str = "vigie-brand"
+    grafana_dashboard: str = "vigie-brands"
 
     @classmethod
     def from_env(cls) -> AlertSettings:

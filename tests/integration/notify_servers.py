@@ -125,7 +125,8 @@ class HttpStandIn:
         self._release = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
+        # No access log: the stand-in plays Slack's side, which may see its token.
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
         self.port = free_port()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -209,7 +210,10 @@ class _MailHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         user = session.auth_data.login.decode() if session.authenticated else None
-        over_tls = session.ssl is not None
+        transport = getattr(server, "transport", None)
+        over_tls = session.ssl is not None or (
+            transport is not None and transport.get_extra_info("ssl_object") is not None
+        )
         self.owner.mails.append(
             ReceivedMail(
                 envelope.mail_from, list(envelope.rcpt_tos), envelope.content, user, over_tls
@@ -245,7 +249,9 @@ class SmtpStandIn:
             kwargs.update(
                 authenticator=self._authenticate,
                 auth_required=True,
-                auth_require_tls=security != "none",
+                # aiosmtpd only knows of TLS it started itself (STARTTLS); with
+                # implicit TLS the whole connection is already encrypted.
+                auth_require_tls=security == "starttls",
             )
         self._controller = Controller(
             _MailHandler(self), hostname="127.0.0.1", port=self.port, **kwargs
@@ -280,3 +286,70 @@ class SmtpStandIn:
         if len(self.mails) < count:
             raise AssertionError(f"expected {count} mails within {timeout}s, got {len(self.mails)}")
         return list(self.mails)
+
+
+def incident_event(
+    incident_id: str = "acme-20261128T0212Z",
+    event: str = "opened",
+    sequence: int = 1,
+    severity: str = "critical",
+    brand: str = "acme",
+    brand_name: str = "ACME",
+    escalated: bool = False,
+) -> dict[str, Any]:
+    """An incident event in the records.md format, with evidence worth showing."""
+    resolved = event == "resolved"
+    return {
+        "schema_version": 1,
+        "incident_id": incident_id,
+        "brand": brand,
+        "brand_name": brand_name,
+        "event": event,
+        "sequence": sequence,
+        "severity": severity,
+        "escalated": escalated,
+        "opened_at": "2026-11-28T02:12:00+00:00",
+        "updated_at": "2026-11-28T02:14:00+00:00",
+        "resolved_at": "2026-11-28T02:40:00+00:00" if resolved else None,
+        "interval_seconds": 60,
+        "summary": "312 negative posts in 10 min, 14x normal; reach 2.1M",
+        "observed": {
+            "mentions": 340,
+            "negative": 312,
+            "negative_share": 0.92,
+            "reach_negative": 2100000,
+        },
+        "expected": {
+            "mentions": 25.0,
+            "negative": 22.0,
+            "negative_share": 0.2,
+            "reach_negative": 40000.0,
+        },
+        "score": 0.999,
+        "window_minutes": 10,
+        "sentiment": {"negative": 312, "neutral": 20, "positive": 8},
+        "top_posts": [
+            {
+                "post_key": "twitter:1863012345",
+                "url": "https://x.com/jdoe/status/1863012345",
+                "author_handle": "jdoe",
+                "author_name": "J. Doe",
+                "followers": 1200000,
+                "text": "ACME leaked customer data <again> & nobody told us",
+                "sentiment": "negative",
+                "created_at": "2026-11-28T02:12:41+00:00",
+            },
+            {
+                "post_key": "mastodon:99",
+                "url": "https://mastodon.example/@ana/99",
+                "author_handle": "ana",
+                "author_name": "Ana",
+                "followers": 8300,
+                "text": "#acmeleaks is everywhere",
+                "sentiment": "negative",
+                "created_at": "2026-11-28T02:13:05+00:00",
+            },
+        ],
+        "surging_terms": [{"term": "#acmeleaks", "count": 120, "lift": 35.0}],
+        "trend": [{"start": "2026-11-28T02:03:00+00:00", "mentions": 3, "negative": 1}],
+    }

@@ -116,7 +116,7 @@ def ms(iso: str) -> int:
 def test_grafana_link_names_brand_and_time_range():
     url = message().dashboard_url
     parts = urlsplit(url)
-    assert url.startswith("http://grafana.local:3000/d/vigie-brand?")
+    assert url.startswith("http://grafana.local:3000/d/vigie-brands/vigie-brands?")
     query = parse_qs(parts.query)
     assert query["var-brand"] == ["acme"]
     # 30 minutes before the incident opened, up to now while it is open
