@@ -34,6 +34,7 @@ class SpecLike(Protocol):
     type: str
     options: Mapping[str, Any]
     line: int
+    path: Path
 
 
 class _Options:
@@ -128,11 +129,12 @@ class _Options:
 
 def build_receiver(
     spec: SpecLike,
-    path: Path,
     settings: AlertSettings | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Receiver:
+    """A ready receiver from one watchlist entry (secrets read now, from env or file)."""
     settings = settings or AlertSettings()
+    path = spec.path
     opts = _Options(spec, path, os.environ if env is None else env)
     receiver: Receiver
     if spec.type == "slack":
@@ -189,8 +191,8 @@ def build_receiver(
 
 def build_receivers(
     specs: Mapping[str, SpecLike],
-    path: Path,
     settings: AlertSettings | None = None,
     env: Mapping[str, str] | None = None,
 ) -> dict[str, Receiver]:
-    return {name: build_receiver(spec, path, settings, env) for name, spec in specs.items()}
+    """Every receiver of a watchlist (`watchlist.receivers`); the first error is raised."""
+    return {name: build_receiver(spec, settings, env) for name, spec in specs.items()}
