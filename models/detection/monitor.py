@@ -1,0 +1,381 @@
+"""Per-brand monitor: mentions in, interval by interval; incident events out.
+
+`BrandMonitor` counts the mentions of the open interval (volume, negative volume, reach of
+the negative posts, the top negative posts by reach, their terms), and when the interval
+is closed it judges the evidence window (the last `window_minutes`) with a `SpikeDetector`
+on negative volume, plus plain expectations of mention volume and negative reach. It keeps
+one incident at a time through `IncidentLifecycle` and returns the incident events
+(docs/records.md, "Incident event") that this interval produced.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from models.detection.config import DetectorConfig
+from models.detection.lifecycle import SEVERITIES, IncidentLifecycle
+from models.detection.series import severity_of
+from models.detection.spike import SpikeDetector, Surprise
+from models.detection.terms import TermBaseline, extract_terms
+from models.detection.volume import VolumeDetector, VolumeScore
+
+__all__ = ["BrandMonitor", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+STATE_VERSION = 1
+LABELS = ("negative", "neutral", "positive")
+GROWTH_FOR_UPDATE = 1.5  # an open incident is re-announced when its negative volume grows x1.5
+MAX_TEXT = 500  # characters of a post's text carried in an incident
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return _utc(moment).isoformat()
+
+
+def human_number(value: float) -> str:
+    """2_100_000 -> '2.1M', 45_300 -> '45K', 812 -> '812'."""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if value >= size:
+            scaled = value / size
+            return f"{scaled:.1f}{suffix}" if scaled < 10 else f"{scaled:.0f}{suffix}"
+    return f"{value:.0f}"
+
+
+def _ratio_text(observed: float, expected: float) -> str:
+    if expected < 0.05:
+        return "normally about none"
+    ratio = observed / expected
+    return f"{ratio:.0f}x normal" if ratio >= 10 else f"{ratio:.1f}x normal"
+
+
+@dataclass
+class _Interval:
+    """What one interval's mentions add up to."""
+
+    start: str = ""
+    mentions: int = 0
+    negative: int = 0
+    neutral: int = 0
+    positive: int = 0
+    reach_negative: int = 0
+    top: list[dict[str, Any]] = field(default_factory=list)  # negative posts, by reach
+    negative_terms: Counter[str] = field(default_factory=Counter)
+    all_terms: Counter[str] = field(default_factory=Counter)
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "start": self.start,
+            "mentions": self.mentions,
+            "negative": self.negative,
+            "neutral": self.neutral,
+            "positive": self.positive,
+            "reach_negative": self.reach_negative,
+            "top": self.top,
+            "negative_terms": dict(self.negative_terms),
+            "all_terms": dict(self.all_terms),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> _Interval:
+        return cls(
+            start=state["start"],
+            mentions=int(state["mentions"]),
+            negative=int(state["negative"]),
+            neutral=int(state["neutral"]),
+            positive=int(state["positive"]),
+            reach_negative=int(state["reach_negative"]),
+            top=list(state["top"]),
+            negative_terms=Counter(state["negative_terms"]),
+            all_terms=Counter(state["all_terms"]),
+        )
+
+
+def _post_evidence(mention: dict[str, Any], label: str, reach: int) -> dict[str, Any]:
+    author = mention.get("author") or {}
+    text = str(mention.get("text") or "")
+    return {
+        "post_key": str(mention.get("post_key") or ""),
+        "url": mention.get("url"),
+        "author_handle": author.get("handle"),
+        "author_name": author.get("display_name"),
+        "followers": int(author.get("followers") or reach),
+        "text": text[:MAX_TEXT],
+        "sentiment": label,
+        "created_at": mention.get("created_at"),
+    }
+
+
+class BrandMonitor:
+    """One brand's detector state; see the package docstring for the calling convention."""
+
+    def __init__(self, brand: str, brand_name: str, config: DetectorConfig) -> None:
+        self.brand = brand
+        self.brand_name = brand_name
+        self.config = config
+        self.negative = SpikeDetector(config)
+        self.mentions = VolumeDetector(config.interval_seconds, config.volume)
+        self.reach = VolumeDetector(config.interval_seconds, config.volume)
+        self.lifecycle = IncidentLifecycle(quiet_intervals=config.quiet_intervals)
+        self.incident: dict[str, Any] | None = None
+        self.window: list[_Interval] = []  # the evidence window, oldest first
+        self.trend: list[dict[str, Any]] = []  # light history for the `trend` field
+        self.terms = TermBaseline()
+        self.current = _Interval()
+        self._ignored_terms = {brand.lower(), brand_name.lower()}
+
+    # -- input -------------------------------------------------------------------------
+    def add_mention(self, mention: dict[str, Any]) -> None:
+        """Count one Mention record (docs/records.md) in the currently open interval.
+
+        Raises ValueError when the record lacks what the detector needs; nothing is counted.
+        """
+        if not isinstance(mention, dict):
+            raise ValueError("mention must be a JSON object")
+        sentiment = mention.get("sentiment")
+        label = sentiment.get("label") if isinstance(sentiment, dict) else None
+        if label not in LABELS:
+            raise ValueError("mention.sentiment.label must be negative, neutral or positive")
+        reach = mention.get("reach", 0)
+        if isinstance(reach, bool) or not isinstance(reach, int) or reach < 0:
+            raise ValueError("mention.reach must be an integer >= 0")
+        text = mention.get("text", "")
+        if not isinstance(text, str):
+            raise ValueError("mention.text must be a string")
+        matched = mention.get("matched") or []
+        terms = extract_terms(text, [*self._ignored_terms, *map(str, matched)])
+
+        interval = self.current
+        interval.mentions += 1
+        setattr(interval, label, getattr(interval, label) + 1)
+        interval.all_terms.update(terms)
+        if label == "negative":
+            interval.reach_negative += reach
+            interval.negative_terms.update(terms)
+            interval.top.append(_post_evidence(mention, label, reach))
+            interval.top.sort(key=lambda post: -post["followers"])
+            del interval.top[self.config.top_posts :]
+
+    # -- one interval ------------------------------------------------------------------
+    def close_interval(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Close the interval [start, end) (zero mentions allowed); return incident events."""
+        start, end = _utc(start), _utc(end)
+        if end <= start:
+            raise ValueError("interval end must be after its start")
+        config = self.config
+        closed, self.current = self.current, _Interval()
+        closed.start = _iso(start)
+        self._push(closed, end)
+
+        totals = self._window_totals()
+        negative = self.negative.score_one(start, totals["negative"])
+        mentions = self.mentions.score_one(start, totals["mentions"])
+        reach = self.reach.score_one(start, totals["reach_negative"])
+        severity = self._severity(negative, mentions, reach, totals)
+        step = self.lifecycle.step(negative.trigger, negative.active, severity)
+
+        self.negative.learn_one(start, totals["negative"], negative)
+        self.mentions.learn_one(start, totals["mentions"])
+        self.reach.learn_one(start, totals["reach_negative"])
+
+        events: list[dict[str, Any]] = []
+        if step.event == "opened":
+            stamp = "%Y%m%dT%H%MZ" if config.interval_seconds % 60 == 0 else "%Y%m%dT%H%M%SZ"
+            self.incident = {
+                "incident_id": f"{self.brand}-{start.strftime(stamp)}",
+                "opened_at": _iso(start),
+                "sequence": 0,
+                "reported_negative": 0,
+                "peak_negative": 0,
+                "top_posts": [],
+                "surging_terms": [],
+            }
+        if self.incident is not None:
+            self.incident["peak_negative"] = max(self.incident["peak_negative"], totals["negative"])
+            grew = totals["negative"] >= GROWTH_FOR_UPDATE * max(
+                1, self.incident["reported_negative"]
+            )
+            if step.event == "opened" or step.escalated:
+                events.append(self._event(step.event or "updated", step.escalated, end, totals,
+                                          negative, mentions, reach))
+            elif step.event == "resolved":
+                events.append(self._event("resolved", False, end, totals, negative, mentions,
+                                          reach))
+                self.incident = None
+            elif grew and self.lifecycle.is_open:
+                events.append(self._event("updated", False, end, totals, negative, mentions,
+                                          reach))
+        return events
+
+    def _push(self, closed: _Interval, end: datetime) -> None:
+        self.trend.append(
+            {"start": closed.start, "mentions": closed.mentions, "negative": closed.negative}
+        )
+        del self.trend[: max(0, len(self.trend) - self.config.trend_intervals)]
+        self.window.append(closed)
+        # The window is the last `window_minutes` of time, whatever gaps there were; an
+        # interval leaving it joins the term baseline (so a wave is compared with before).
+        horizon = _iso(end - timedelta(minutes=self.config.window_minutes))
+        decay = 0.5 ** (self.config.interval_seconds / 86400.0)
+        while self.window and (
+            self.window[0].start < horizon or len(self.window) > self.config.window_intervals
+        ):
+            leaving = self.window.pop(0)
+            self.terms.learn(leaving.all_terms, leaving.mentions, decay)
+
+    def _window_totals(self) -> dict[str, int]:
+        keys = ("mentions", "negative", "neutral", "positive", "reach_negative")
+        return {key: sum(getattr(i, key) for i in self.window) for key in keys}
+
+    def _severity(
+        self,
+        negative: Surprise,
+        mentions: VolumeScore,
+        reach: VolumeScore,
+        totals: dict[str, int],
+    ) -> int:
+        """Surprise of the negative volume sets the level; share and reach move it."""
+        config = self.config
+        level = severity_of(negative.z, config)
+        share = totals["negative"] / totals["mentions"] if totals["mentions"] else 0.0
+        usual_share = negative.volume.expected / mentions.expected if mentions.expected else 0.0
+        if share >= config.alarming_share:
+            level += 1
+        elif share <= 1.2 * usual_share:
+            level -= 1  # the whole conversation grew, not its negativity
+        if totals["reach_negative"] >= config.critical_reach or reach.z >= config.threshold(
+            "critical_score"
+        ):
+            level += 1
+        return max(0, min(len(SEVERITIES) - 1, level))
+
+    # -- events ------------------------------------------------------------------------
+    def _event(
+        self,
+        kind: str,
+        escalated: bool,
+        end: datetime,
+        totals: dict[str, int],
+        negative: Surprise,
+        mentions: VolumeScore,
+        reach: VolumeScore,
+    ) -> dict[str, Any]:
+        incident = self.incident
+        assert incident is not None
+        config = self.config
+        incident["sequence"] += 1
+        share = totals["negative"] / totals["mentions"] if totals["mentions"] else 0.0
+        expected_negative = negative.volume.expected
+        expected_share = (
+            min(1.0, expected_negative / mentions.expected) if mentions.expected else 0.0
+        )
+        if kind == "resolved":
+            top_posts, surging = incident["top_posts"], incident["surging_terms"]
+            summary = (
+                f"Resolved: {totals['negative']} negative posts in the last "
+                f"{config.window_minutes} min ({_ratio_text(totals['negative'], expected_negative)}"
+                f"); peak was {incident['peak_negative']}"
+            )
+        else:
+            top_posts = sorted(
+                (post for interval in self.window for post in interval.top),
+                key=lambda post: -post["followers"],
+            )[: config.top_posts]
+            wave_terms: Counter[str] = Counter()
+            for interval in self.window:
+                wave_terms.update(interval.negative_terms)
+            surging = self.terms.surging(wave_terms, totals["negative"], config.top_terms)
+            incident["top_posts"], incident["surging_terms"] = top_posts, surging
+            incident["reported_negative"] = totals["negative"]
+            summary = (
+                f"{totals['negative']} negative posts in {config.window_minutes} min, "
+                f"{_ratio_text(totals['negative'], expected_negative)}; "
+                f"reach {human_number(totals['reach_negative'])}"
+            )
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "incident_id": incident["incident_id"],
+            "brand": self.brand,
+            "brand_name": self.brand_name,
+            "event": kind,
+            "sequence": incident["sequence"],
+            "severity": SEVERITIES[self.lifecycle.severity],
+            "escalated": escalated,
+            "opened_at": incident["opened_at"],
+            "updated_at": _iso(end),
+            "resolved_at": _iso(end) if kind == "resolved" else None,
+            "interval_seconds": config.interval_seconds,
+            "summary": summary,
+            "observed": {
+                "mentions": totals["mentions"],
+                "negative": totals["negative"],
+                "negative_share": round(share, 3),
+                "reach_negative": totals["reach_negative"],
+            },
+            "expected": {
+                "mentions": round(mentions.expected, 1),
+                "negative": round(expected_negative, 1),
+                "negative_share": round(expected_share, 3),
+                "reach_negative": round(reach.expected, 1),
+            },
+            "score": round(negative.score, 4),
+            "window_minutes": config.window_minutes,
+            "sentiment": {label: totals[label] for label in LABELS},
+            "top_posts": [dict(post) for post in top_posts],
+            "surging_terms": [dict(term) for term in surging],
+            "trend": [dict(point) for point in self.trend],
+        }
+
+    # -- state -------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to resume exactly, as JSON-serialisable values."""
+        return {
+            "state_version": STATE_VERSION,
+            "brand": self.brand,
+            "brand_name": self.brand_name,
+            "negative": self.negative.to_state(),
+            "mentions": self.mentions.to_state(),
+            "reach": self.reach.to_state(),
+            "lifecycle": self.lifecycle.to_state(),
+            "incident": None if self.incident is None else dict(self.incident),
+            "window": [interval.to_state() for interval in self.window],
+            "trend": [dict(point) for point in self.trend],
+            "terms": self.terms.to_state(),
+            "current": self.current.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], config: DetectorConfig) -> BrandMonitor:
+        """Resume from `to_state()`; ValueError when the state is not one of ours."""
+        try:
+            if state.get("state_version") != STATE_VERSION:
+                raise ValueError(f"unsupported state_version {state.get('state_version')!r}")
+            monitor = cls(str(state["brand"]), str(state["brand_name"]), config)
+            monitor.negative = SpikeDetector.from_state(state["negative"], config)
+            monitor.mentions = VolumeDetector.from_state(
+                state["mentions"], config.interval_seconds, config.volume
+            )
+            monitor.reach = VolumeDetector.from_state(
+                state["reach"], config.interval_seconds, config.volume
+            )
+            monitor.lifecycle = IncidentLifecycle.from_state(
+                state["lifecycle"], config.quiet_intervals
+            )
+            incident = state["incident"]
+            monitor.incident = None if incident is None else dict(incident)
+            monitor.window = [_Interval.from_state(item) for item in state["window"]]
+            monitor.trend = [dict(point) for point in state["trend"]]
+            monitor.terms.load_state(state["terms"])
+            monitor.current = _Interval.from_state(state["current"])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"brand monitor state is incomplete or malformed: {exc!r}") from None
+        if monitor.lifecycle.is_open != (monitor.incident is not None):
+            raise ValueError("brand monitor state: lifecycle and incident disagree")
+        return monitor
+
