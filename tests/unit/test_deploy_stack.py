@@ -71,6 +71,8 @@ def test_compose_worker_scales() -> None:
     assert worker["command"] == ["vigie", "worker"]
     env = worker["environment"]
     assert env["VIGIE_APP_ID"]  # one consumer group for every replica
+    # Prometheus scrapes from another container: the web server must not bind loopback.
+    assert env["VIGIE_WEB_BIND"] == "0.0.0.0"
     assert env["VIGIE_WEB_PORT"] in worker["expose"]
 
 
@@ -195,6 +197,9 @@ def test_worker_pods_keep_their_own_state_and_are_scraped() -> None:
     assert watchlist.name in k8s_object("ConfigMap", "vigie-watchlist")["data"]
     port = {p["name"]: p["containerPort"] for p in container["ports"]}["web"]
     assert str(port) == settings["VIGIE_WEB_PORT"]
+    # The kubelet probes and Prometheus scrapes from outside the pod.
+    assert settings["VIGIE_WEB_BIND"] == "0.0.0.0"
+    assert container["readinessProbe"]["httpGet"]["port"] == "web"
     annotations = template["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(port)
