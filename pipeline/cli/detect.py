@@ -1,0 +1,271 @@
+"""`vigie detect`: run the spike detector on count series, score it on NAB, plot it.
+
+The judgement lives in `models.detection`; this module only reads files, prints and draws.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from models.detection import DetectorConfig, run_series
+from models.detection.nab import nab_report
+from models.detection.scenarios import run_scenarios
+from pipeline.settings import env_float, env_int
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """Detector settings shared by every brand (a brand's `thresholds:` may override)."""
+
+    interval_seconds: int = 60
+    window_minutes: int = 10
+    sensitivity: float = 1.0
+    min_negative: int = 10
+    quiet_minutes: float = 1440.0
+    allowed_lateness_seconds: int = 120
+
+    @classmethod
+    def from_env(cls) -> DetectionSettings:
+        return cls(
+            interval_seconds=env_int("VIGIE_DETECT_INTERVAL_SECONDS", cls.interval_seconds, 1),
+            window_minutes=env_int("VIGIE_DETECT_WINDOW_MINUTES", cls.window_minutes, 1),
+            sensitivity=env_float("VIGIE_DETECT_SENSITIVITY", cls.sensitivity, 0.01),
+            min_negative=env_int("VIGIE_DETECT_MIN_NEGATIVE", cls.min_negative, 0),
+            quiet_minutes=env_float("VIGIE_DETECT_QUIET_MINUTES", cls.quiet_minutes, 1.0),
+            allowed_lateness_seconds=env_int(
+                "VIGIE_DETECT_ALLOWED_LATENESS_SECONDS", cls.allowed_lateness_seconds, 0
+            ),
+        )
+
+    def to_config(self) -> DetectorConfig:
+        return DetectorConfig(
+            interval_seconds=self.interval_seconds,
+            window_minutes=self.window_minutes,
+            sensitivity=self.sensitivity,
+            min_negative=self.min_negative,
+            quiet_minutes=self.quiet_minutes,
+        )
+
+
+# -- reading series ------------------------------------------------------------------------
+def read_series(path: Path) -> tuple[list[datetime], list[float]]:
+    """A `timestamp,value` CSV (header required), in time order; ClickException if not."""
+    timestamps: list[datetime] = []
+    values: list[float] = []
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
+                raise click.ClickException(f"{path}: expected a 'timestamp,value' header")
+            for line_number, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                try:
+                    moment = datetime.fromisoformat(row[0].strip())
+                    value = float(row[1])
+                except (ValueError, IndexError):
+                    raise click.ClickException(
+                        f"{path}:{line_number}: expected 'timestamp,value', got {row!r}"
+                    ) from None
+                if value != value or value < 0:
+                    raise click.ClickException(f"{path}:{line_number}: value must be >= 0")
+                if timestamps and moment <= timestamps[-1]:
+                    raise click.ClickException(
+                        f"{path}:{line_number}: timestamps must increase ({row[0]})"
+                    )
+                timestamps.append(moment)
+                values.append(value)
+    except OSError as exc:
+        raise click.ClickException(f"{path}: {exc.strerror}") from None
+    if len(timestamps) < 2:
+        raise click.ClickException(f"{path}: need at least two rows")
+    return timestamps, values
+
+
+def series_interval(timestamps: list[datetime]) -> int:
+    """The series' own interval: the median gap between rows, in whole seconds."""
+    gaps = [(b - a).total_seconds() for a, b in zip(timestamps, timestamps[1:], strict=False)]
+    return max(1, round(statistics.median(gaps)))
+
+
+def _config_for(timestamps: list[datetime], sensitivity: float) -> DetectorConfig:
+    return DetectorConfig(interval_seconds=series_interval(timestamps), sensitivity=sensitivity)
+
+
+def _read_windows(path: Path) -> dict[str, list[tuple[datetime, datetime]]]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return {
+            name: [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in windows]
+            for name, windows in raw.items()
+        }
+    except OSError as exc:
+        raise click.ClickException(f"{path}: {exc.strerror}") from None
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise click.ClickException(
+            f"{path}: expected {{file: [[start, end], ...]}} with ISO timestamps ({exc})"
+        ) from None
+
+
+def _csv_files(directory: Path) -> list[Path]:
+    files = sorted(directory.glob("*.csv"))
+    if not files:
+        raise click.ClickException(f"{directory}: no CSV files")
+    return files
+
+
+sensitivity_option = click.option(
+    "--sensitivity", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+    help="Divides every score threshold: 2 makes the detector twice as eager.",
+)
+
+
+@click.group(name="detect")
+def command() -> None:
+    """Spike detection on count series: run it, score it on NAB, plot it."""
+
+
+@command.command("series")
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write timestamp,value,anomaly_score,alert.")
+@sensitivity_option
+def series_command(csv_path: Path, out_path: Path, sensitivity: float) -> None:
+    """Run the detector over a timestamp,value CSV (one count per interval)."""
+    timestamps, values = read_series(csv_path)
+    points = run_series(zip(timestamps, values, strict=True), _config_for(timestamps, sensitivity))
+    with out_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["timestamp", "value", "anomaly_score", "alert"])
+        for raw_time, value, point in zip(
+            (t.isoformat(sep=" ") for t in timestamps), values, points, strict=True
+        ):
+            writer.writerow(
+                [raw_time, f"{value:g}", f"{point.surprise.score:.6f}", int(point.alert)]
+            )
+    alerts = sum(point.alert for point in points)
+    click.echo(f"{len(points)} rows, {alerts} alerts -> {out_path}", err=True)
+
+
+@command.command("nab")
+@click.option("--data", "data_dir", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of timestamp,value CSV files.")
+@click.option("--windows", "windows_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON: file name -> [[start, end], ...] anomaly windows.")
+@sensitivity_option
+def nab_command(data_dir: Path, windows_path: Path, sensitivity: float) -> None:
+    """Score the detector with NAB's rules on every CSV of a folder; print one JSON object."""
+    windows = _read_windows(windows_path)
+    files = {}
+    for path in _csv_files(data_dir):
+        timestamps, values = read_series(path)
+        points = run_series(
+            zip(timestamps, values, strict=True), _config_for(timestamps, sensitivity)
+        )
+        files[path.name] = (timestamps, [point.alert for point in points])
+    report = nab_report(files, windows)
+    json.dump(report, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+@command.command("scenarios")
+@click.option("--data", "data_dir", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of timestamp,value CSV files used as real background volumes.")
+@click.option("--seed", type=int, default=7, show_default=True)
+@sensitivity_option
+def scenarios_command(data_dir: Path, seed: int, sensitivity: float) -> None:
+    """Inject synthetic negative waves into real volumes; print detection delay and false
+    alerts per brand-week as one JSON object."""
+    backgrounds = {}
+    intervals = set()
+    for path in _csv_files(data_dir):
+        timestamps, values = read_series(path)
+        intervals.add(series_interval(timestamps))
+        backgrounds[path.stem] = (timestamps, values)
+    if len(intervals) != 1:
+        raise click.ClickException(f"{data_dir}: files have different intervals {intervals}")
+    config = DetectorConfig(interval_seconds=intervals.pop(), sensitivity=sensitivity)
+    json.dump(run_scenarios(backgrounds, config, seed=seed), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+@command.command("plot")
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="PNG file to write.")
+@click.option("--windows", "windows_path", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Optional NAB windows JSON: labelled windows are drawn too.")
+@click.option("--start", type=click.DateTime(), default=None, help="First timestamp drawn.")
+@click.option("--end", type=click.DateTime(), default=None, help="Last timestamp drawn.")
+@sensitivity_option
+def plot_command(
+    csv_path: Path,
+    out_path: Path,
+    windows_path: Path | None,
+    start: datetime | None,
+    end: datetime | None,
+    sensitivity: float,
+) -> None:
+    """Draw a series with its expectation band and incidents (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    timestamps, values = read_series(csv_path)
+    points = run_series(zip(timestamps, values, strict=True), _config_for(timestamps, sensitivity))
+    keep = [
+        i for i, t in enumerate(timestamps)
+        if (start is None or t >= start) and (end is None or t <= end)
+    ]
+    if not keep:
+        raise click.ClickException("no rows between --start and --end")
+    times = [timestamps[i] for i in keep]
+    figure, axis = plt.subplots(figsize=(11, 4), dpi=90)
+    axis.fill_between(
+        times, [points[i].surprise.volume.lower for i in keep],
+        [points[i].surprise.volume.upper for i in keep],
+        color="#9ecae1", alpha=0.5, linewidth=0, label="expected band (±3 spreads)",
+    )
+    axis.plot(times, [points[i].surprise.volume.expected for i in keep], color="#3182bd",
+              linewidth=0.8, label="expected")
+    axis.plot(times, [values[i] for i in keep], color="#252525", linewidth=0.6, label="observed")
+    if windows_path is not None:
+        for n, (a, b) in enumerate(_read_windows(windows_path).get(csv_path.name, [])):
+            axis.axvspan(a, b, color="#fdae6b", alpha=0.25,
+                         label="labelled window" if n == 0 else None)
+    open_since: datetime | None = None
+    shaded = False
+    for i in keep:
+        point = points[i]
+        if point.step.event == "opened":
+            open_since = point.timestamp
+        if open_since is not None and (point.step.event == "resolved" or i == keep[-1]):
+            axis.axvspan(open_since, point.timestamp, color="#de2d26", alpha=0.12,
+                         label=None if shaded else "incident open")
+            shaded, open_since = True, None
+    alert_rows = [i for i in keep if points[i].alert]
+    axis.scatter([timestamps[i] for i in alert_rows], [values[i] for i in alert_rows],
+                 color="#de2d26", s=18, zorder=3, label="alert (opened / escalated)")
+    axis.set_yscale("symlog", linthresh=10)
+    axis.set_title(f"{csv_path.name}: {len(alert_rows)} alerts")
+    axis.set_ylabel("count per interval")
+    axis.legend(loc="upper left", fontsize=7)
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    figure.savefig(out_path, format="png")
+    plt.close(figure)
+    click.echo(f"wrote {out_path}", err=True)
