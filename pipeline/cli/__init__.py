@@ -13,6 +13,7 @@ COMMAND_MODULES: dict[str, str] = {
     "ingest": "pipeline.cli.ingest",
     "worker": "pipeline.cli.worker",
     "demo": "pipeline.cli.demo",
+    "detect": "pipeline.cli.detect",
 }
 
 
