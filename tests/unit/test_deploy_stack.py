@@ -76,11 +76,30 @@ def test_compose_worker_scales() -> None:
     assert env["VIGIE_WEB_PORT"] in worker["expose"]
 
 
-def test_compose_creates_every_topic_of_the_records_contract() -> None:
+def worker_topics() -> dict[str, bool]:
+    """The worker's topics (name -> compacted), as agents/topics.py declares them."""
+    import faust
+
+    from agents.topics import declare_topics
+    from pipeline.settings import KafkaSettings
+
+    app = faust.App("deploy-test", broker="kafka://127.0.0.1:1")  # never started
+    topics = declare_topics(app, KafkaSettings())
+    return {
+        topic.get_topic_name(): bool(topic.compacting)
+        for topic in (getattr(topics, field) for field in topics.__dataclass_fields__)
+    }
+
+
+def test_compose_creates_every_topic_the_worker_uses() -> None:
     command = compose()["services"]["kafka-topics"]["command"][0]
-    created = set(re.search(r"for topic in ([^;]+);", command).group(1).split())
-    assert created == topics_in_records_doc()
-    assert "--partitions" in command and "--if-not-exists" in command
+    plain = set(re.search(r"for topic in ([^;]+);", command).group(1).split())
+    compacted = set(re.findall(r"create (\S+) --config cleanup.policy=compact", command))
+    expected = worker_topics()
+    assert plain | compacted == set(expected)
+    assert compacted == {name for name, is_compacted in expected.items() if is_compacted}
+    assert topics_in_records_doc() <= set(expected)
+    assert '--partitions "$$PARTITIONS"' in command and "--if-not-exists" in command
 
 
 def test_compose_ports_match_the_scrape_config() -> None:
