@@ -11,9 +11,11 @@ import click
 COMMAND_MODULES: dict[str, str] = {
     "kafka": "pipeline.cli.kafka",
     "ingest": "pipeline.cli.ingest",
-    "worker": "pipeline.cli.worker",
+    "worker": "agents.worker",  # the Faust app lives in agents/; loaded by name
     "demo": "pipeline.cli.demo",
     "detect": "pipeline.cli.detect",
+    "model": "pipeline.cli.model",
+    "sentiment": "pipeline.cli.sentiment",
 }
 
 

@@ -1,0 +1,109 @@
+"""The Faust app: settings from the environment, topics, and one module per agent.
+
+Each module in AGENT_MODULES defines `register(context: AgentContext) -> None`, which
+declares its agents, tables and timers on `context.app`. Scale-out is Kafka's: run more
+workers with the same VIGIE_APP_ID (one consumer group) and Kafka spreads partitions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import ssl
+from dataclasses import dataclass
+
+import faust
+from aiohttp.web import Response
+
+from agents.topics import Topics, declare_topics
+from pipeline import metrics
+from pipeline.settings import (
+    KafkaSettings,
+    WorkerSettings,
+    env_choice,
+    env_float,
+    env_str,
+)
+
+log = logging.getLogger(__name__)
+
+AGENT_MODULES: list[str] = [
+    "agents.validate",
+]
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    app: faust.App
+    kafka: KafkaSettings
+    worker: WorkerSettings
+    topics: Topics
+
+
+def _credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
+    if kafka.security_protocol == "PLAINTEXT":
+        return None
+    context = None
+    if kafka.security_protocol.endswith("SSL"):
+        context = ssl.create_default_context(cafile=kafka.ssl_cafile or None)
+        if kafka.ssl_certfile:
+            context.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile or None)
+    if kafka.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.reveal(),
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=context,
+        )
+    return faust.SSLCredentials(context)
+
+
+def create_app(
+    kafka: KafkaSettings | None = None, worker: WorkerSettings | None = None
+) -> tuple[faust.App, AgentContext]:
+    kafka = kafka or KafkaSettings.from_env()
+    worker = worker or WorkerSettings.from_env()
+    worker.state_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        worker.app_id,
+        broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
+        broker_credentials=_credentials(kafka),
+        store=env_str("VIGIE_STORE", "memory://"),
+        datadir=str(worker.state_dir),
+        topic_partitions=kafka.partitions,
+        topic_replication_factor=kafka.replication_factor,
+        # A worker started after the producers must still see their posts.
+        consumer_auto_offset_reset="earliest",
+        processing_guarantee=env_choice(
+            "VIGIE_PROCESSING_GUARANTEE", "at_least_once", ("at_least_once", "exactly_once")
+        ),
+        # How long the group waits for a silent (crashed) worker before handing its
+        # partitions to the others: short enough that a restart resumes quickly.
+        broker_session_timeout=env_float("VIGIE_SESSION_TIMEOUT_S", 10.0, minimum=6.0),
+        broker_heartbeat_interval=2.0,
+        web_port=worker.web_port,
+        web_bind=env_str("VIGIE_WEB_BIND", "127.0.0.1"),
+        web_in_thread=False,
+        producer_acks=-1,
+        producer_compression_type="lz4",
+    )
+    context = AgentContext(app, kafka, worker, declare_topics(app, kafka))
+
+    @app.page("/metrics")
+    async def metrics_page(_web: object, _request: object) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body=body, headers={"Content-Type": content_type})
+
+    @app.page("/ready")
+    async def ready_page(_web: object, _request: object) -> Response:
+        # Ready once this worker has its partitions and has recovered its tables.
+        ready = app.rebalancing is False and app.tables.recovery.completed.is_set()
+        return Response(text="ready" if ready else "starting", status=200 if ready else 503)
+
+    @app.task
+    async def consumer_lag() -> None:
+        await metrics.faust_consumer_lag_task(app, interval=10.0)
+
+    for module_name in AGENT_MODULES:
+        importlib.import_module(module_name).register(context)
+    return app, context

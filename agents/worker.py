@@ -1,0 +1,34 @@
+"""`vigie worker`: run the Faust worker (all agents) until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import faust
+
+from agents.app import create_app
+from agents.topics import ALL_TOPICS, COMPACTED_TOPICS
+from pipeline.kafka_admin import ensure_topics
+from pipeline.settings import SettingError, WorkerSettings
+
+
+@click.command(name="worker")
+@click.option("--web-port", type=int, help="Override VIGIE_WEB_PORT (/metrics, /ready).")
+def command(web_port: int | None) -> None:
+    """Start a Faust worker: validate, score, detect and alert agents, one consumer group."""
+    import os
+
+    if web_port is not None:
+        os.environ["VIGIE_WEB_PORT"] = str(web_port)
+    try:
+        settings = WorkerSettings.from_env()
+        app, context = create_app(worker=settings)
+        ensure_topics(context.kafka, ALL_TOPICS, COMPACTED_TOPICS)
+    except SettingError as exc:
+        click.echo(f"vigie worker: {exc}", err=True)
+        sys.exit(2)
+    # Faust's worker installs the SIGTERM/SIGINT handlers that stop the agents, flush the
+    # producer and commit offsets before exiting.
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,203 @@
+"""`vigie ingest ...`: put posts on `posts.raw` (file replay, generator, live sources)."""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+import sys
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+
+import click
+import orjson
+from tqdm import tqdm
+
+from pipeline import metrics
+from pipeline.generator import BrandProfile, Generator, Scenario
+from pipeline.producer import PostProducer
+from pipeline.replay import FileRecord, Pacer, read_records
+from pipeline.schema import parse_timestamp, post_key
+from pipeline.settings import KafkaSettings, WorkerSettings, env_int
+from pipeline.watchlist import WatchlistError, load_watchlist
+
+
+@click.group(name="ingest")
+def command() -> None:
+    """Put posts on Kafka's posts.raw: replay a file, generate a stream, or listen to a source."""
+
+
+class _Interrupted:
+    """Turns Ctrl-C and SIGTERM into a flag so the loop stops, flushes and reports."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __enter__(self) -> _Interrupted:
+        self._previous = {sig: signal.signal(sig, self._handle)
+                          for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        self.signal = signum
+
+    def __exit__(self, *_exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _produce(records: Iterable[FileRecord], source: str, pacer: Pacer, total: int | None,
+             quiet: bool) -> None:
+    """Send records, show progress, print a summary; exits 1 if anything was not delivered."""
+    kafka = KafkaSettings.from_env()
+    metrics_port = env_int("VIGIE_METRICS_PORT", 0, minimum=0)
+    if metrics_port:
+        metrics.start_http_server(metrics_port)
+    started = time.monotonic()
+    sent = 0
+    with _Interrupted() as interrupted, PostProducer(kafka, source=source) as producer, tqdm(
+        total=total, unit="post", disable=quiet, file=sys.stderr, mininterval=0.5
+    ) as progress:
+        for record in records:
+            if interrupted.signal is not None:
+                break
+            pacer.wait(record.created_at)
+            producer.send_raw(record.key, record.value)
+            sent += 1
+            progress.update(1)
+        if interrupted.signal is not None:
+            click.echo("interrupted: flushing what was sent…", err=True)
+    elapsed = max(time.monotonic() - started, 1e-9)
+    summary = {
+        "source": source, "topic": producer.topic, "sent": sent,
+        "delivered": producer.delivered, "failed": producer.failed,
+        "seconds": round(elapsed, 3), "posts_per_s": round(producer.delivered / elapsed, 1),
+        "interrupted": interrupted.signal is not None,
+    }
+    if producer.errors:
+        summary["errors"] = producer.errors
+    click.echo(orjson.dumps(summary).decode())
+    if producer.failed or producer.delivered != sent:
+        click.echo(f"vigie ingest: {sent - producer.delivered} of {sent} posts were not "
+                   f"delivered to {producer.topic}", err=True)
+        sys.exit(1)
+
+
+@command.command(name="file")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
+              help="Posts per second (default: as fast as possible).")
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True),
+              help="Replay at X times the original pace, using created_at.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def ingest_file(path: Path, rate: float | None, speed: float | None, quiet: bool) -> None:
+    """Replay posts from a JSONL or CSV file (lines that are not valid posts are sent too,
+    and the validate stage dead-letters them with the reason)."""
+    if rate and speed:
+        raise click.UsageError("choose --rate or --speed, not both")
+    total = sum(1 for _ in read_records(path))
+    _produce(read_records(path), f"file:{path.name}", Pacer(rate, speed), total, quiet)
+
+
+def _parse_scenario(text: str) -> Scenario:
+    """KIND:BRAND:START_MINUTE[:DURATION_MINUTES[:PEAK_PER_MINUTE]]"""
+    parts = text.split(":")
+    if len(parts) < 3:
+        raise click.BadParameter(
+            f"{text!r}: expected KIND:BRAND:START_MINUTE[:DURATION[:PEAK]], "
+            f"KIND one of {', '.join(Scenario.KINDS)}"
+        )
+    try:
+        numbers = [float(p) for p in parts[2:5]]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: minutes and peak must be numbers") from None
+    kind, brand = parts[0], parts[1]
+    if kind not in Scenario.KINDS:
+        raise click.BadParameter(f"{text!r}: KIND must be one of {', '.join(Scenario.KINDS)}")
+    defaults = [0.0, 30.0, 400.0]
+    start, duration, peak = numbers + defaults[len(numbers):]
+    return Scenario(kind, brand, start, duration, peak)
+
+
+def brand_profiles(watchlist_path: Path, base_rate: float) -> list[BrandProfile]:
+    try:
+        watchlist = load_watchlist(watchlist_path)
+    except WatchlistError as exc:
+        raise click.ClickException(str(exc)) from None
+    return [
+        BrandProfile(
+            id=brand.id, names=(brand.name, *brand.aliases), hashtags=brand.hashtags,
+            handles=brand.handles,
+            # Brands differ in size: later brands in the file get a smaller audience.
+            base_per_minute=base_rate / (1 + index * 0.5),
+        )
+        for index, brand in enumerate(watchlist.brands.values())
+    ]
+
+
+@command.command(name="generate")
+@click.option("--watchlist", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Brands to talk about (default: VIGIE_WATCHLIST).")
+@click.option("--minutes", default=120.0, show_default=True,
+              help="Simulated minutes of stream.")
+@click.option("--start", "start_text", help="Simulated start time, ISO 8601 "
+              "(default: so that the stream ends now).")
+@click.option("--scenario", "scenario_texts", multiple=True,
+              help="KIND:BRAND:START_MINUTE[:DURATION[:PEAK]] with KIND one of "
+              + ", ".join(Scenario.KINDS) + " (repeatable).")
+@click.option("--base-rate", default=3.0, show_default=True,
+              help="Mentions per minute of the first brand at its daily mean.")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
+              help="Posts per second (default: as fast as possible).")
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True),
+              help="X times real time, e.g. 60 = one simulated minute per second.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write JSONL to this file instead of Kafka.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def generate(watchlist: Path | None, minutes: float, start_text: str | None,
+             scenario_texts: tuple[str, ...], base_rate: float, seed: int, rate: float | None,
+             speed: float | None, out: Path | None, quiet: bool) -> None:
+    """Generate a realistic French/English stream with scripted incidents."""
+    if rate and speed:
+        raise click.UsageError("choose --rate or --speed, not both")
+    profiles = brand_profiles(watchlist or WorkerSettings.from_env().watchlist, base_rate)
+    if start_text:
+        try:
+            start = parse_timestamp(start_text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--start") from None
+    else:
+        start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes)
+    try:
+        generator = Generator(profiles, start, seed=seed,
+                              scenarios=[_parse_scenario(t) for t in scenario_texts])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scenario") from None
+    if out is not None:
+        count = 0
+        with out.open("wb") as handle:
+            for post in generator.posts(minutes):
+                handle.write(orjson.dumps(post) + b"\n")
+                count += 1
+        click.echo(orjson.dumps({"out": str(out), "posts": count}).decode())
+        return
+    records = (FileRecord(post_key(p), orjson.dumps(p), parse_timestamp(p["created_at"]))
+               for p in generator.posts(minutes))
+    _produce(records, "generator", Pacer(rate, speed), None, quiet)
+
+
+def _add_source_commands() -> None:
+    """Live connectors (Bluesky, Mastodon, X, Reddit, RSS, push endpoint) live in
+    pipeline.sources; each brings its own click command."""
+    if importlib.util.find_spec("pipeline.cli.sources") is None:
+        return
+    from pipeline.cli.sources import SOURCE_COMMANDS
+
+    for name, source_command in SOURCE_COMMANDS.items():
+        command.add_command(source_command, name=name)
+
+
+_add_source_commands()
