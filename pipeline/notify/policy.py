@@ -81,6 +81,7 @@ class IncidentState:
     resolved: bool = False
     escalation_sequence: int = 0  # sequence of the latest escalated event, 0 if none
     partition: int | None = None  # partition of `incidents` the events came from
+    finished_at: float | None = None  # resolved and everyone told: kept to ignore replays
 
     @property
     def severity(self) -> str:
@@ -103,7 +104,7 @@ def apply_event(
     out of order) and changes nothing: that is the deduplication of incident events.
     """
     sequence = int(event["sequence"])
-    if state is not None and sequence <= state.sequence:
+    if state is not None and (sequence <= state.sequence or state.finished_at is not None):
         return state, False
     escalated = bool(event.get("escalated")) and event.get("event") == "updated"
     previous_escalation = state.escalation_sequence if state else 0
@@ -181,6 +182,8 @@ def plan(
         )
 
     due: list[PlannedNotification] = []
+    if state.finished_at is not None:
+        return due
     if state.resolved:
         # Only those who were actually told of the incident hear that it is over.
         for receiver, entries in by_receiver.items():

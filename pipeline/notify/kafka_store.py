@@ -1,0 +1,213 @@
+"""The Kafka side of alerting: compacted topics read whole into memory, and the writer.
+
+Topics (names through `KafkaSettings.topic`, so a prefix isolates deployments/tests):
+- `alerts.state`    compacted, key incident id: the policy's IncidentState per open incident
+- `alerts.ledger`   compacted, key notification key: what became of each notification
+- `alerts.silences` compacted, key silence id: every silence, kept so every worker sees it
+- `alerts.log`      key incident id: one record per notification attempt
+- `alerts.dlq`      key incident id: notifications that finally failed
+
+Every worker reads the three compacted topics from the beginning and keeps tailing them
+(`CompactedView`); before acting it calls `sync()`, which waits until it has read at
+least up to the end offsets of that moment, so it sees what any other worker wrote
+before (read-your-writes across workers, e.g. after a rebalance).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
+
+from pipeline.settings import KafkaSettings
+
+__all__ = [
+    "COMPACTED_TOPICS",
+    "LOG_TOPICS",
+    "AlertWriter",
+    "CompactedView",
+    "aiokafka_config",
+    "ensure_alert_topics",
+]
+
+log = logging.getLogger("vigie.alert")
+
+COMPACTED_TOPICS = ("alerts.state", "alerts.ledger", "alerts.silences")
+LOG_TOPICS = ("alerts.log", "alerts.dlq")
+
+
+def aiokafka_config(settings: KafkaSettings) -> dict[str, Any]:
+    """Connection options in aiokafka's vocabulary (same settings as kafka-python's)."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol.startswith("SASL"):
+        config.update(
+            sasl_mechanism=settings.sasl_mechanism,
+            sasl_plain_username=settings.sasl_username,
+            sasl_plain_password=settings.sasl_password.reveal(),
+        )
+    if settings.security_protocol.endswith("SSL"):
+        config["ssl_context"] = create_ssl_context(
+            cafile=settings.ssl_cafile or None,
+            certfile=settings.ssl_certfile or None,
+            keyfile=settings.ssl_keyfile or None,
+        )
+    return config
+
+
+async def ensure_alert_topics(settings: KafkaSettings) -> None:
+    """Create the alert topics if missing (compacted ones with cleanup.policy=compact)."""
+    admin = AIOKafkaAdminClient(**aiokafka_config(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = []
+        for name in COMPACTED_TOPICS + LOG_TOPICS:
+            topic = settings.topic(name)
+            if topic in existing:
+                continue
+            configs = {"cleanup.policy": "compact"} if name in COMPACTED_TOPICS else {}
+            # Silences and the ledger are small: one partition keeps them in one order.
+            partitions = settings.partitions if name in LOG_TOPICS + ("alerts.state",) else 1
+            wanted.append(
+                NewTopic(topic, partitions, settings.replication_factor, topic_configs=configs)
+            )
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another worker won the race
+    finally:
+        await admin.close()
+
+
+class CompactedView:
+    """A topic's latest value per key, in memory, kept up to date in the background."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        name: str,
+        on_change: Callable[[str, dict[str, Any] | None], None] | None = None,
+    ) -> None:
+        self.topic = settings.topic(name)
+        self.values: dict[str, dict[str, Any]] = {}
+        self._settings = settings
+        self._on_change = on_change
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._partitions: list[TopicPartition] = []
+        self.bad_records = 0
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            **aiokafka_config(self._settings),
+            group_id=None,
+            enable_auto_commit=False,
+            # A fetch long-poll holds the connection: keep it short so that sync()'s
+            # offset request is answered quickly.
+            fetch_max_wait_ms=50,
+        )
+        await self._consumer.start()
+        partitions = None
+        for _ in range(50):  # metadata of a just-created topic can take a moment
+            partitions = self._consumer.partitions_for_topic(self.topic)
+            if partitions:
+                break
+            await self._consumer._client.force_metadata_update()  # noqa: SLF001
+            await asyncio.sleep(0.1)
+        if not partitions:
+            raise RuntimeError(f"topic {self.topic} does not exist")
+        self._partitions = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self._consumer.assign(self._partitions)
+        await self._consumer.seek_to_beginning(*self._partitions)
+        self._task = asyncio.create_task(self._run(), name=f"view:{self.topic}")
+        await self.sync()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    self._apply(record.key, record.value)
+
+    def _apply(self, raw_key: bytes | None, raw_value: bytes | None) -> None:
+        if raw_key is None:
+            self.bad_records += 1
+            return
+        key = raw_key.decode("utf-8", errors="replace")
+        if raw_value is None:  # tombstone
+            self.values.pop(key, None)
+            value = None
+        else:
+            try:
+                value = orjson.loads(raw_value)
+            except orjson.JSONDecodeError:
+                self.bad_records += 1
+                log.error("%s: record %r is not JSON; ignored", self.topic, key)
+                return
+            self.values[key] = value
+        if self._on_change is not None:
+            self._on_change(key, value)
+
+    def put_local(self, key: str, value: dict[str, Any] | None) -> None:
+        """Apply our own write at once (it will also come back from the topic)."""
+        if value is None:
+            self.values.pop(key, None)
+        else:
+            self.values[key] = value
+        if self._on_change is not None:
+            self._on_change(key, value)
+
+    async def sync(self, timeout_s: float = 10.0) -> None:
+        """Wait until everything written to the topic before this call has been read."""
+        assert self._consumer is not None
+        ends = await self._consumer.end_offsets(self._partitions)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        for tp, end in ends.items():
+            while await self._consumer.position(tp) < end:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(f"{self.topic} not caught up within {timeout_s}s")
+                await asyncio.sleep(0.02)
+
+
+class AlertWriter:
+    """Writes alert records (acks=all, idempotent producer); JSON values, str keys."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+        self._producer = AIOKafkaProducer(
+            **aiokafka_config(settings), acks="all", enable_idempotence=True, linger_ms=5
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def write(self, name: str, key: str, value: dict[str, Any] | None) -> None:
+        """Send and wait for the broker's acknowledgement (None writes a tombstone)."""
+        payload = None if value is None else orjson.dumps(value)
+        await self._producer.send_and_wait(
+            self._settings.topic(name), key=key.encode(), value=payload
+        )

@@ -1,0 +1,344 @@
+"""The alerting stage without Faust: what `agents/alert.py` calls, testable on its own.
+
+Flow and idempotency (docs/alerting.md has the full story):
+1. `handle_incident` folds an incident event into the incident's state and writes the
+   state to the compacted `alerts.state` topic *before returning*, so the agent's offset
+   commit (which follows) never gets ahead of what was recorded. A redelivered event
+   (same or lower sequence) changes nothing.
+2. `tick` (every `tick_s`) syncs the ledger, asks the pure policy what is due for the
+   incidents whose `incidents` partition this worker owns, and starts one task per
+   notification not already in flight.
+3. Each task checks silences, delivers (retries, timeouts) and then writes the ledger
+   entry for its key. The ledger, not memory, says what was done: a worker killed before
+   step 3 leaves no entry, so the next owner of the partition sends it (once).
+4. On partition revocation `drain` lets in-flight notifications finish (bounded) so the
+   next owner sees their ledger entries instead of sending them a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from pipeline.notify import telemetry
+from pipeline.notify.base import Receiver
+from pipeline.notify.dispatch import DeliveryResult, Dispatcher, MemorySink
+from pipeline.notify.kafka_store import AlertWriter, CompactedView, ensure_alert_topics
+from pipeline.notify.policy import (
+    SEVERITIES,
+    AlertTimings,
+    IncidentState,
+    LedgerEntry,
+    apply_event,
+    is_finished,
+    plan,
+)
+from pipeline.notify.render import build_message
+from pipeline.notify.settings import AlertSettings
+from pipeline.notify.silences import Silence, SilenceError, active_silence
+from pipeline.settings import KafkaSettings
+
+__all__ = [
+    "AlertService",
+    "KafkaSink",
+    "validate_incident",
+    "send_test_alert",
+    "make_test_incident",
+]
+
+log = logging.getLogger("vigie.alert")
+
+_EVENTS = ("opened", "updated", "resolved")
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def validate_incident(value: Any) -> list[dict[str, str]]:
+    """The problems that stop us from acting on an incident event ([] when usable)."""
+    if not isinstance(value, dict):
+        return [{"field": "", "message": "must be a JSON object"}]
+    errors = []
+    for name in ("incident_id", "brand"):
+        if not isinstance(value.get(name), str) or not value.get(name):
+            errors.append({"field": name, "message": "must be a non-empty string"})
+    if value.get("event") not in _EVENTS:
+        errors.append({"field": "event", "message": f"must be one of {', '.join(_EVENTS)}"})
+    sequence = value.get("sequence")
+    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0:
+        errors.append({"field": "sequence", "message": "must be an integer >= 0"})
+    if value.get("severity") not in SEVERITIES:
+        errors.append({"field": "severity", "message": f"must be one of {', '.join(SEVERITIES)}"})
+    if value.get("schema_version") != 1:
+        errors.append({"field": "schema_version", "message": "must be 1"})
+    return errors
+
+
+class KafkaSink:
+    """Attempts to `alerts.log`, final failures to `alerts.dlq`, keyed by incident id."""
+
+    def __init__(self, writer: AlertWriter) -> None:
+        self.writer = writer
+
+    async def log_attempt(self, record: dict[str, Any]) -> None:
+        await self.writer.write("alerts.log", record["incident_id"], record)
+
+    async def dead_letter(self, record: dict[str, Any]) -> None:
+        await self.writer.write("alerts.dlq", record["incident_id"], record)
+
+
+class AlertService:
+    def __init__(
+        self,
+        owners_by_brand: Mapping[str, Iterable[Any]],
+        receivers: Mapping[str, Receiver],
+        settings: AlertSettings,
+        kafka: KafkaSettings,
+        clock: Callable[[], float] = time.time,
+        retention_s: float = 7 * 86400.0,
+    ) -> None:
+        self.owners_by_brand = {brand: tuple(owners) for brand, owners in owners_by_brand.items()}
+        self.receivers = dict(receivers)
+        self.settings = settings
+        self.kafka = kafka
+        self.clock = clock
+        self.retention_s = retention_s
+        self.timings = AlertTimings(settings.group_wait_s, settings.repeat_interval_s)
+        self.ledger: dict[str, dict[str, LedgerEntry]] = {}  # incident id -> key -> entry
+        self.silences: dict[str, Silence] = {}
+        self.states = CompactedView(kafka, "alerts.state")
+        self.ledger_view = CompactedView(kafka, "alerts.ledger", self._on_ledger)
+        self.silence_view = CompactedView(kafka, "alerts.silences", self._on_silence)
+        self.writer = AlertWriter(kafka)
+        self.dispatcher = Dispatcher(self.receivers, settings, KafkaSink(self.writer))
+        self.in_flight: dict[str, tuple[asyncio.Task[None], int | None]] = {}
+
+    # -- views
+    def _on_ledger(self, key: str, value: dict[str, Any] | None) -> None:
+        if value is None:
+            for entries in self.ledger.values():
+                entries.pop(key, None)
+            return
+        try:
+            entry = LedgerEntry.from_record(value)
+        except (KeyError, TypeError):
+            log.error("alerts.ledger: bad record for %r ignored", key)
+            return
+        self.ledger.setdefault(entry.incident_id, {})[key] = entry
+
+    def _on_silence(self, key: str, value: dict[str, Any] | None) -> None:
+        if value is None:
+            self.silences.pop(key, None)
+            return
+        try:
+            self.silences[key] = Silence.from_record(value)
+        except SilenceError as exc:
+            log.error("alerts.silences: bad record %r ignored: %s", key, exc)
+
+    # -- life cycle
+    async def start(self) -> None:
+        await ensure_alert_topics(self.kafka)
+        await self.writer.start()
+        await self.dispatcher.__aenter__()
+        for view in (self.states, self.ledger_view, self.silence_view):
+            await view.start()
+        log.info(
+            "alerting ready: %d open incident(s), %d ledger entries, %d silence(s)",
+            len(self.states.values),
+            sum(len(e) for e in self.ledger.values()),
+            len(self.silences),
+        )
+
+    async def stop(self) -> None:
+        await self.drain(None, timeout_s=5)
+        for view in (self.states, self.ledger_view, self.silence_view):
+            await view.stop()
+        await self.dispatcher.close()
+        await self.writer.stop()
+
+    # -- step 1: an incident event arrives
+    async def handle_incident(self, value: Any, partition: int | None = None) -> str:
+        """'new', 'duplicate' or 'invalid'. Returns once the state is durably recorded."""
+        errors = validate_incident(value)
+        if errors:
+            original = value if isinstance(value, bytes) else orjson.dumps(value)
+            await self.writer.write(
+                "alerts.dlq",
+                str(value.get("incident_id", "")) if isinstance(value, dict) else "",
+                {
+                    "schema_version": 1,
+                    "stage": "alert",
+                    "errors": errors,
+                    "original": base64.b64encode(original).decode(),
+                    "topic": self.kafka.topic("incidents"),
+                    "partition": partition,
+                    "failed_at": _now_iso(),
+                },
+            )
+            log.error("incident event rejected: %s", "; ".join(e["field"] for e in errors))
+            return "invalid"
+        incident_id = value["incident_id"]
+        stored = self.states.values.get(incident_id)
+        state = IncidentState.from_record(stored) if stored else None
+        new_state, changed = apply_event(state, value, self.clock(), partition)
+        if not changed:
+            telemetry.count("*", "*", "deduplicated")
+            return "duplicate"
+        record = new_state.to_record()
+        await self.writer.write("alerts.state", incident_id, record)
+        self.states.put_local(incident_id, record)
+        if value["brand"] not in self.owners_by_brand:
+            log.warning(
+                "incident %s: brand %r is not in the watchlist", incident_id, value["brand"]
+            )
+        return "new"
+
+    # -- step 2: what is due
+    async def tick(self, assigned: set[int] | None = None) -> list[asyncio.Task[None]]:
+        """Start due notifications for incidents on `assigned` partitions (None: all)."""
+        await self.ledger_view.sync()
+        await self.silence_view.sync()
+        now = self.clock()
+        started = []
+        for incident_id, record in list(self.states.values.items()):
+            state = IncidentState.from_record(record)
+            if assigned is not None and state.partition not in assigned:
+                continue
+            entries = self.ledger.get(incident_id, {})
+            if state.finished_at is not None:
+                if now > state.finished_at + self.retention_s:
+                    await self._forget(state, entries)
+                continue
+            if is_finished(state, entries):
+                done = IncidentState.from_record({**record, "finished_at": now})
+                await self.writer.write("alerts.state", incident_id, done.to_record())
+                self.states.put_local(incident_id, done.to_record())
+                continue
+            owners = self.owners_by_brand.get(state.brand, ())
+            for note in plan(state, entries, owners, now, self.timings):
+                if note.key in self.in_flight:
+                    continue
+                task = asyncio.create_task(self._notify(note), name=f"notify:{note.key}")
+                self.in_flight[note.key] = (task, state.partition)
+                started.append(task)
+        return started
+
+    async def _forget(self, state: IncidentState, entries: Mapping[str, LedgerEntry]) -> None:
+        for key in list(entries):
+            await self.writer.write("alerts.ledger", key, None)
+            self.ledger_view.put_local(key, None)
+        await self.writer.write("alerts.state", state.incident_id, None)
+        self.states.put_local(state.incident_id, None)
+        self.ledger.pop(state.incident_id, None)
+
+    # -- step 3: one notification
+    async def _notify(self, note: Any) -> None:
+        try:
+            message = build_message(
+                note.event,
+                note.kind,
+                note.key,
+                grafana_url=self.settings.grafana_url,
+                grafana_dashboard=self.settings.grafana_dashboard,
+                top_posts=self.settings.top_posts,
+            )
+            silence = active_silence(
+                self.silences.values(), note.brand, message.severity, self.clock()
+            )
+            if silence is not None:
+                result = await self.dispatcher.record_silenced(message, note.receiver, silence.id)
+            else:
+                result = await self.dispatcher.deliver(message, note.receiver)
+            entry = LedgerEntry(
+                note.key,
+                note.incident_id,
+                note.receiver,
+                note.kind,
+                note.sequence,
+                result.outcome,
+                self.clock(),
+            )
+            # Mark it done here first: if Kafka is down, this worker still will not repeat it.
+            self.ledger_view.put_local(note.key, entry.to_record())
+            await self.writer.write("alerts.ledger", note.key, entry.to_record())
+        except Exception:
+            log.exception("notification %s could not be completed", note.key)
+        finally:
+            self.in_flight.pop(note.key, None)
+
+    # -- step 4: hand over cleanly
+    async def drain(self, partitions: set[int] | None, timeout_s: float | None = None) -> None:
+        """Wait for in-flight notifications of these partitions (None: all) to finish."""
+        tasks = [t for t, p in self.in_flight.values() if partitions is None or p in partitions]
+        if not tasks:
+            return
+        limit = timeout_s
+        if limit is None:
+            s = self.settings
+            limit = s.max_attempts * (s.timeout_s + s.backoff_max_s) + s.retry_after_max_s
+        done, pending = await asyncio.wait(tasks, timeout=limit)
+        if pending:
+            log.warning("%d notification(s) still in flight after %.0fs", len(pending), limit)
+
+
+def make_test_incident(brand_id: str, brand_name: str) -> dict[str, Any]:
+    """A clearly-labelled test incident for `vigie alert test`."""
+    now = _now_iso()
+    return {
+        "schema_version": 1,
+        "incident_id": f"test-{brand_id}-{uuid.uuid4().hex[:8]}",
+        "brand": brand_id,
+        "brand_name": brand_name,
+        "event": "opened",
+        "sequence": 1,
+        "severity": "info",
+        "escalated": False,
+        "opened_at": now,
+        "updated_at": now,
+        "resolved_at": None,
+        "interval_seconds": 60,
+        "summary": "Test message from Vigie: if you read this, alerts reach you.",
+        "observed": {},
+        "expected": {},
+        "window_minutes": 0,
+        "sentiment": {},
+        "top_posts": [],
+        "surging_terms": [],
+        "trend": [],
+    }
+
+
+async def send_test_alert(
+    brand_id: str,
+    brand_name: str,
+    receiver_names: Iterable[str],
+    receivers: Mapping[str, Receiver],
+    settings: AlertSettings,
+) -> list[DeliveryResult]:
+    """Send a test message through each named receiver; nothing is written to Kafka."""
+    event = make_test_incident(brand_id, brand_name)
+    names = list(dict.fromkeys(receiver_names))
+    async with Dispatcher(receivers, settings, MemorySink()) as dispatcher:
+        jobs = [
+            (
+                build_message(
+                    event,
+                    "test",
+                    f"{event['incident_id']}:test:{name}",
+                    grafana_url=settings.grafana_url,
+                    grafana_dashboard=settings.grafana_dashboard,
+                ),
+                name,
+            )
+            for name in names
+        ]
+        return await dispatcher.deliver_many(jobs)

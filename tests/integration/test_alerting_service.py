@@ -1,0 +1,229 @@
+"""The alerting stage on the real broker, without Faust: state, ledger and silences in
+Kafka topics, receivers as real HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+from notify_servers import HttpStandIn, incident_event
+
+from pipeline.notify.kafka_store import AlertWriter, aiokafka_config
+from pipeline.notify.service import AlertService
+from pipeline.notify.settings import AlertSettings
+from pipeline.notify.silences import new_silence
+from pipeline.notify.slack import SlackReceiver
+from pipeline.notify.webhook import WebhookReceiver
+from pipeline.settings import KafkaSettings, Secret
+from pipeline.watchlist import Owner
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = AlertSettings(
+    group_wait_s=0.5,
+    repeat_interval_s=2.0,
+    timeout_s=0.5,
+    max_attempts=2,
+    backoff_s=0.05,
+    backoff_max_s=0.1,
+    slack_min_interval_s=0.0,
+    tick_s=0.1,
+)
+OWNERS = {"acme": (Owner("On-call", ("pr-slack", "ops-hook"), "warning"),)}
+
+
+def kafka() -> KafkaSettings:
+    return KafkaSettings(topic_prefix=f"test-alert-{uuid.uuid4().hex[:8]}.", partitions=2)
+
+
+def service(kafka_settings, slack_server, hook_server, settings=SETTINGS):
+    receivers = {
+        "pr-slack": SlackReceiver("pr-slack", Secret(slack_server.url("/services/T/B/x"))),
+        "ops-hook": WebhookReceiver("ops-hook", Secret(hook_server.url()), Secret("k")),
+    }
+    return AlertService(OWNERS, receivers, settings, kafka_settings)
+
+
+async def ticking(svc, seconds, assigned=None):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await svc.tick(assigned)
+        await asyncio.sleep(SETTINGS.tick_s)
+    await svc.drain(None, timeout_s=5)
+
+
+async def read_all(kafka_settings, name, timeout=5.0):
+    consumer = AIOKafkaConsumer(
+        kafka_settings.topic(name),
+        **aiokafka_config(kafka_settings),
+        group_id=None,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    records = []
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=500)
+            if not batch:
+                break
+            for messages in batch.values():
+                records += [orjson.loads(m.value) for m in messages if m.value]
+    finally:
+        await consumer.stop()
+    return records
+
+
+def test_one_opening_a_reminder_and_one_resolution_per_receiver():
+    settings = kafka()
+
+    async def scenario(slack, hook):
+        svc = service(settings, slack, hook)
+        await svc.start()
+        try:
+            burst = [
+                incident_event(sequence=1, severity="warning"),
+                incident_event(event="updated", sequence=2),
+                incident_event(sequence=1, severity="warning"),
+            ]  # a redelivery
+            outcomes = [await svc.handle_incident(e, partition=0) for e in burst]
+            assert outcomes == ["new", "new", "duplicate"]
+            await ticking(svc, 1.0)
+            assert len(slack.delivered()) == 1 and len(hook.delivered()) == 1
+            await ticking(svc, 2.0)  # repeat interval 2 s: one reminder each
+            await svc.handle_incident(incident_event(event="resolved", sequence=3), 0)
+            await ticking(svc, 0.5)
+            await ticking(svc, 0.5)  # nothing more once resolved and told
+        finally:
+            await svc.stop()
+        return await read_all(settings, "alerts.log")
+
+    with HttpStandIn() as slack, HttpStandIn() as hook:
+        log = asyncio.run(scenario(slack, hook))
+    kinds = [r.json()["kind"] for r in hook.delivered()]
+    assert kinds == ["opened", "reminder", "resolved"]
+    slack_texts = [r.json()["text"] for r in slack.delivered()]
+    assert len(slack_texts) == 3
+    assert slack_texts[0].startswith("[CRITICAL] ACME: Negative wave")  # folded burst
+    assert slack_texts[1].startswith("[CRITICAL] ACME: Still open")
+    assert slack_texts[2].startswith("[CRITICAL] ACME: Resolved")
+    assert sorted((r["receiver"], r["type"], r["outcome"]) for r in log) == sorted(
+        (rcv, kind, "sent")
+        for rcv in ("pr-slack", "ops-hook")
+        for kind in ("opened", "reminder", "resolved")
+    )
+
+
+def test_dead_receiver_goes_to_the_dlq_and_the_other_still_gets_its_message():
+    settings = kafka()
+
+    async def scenario(slack, hook):
+        svc = service(settings, slack, hook)
+        await svc.start()
+        try:
+            await svc.handle_incident(incident_event(), partition=1)
+            await ticking(svc, 1.0)
+            assert len(hook.delivered()) == 1  # before the dead one has given up
+            await ticking(svc, 1.5)
+        finally:
+            await svc.stop()
+        return await read_all(settings, "alerts.dlq"), await read_all(settings, "alerts.ledger")
+
+    with HttpStandIn(default="hang") as slack, HttpStandIn() as hook:
+        dlq, ledger = asyncio.run(scenario(slack, hook))
+        slack.release_hanging()
+    (letter,) = dlq
+    assert letter["receiver"] == "pr-slack" and letter["reason"] == "no answer within 0.5s"
+    assert letter["attempts"] == 2 and letter["incident"]["incident_id"] == "acme-20261128T0212Z"
+    assert {(e["receiver"], e["outcome"]) for e in ledger} == {
+        ("pr-slack", "failed"),
+        ("ops-hook", "sent"),
+    }
+
+
+def test_killed_between_deciding_and_sending_sends_once_after_restart():
+    settings = kafka()
+
+    async def first_life(slack, hook):
+        svc = service(settings, slack, hook)
+        await svc.start()
+        await svc.handle_incident(incident_event(), partition=0)
+        await asyncio.sleep(SETTINGS.group_wait_s)
+        await svc.tick()
+        await asyncio.sleep(0.2)  # decided; both requests are now hanging in the servers
+        # Die without a goodbye: no drain, no ledger writes, connections dropped.
+        for task, _ in list(svc.in_flight.values()):
+            task.cancel()
+        await svc.dispatcher.close()
+        await svc.writer.stop()
+        for view in (svc.states, svc.ledger_view, svc.silence_view):
+            await view.stop()
+
+    async def second_life(slack, hook):
+        svc = service(settings, slack, hook)
+        await svc.start()
+        try:
+            await ticking(svc, 1.0)
+            await ticking(svc, 0.5)
+        finally:
+            await svc.stop()
+
+    with HttpStandIn(default="hang") as slack, HttpStandIn(default="hang") as hook:
+        asyncio.run(first_life(slack, hook))
+        assert len(slack.requests) == 1 and not slack.delivered()
+        slack.set_default("ok")
+        hook.set_default("ok")
+        asyncio.run(second_life(slack, hook))
+        slack.release_hanging()
+        hook.release_hanging()
+    assert len(slack.delivered()) == 1 and len(hook.delivered()) == 1
+
+
+def test_a_silence_suppresses_and_is_recorded():
+    settings = kafka()
+
+    async def scenario(slack, hook):
+        writer = AlertWriter(settings)
+        svc = service(settings, slack, hook)
+        await svc.start()
+        await writer.start()
+        try:
+            silence = new_silence(
+                "acme", 3600, "known leak, statement out", "alice", now=time.time()
+            )
+            await writer.write("alerts.silences", silence.id, silence.to_record())
+            await svc.handle_incident(incident_event(), partition=0)
+            await ticking(svc, 1.2)
+        finally:
+            await writer.stop()
+            await svc.stop()
+        return await read_all(settings, "alerts.log"), silence
+
+    with HttpStandIn() as slack, HttpStandIn() as hook:
+        log, silence = asyncio.run(scenario(slack, hook))
+    assert not slack.requests and not hook.requests
+    assert sorted((r["receiver"], r["outcome"]) for r in log) == [
+        ("ops-hook", "silenced"),
+        ("pr-slack", "silenced"),
+    ]
+    assert all(r["error"] == f"silence {silence.id}" for r in log)
+
+
+def test_only_the_partitions_this_worker_owns():
+    settings = kafka()
+
+    async def scenario(slack, hook):
+        svc = service(settings, slack, hook)
+        await svc.start()
+        try:
+            await svc.handle_incident(incident_event(), partition=1)
+            await ticking(svc, 1.0, assigned={0})
+        finally:
+            await svc.stop()
+
+    with HttpStandIn() as slack, HttpStandIn() as hook:
+        asyncio.run(scenario(slack, hook))
+    assert not slack.requests and not hook.requests
