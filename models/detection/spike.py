@@ -51,7 +51,8 @@ class SpikeDetector:
         volume = self.volume.score_one(t, x)
         rarity = self.calibrator.rarity(volume.z)
         trigger = (
-            volume.z >= config.threshold("open_score")
+            self.volume.seen > 0  # nothing learnt yet: no expectation to be surprised by
+            and volume.z >= config.threshold("open_score")
             and rarity >= config.threshold("open_rarity")
             and volume.observed >= config.min_negative
             and volume.observed >= config.min_ratio * volume.expected

@@ -1,0 +1,76 @@
+"""`vigie detect series` and `vigie detect nab` on small files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from pipeline.cli import main
+
+START = datetime(2015, 3, 2)
+ROWS = 6 * 288  # six days of 5-minute counts
+SPIKE = 5 * 288 + 40
+
+
+def write_series(path: Path) -> list[datetime]:
+    values = np.random.default_rng(11).poisson(30, ROWS)
+    values[SPIKE : SPIKE + 3] = 900
+    stamps = [START + timedelta(minutes=5 * i) for i in range(ROWS)]
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["timestamp", "value"])
+        for stamp, value in zip(stamps, values, strict=True):
+            writer.writerow([stamp.strftime("%Y-%m-%d %H:%M:%S"), int(value)])
+    return stamps
+
+
+def test_series_command_writes_scores_and_alerts(tmp_path: Path) -> None:
+    source, out = tmp_path / "volume.csv", tmp_path / "scored.csv"
+    write_series(source)
+    result = CliRunner().invoke(main, ["detect", "series", str(source), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["timestamp", "value", "anomaly_score", "alert"]
+    assert len(rows) == ROWS
+    assert rows[SPIKE]["timestamp"] == "2015-03-07 03:20:00"
+    assert all(0.0 <= float(row["anomaly_score"]) <= 1.0 for row in rows)
+    assert [i for i, row in enumerate(rows) if row["alert"] == "1"] == [SPIKE]
+    assert float(rows[SPIKE]["anomaly_score"]) > 0.999
+    assert float(rows[SPIKE - 1]["anomaly_score"]) < 0.99
+
+
+def test_series_command_reports_the_bad_line(tmp_path: Path) -> None:
+    source = tmp_path / "bad.csv"
+    source.write_text("timestamp,value\n2015-03-02 00:00:00,3\n2015-03-02 00:05:00,many\n")
+    result = CliRunner().invoke(
+        main, ["detect", "series", str(source), "--out", str(tmp_path / "o.csv")]
+    )
+    assert result.exit_code != 0
+    assert "bad.csv:3" in result.output
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_nab_command_prints_one_json_object(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    stamps = write_series(data / "one.csv")
+    windows = tmp_path / "windows.json"
+    window = [stamps[SPIKE - 20].isoformat(sep=" ") + ".000000",
+              stamps[SPIKE + 20].isoformat(sep=" ") + ".000000"]
+    windows.write_text(json.dumps({"one.csv": [window]}))
+    result = CliRunner().invoke(
+        main, ["detect", "nab", "--data", str(data), "--windows", str(windows)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    # One detection, 21 rows into a 41-row window: sigma(-(20+1)/41)/sigma(-1) ~ 0.86.
+    assert report["windows"] == 1
+    assert report["files"]["one.csv"]["missed_windows"] == []
+    assert 0.8 < report["files"]["one.csv"]["true_positives"][0]["value"] < 0.9
+    assert report["standard"] > 90 and report["reward_low_FP_rate"] > 90

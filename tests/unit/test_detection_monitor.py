@@ -1,0 +1,169 @@
+"""BrandMonitor: incident events from mentions, their record shape, and state round-trips."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from models.detection import BrandMonitor, DetectorConfig
+
+START = datetime(2026, 11, 26, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+CONFIG = DetectorConfig(interval_seconds=60, quiet_minutes=30)
+EVENT_KEYS = {
+    "schema_version", "incident_id", "brand", "brand_name", "event", "sequence", "severity",
+    "escalated", "opened_at", "updated_at", "resolved_at", "interval_seconds", "summary",
+    "observed", "expected", "score", "window_minutes", "sentiment", "top_posts",
+    "surging_terms", "trend",
+}
+POST_KEYS = {"post_key", "url", "author_handle", "author_name", "followers", "text",
+             "sentiment", "created_at"}
+WAVE_START = 24 * 60  # the wave starts after one day of ordinary chatter
+WAVE_MINUTES = 12
+
+NORMAL_TEXTS = ["loving my new acme kettle", "acme delivery was fine today",
+                "anyone tried the acme blender", "acme customer service answered quickly"]
+WAVE_TEXTS = ["#acmeleaks shows acme hid the battery fires", "acme lied about battery fires",
+              "boycott acme now #acmeleaks"]
+
+
+def mention(i: int, minute: datetime, label: str, text: str, followers: int) -> dict:
+    return {
+        "schema_version": 1, "brand": "acme", "post_key": f"twitter:{i}",
+        "platform": "twitter", "post_id": str(i), "url": f"https://x.com/u/status/{i}",
+        "created_at": (minute + timedelta(seconds=5)).isoformat(), "language": "en",
+        "author": {"handle": f"user{i}", "display_name": f"User {i}", "followers": followers,
+                   "verified": False},
+        "text": text, "reach": followers, "reshare_of": None,
+        "sentiment": {"label": label, "scores": {label: 0.9}},
+        "model": "test", "matched": ["acme"],
+    }
+
+
+def minute_mentions(index: int, rng: random.Random) -> list[dict]:
+    """Ordinary chatter (about 2 a minute, 20% negative) plus, in the wave, 40 negative a
+    minute, one of them from an account with two million followers."""
+    minute = START + index * MINUTE
+    posts = []
+    for k in range(rng.choice([0, 1, 2, 2, 3, 4])):
+        label = "negative" if rng.random() < 0.2 else rng.choice(["neutral", "positive"])
+        posts.append(mention(index * 1000 + k, minute, label, rng.choice(NORMAL_TEXTS),
+                             rng.randint(10, 5000)))
+    if WAVE_START <= index < WAVE_START + WAVE_MINUTES:
+        for k in range(40):
+            followers = 2_000_000 if k == 0 and index == WAVE_START + 2 else rng.randint(10, 9000)
+            posts.append(mention(index * 1000 + 100 + k, minute, "negative",
+                                 rng.choice(WAVE_TEXTS), followers))
+    return posts
+
+
+def run(monitor: BrandMonitor, first: int, last: int, rng: random.Random,
+        pause_at: int | None = None) -> tuple[list[dict], BrandMonitor]:
+    """Feed minutes [first, last); at `pause_at` restart from JSON state mid-interval."""
+    events = []
+    for index in range(first, last):
+        posts = minute_mentions(index, rng)
+        for n, post in enumerate(posts):
+            if index == pause_at and n == len(posts) // 2:
+                state = json.loads(json.dumps(monitor.to_state()))
+                monitor = BrandMonitor.from_state(state, CONFIG)
+            monitor.add_mention(post)
+        minute = START + index * MINUTE
+        events.extend(monitor.close_interval(minute, minute + MINUTE))
+    return events, monitor
+
+
+@pytest.fixture(scope="module")
+def reference() -> list[dict]:
+    events, _ = run(BrandMonitor("acme", "ACME", CONFIG), 0, WAVE_START + 90, random.Random(1))
+    return events
+
+
+def test_one_wave_gives_one_incident_opened_then_resolved(reference: list[dict]) -> None:
+    kinds = [event["event"] for event in reference]
+    assert kinds[0] == "opened" and kinds[-1] == "resolved"
+    assert kinds.count("opened") == 1 and kinds.count("resolved") == 1
+    assert {event["incident_id"] for event in reference} == {"acme-20261127T0000Z"}
+    assert [event["sequence"] for event in reference] == list(range(1, len(reference) + 1))
+    opened = reference[0]
+    assert opened["opened_at"] == (START + WAVE_START * MINUTE).isoformat()
+    assert opened["updated_at"] == (START + (WAVE_START + 1) * MINUTE).isoformat()
+    resolved = reference[-1]
+    assert resolved["resolved_at"] == resolved["updated_at"]
+    ended = datetime.fromisoformat(resolved["resolved_at"])
+    assert ended >= START + (WAVE_START + WAVE_MINUTES + 30) * MINUTE
+
+
+def test_events_follow_the_incident_record(reference: list[dict]) -> None:
+    for event in reference:
+        assert set(event) == EVENT_KEYS
+        assert event["schema_version"] == 1 and event["brand"] == "acme"
+        assert event["severity"] in ("info", "warning", "critical")
+        assert set(event["observed"]) == set(event["expected"]) == {
+            "mentions", "negative", "negative_share", "reach_negative"}
+        assert set(event["sentiment"]) == {"negative", "neutral", "positive"}
+        assert 0.0 <= event["score"] <= 1.0
+        assert event["window_minutes"] == 10 and event["interval_seconds"] == 60
+        assert all(set(post) == POST_KEYS for post in event["top_posts"])
+        assert len(event["trend"]) <= CONFIG.trend_intervals
+        assert event["trend"][-1]["start"] < event["updated_at"]
+        json.dumps(event)  # JSON-serialisable as is
+
+
+def test_incident_explains_itself(reference: list[dict]) -> None:
+    opened = reference[0]
+    assert opened["observed"]["negative"] >= 40
+    assert opened["observed"]["negative"] > 5 * opened["expected"]["negative"]
+    assert opened["score"] > 0.99
+    assert re.fullmatch(r"\d+ negative posts in 10 min, [\d.]+x normal; reach [\d.]+K?",
+                        opened["summary"]), opened["summary"]
+    terms = [term["term"] for term in opened["surging_terms"]]
+    assert "#acmeleaks" in terms and "acme" not in terms
+    # Later, the two-million-follower post leads the evidence, and the severity is critical
+    # (almost only negative posts, and a reach over a million).
+    later = [e for e in reference if e["top_posts"] and e["top_posts"][0]["followers"] ==
+             2_000_000]
+    assert later, "the influencer's post should appear in an update"
+    assert later[0]["severity"] == "critical"
+    assert later[0]["observed"]["reach_negative"] >= 2_000_000
+    assert re.search(r"reach \d\.\dM$", later[0]["summary"]), later[0]["summary"]
+
+
+def test_restart_mid_incident_changes_nothing(reference: list[dict]) -> None:
+    for pause in (WAVE_START + 3, WAVE_START + WAVE_MINUTES + 5):
+        events, _ = run(BrandMonitor("acme", "ACME", CONFIG), 0, WAVE_START + 90,
+                        random.Random(1), pause_at=pause)
+        assert events == reference
+
+
+def test_quiet_brand_with_a_few_negative_posts_opens_nothing() -> None:
+    monitor = BrandMonitor("tiny", "Tiny", CONFIG)
+    events = []
+    for index in range(6 * 60):
+        minute = START + index * MINUTE
+        if index % 97 == 0 or index == 200:  # now and then one post; at 200, three at once
+            for k in range(3 if index == 200 else 1):
+                monitor.add_mention(mention(index * 10 + k, minute, "negative", "tiny meh", 50))
+        events.extend(monitor.close_interval(minute, minute + MINUTE))
+    assert events == []
+
+
+def test_bad_mention_is_refused_and_counts_nothing() -> None:
+    monitor = BrandMonitor("acme", "ACME", CONFIG)
+    good = mention(1, START, "negative", "acme bad", 10)
+    for broken in ({**good, "sentiment": {"label": "angry"}}, {**good, "reach": -1},
+                   {**good, "reach": "many"}, "not a dict"):
+        with pytest.raises(ValueError):
+            monitor.add_mention(broken)  # type: ignore[arg-type]
+    assert monitor.to_state()["current"]["mentions"] == 0
+
+
+def test_malformed_state_is_refused() -> None:
+    with pytest.raises(ValueError):
+        BrandMonitor.from_state({"state_version": 1, "brand": "acme"}, CONFIG)
+    with pytest.raises(ValueError):
+        BrandMonitor.from_state({"state_version": 99}, CONFIG)
