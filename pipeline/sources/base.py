@@ -580,8 +580,10 @@ class SourceRunner:
             self._backoff.attempts += 1
             # The reset time is authoritative; a little jitter spreads restarts.
             wait = error.retry_after * self.settings.backoff_scale
-            return min(wait + random.uniform(0, min(1.0, wait * 0.1 + 0.01)),
-                       self.settings.max_wait_seconds)
+            return min(
+                wait + random.uniform(0, min(1.0, wait * 0.1 + 0.01)),
+                self.settings.max_wait_seconds,
+            )
         if healthy and error.kind == "network":
             # An established connection that dropped: reconnect at once (X, Jetstream docs).
             return 0.0

@@ -80,8 +80,7 @@ class BlueskyConnector(Connector):
                     ) from None
                 if exc.status in (401, 403, 404):
                     raise FatalSourceError(
-                        f"bluesky: {self.settings.url} refused the subscription"
-                        f" (HTTP {exc.status})"
+                        f"bluesky: {self.settings.url} refused the subscription (HTTP {exc.status})"
                     ) from None
                 raise TransientSourceError(f"handshake failed: HTTP {exc.status}", "http") from None
             async with ws:

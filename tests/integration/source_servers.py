@@ -150,6 +150,14 @@ def basic_auth(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for a condition")
+        await asyncio.sleep(0.02)
+
+
 async def run_until(
     runner: Any, sink: Any, count: int, timeout: float = 10.0, settle: float = 0.3
 ) -> Any:
@@ -163,3 +171,107 @@ async def run_until(
         await asyncio.sleep(settle)
         runner.stop("test")
     return await asyncio.wait_for(task, timeout=timeout)
+
+
+# --------------------------------------------------------------------------- Mastodon
+
+
+def _id_key(status: dict[str, Any]) -> int:
+    return int(status["id"])
+
+
+class MastodonServer(LocalServer):
+    """Hashtag timeline (`GET /api/v1/timelines/tag/<tag>`, `min_id`/`since_id`/`limit`,
+    newest first) and its stream (`GET /api/v1/streaming/hashtag?tag=`, server-sent events).
+
+    - `timeline`: statuses the REST API knows (append to it to "post" while away);
+    - `scripts`: per streaming connection, a list of SSE chunks (str) to write, then
+      the connection is dropped if `drop` else kept open with heartbeats;
+    - `streaming_status`: answer the streaming path with this status (404: not offered);
+    - `rate_limit_first`: answer the first timeline request 429 with an ISO reset time.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        timeline: list[dict[str, Any]],
+        scripts: list[list[str]] | None = None,
+        drop: bool = True,
+        streaming_status: int | None = None,
+        rate_limit_first: bool = False,
+    ) -> None:
+        super().__init__()
+        self.token = token
+        self.timeline = list(timeline)
+        self.scripts = [list(s) for s in scripts or []]
+        self.drop = drop
+        self.streaming_status = streaming_status
+        self.rate_limit_first = rate_limit_first
+        self.stream_connections = 0
+        self.app.router.add_get("/api/v1/timelines/tag/{tag}", self.tag_timeline)
+        self.app.router.add_get("/api/v1/streaming/hashtag", self.stream)
+
+    def _authorised(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {self.token}"
+
+    def _limits(self) -> dict[str, str]:
+        reset = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 300)) + ".000Z"
+        return {
+            "X-RateLimit-Limit": "300",
+            "X-RateLimit-Remaining": "299",
+            "X-RateLimit-Reset": reset,
+        }
+
+    async def tag_timeline(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"error": "The access token is invalid"}, status=401)
+        if self.rate_limit_first:
+            self.rate_limit_first = False
+            reset = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time())) + ".000Z"
+            return web.json_response(
+                {"error": "Too many requests"},
+                status=429,
+                headers={
+                    "X-RateLimit-Limit": "300",
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": reset,
+                },
+            )
+        limit = min(int(request.query.get("limit", "20")), 40)
+        ordered = sorted(self.timeline, key=_id_key)
+        if "min_id" in request.query:  # the page right after min_id, returned newest first
+            newer = [s for s in ordered if int(s["id"]) > int(request.query["min_id"])]
+            page = list(reversed(newer[:limit]))
+        else:
+            since = int(request.query.get("since_id", "0"))
+            page = [s for s in reversed(ordered) if int(s["id"]) > since][:limit]
+        return web.json_response(page, headers=self._limits())
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        if self.streaming_status is not None:
+            return web.json_response({"error": "Not found"}, status=self.streaming_status)
+        if not self._authorised(request):
+            return web.json_response({"error": "The access token is invalid"}, status=401)
+        self.stream_connections += 1
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b":)\n")
+        script = self.scripts.pop(0) if self.scripts else []
+        for chunk in script:
+            await response.write(chunk.encode())
+        if script and self.drop:
+            await asyncio.sleep(0.1)  # let the client read what was sent, then cut
+            request.transport.close()  # type: ignore[union-attr]
+            return response
+        try:
+            while True:
+                await asyncio.sleep(0.2)
+                await response.write(b":thump\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return response
+
+
+def sse(event: str, payload: Any) -> str:
+    data = payload if isinstance(payload, str) else json.dumps(payload)
+    return f"event: {event}\ndata: {data}\n\n"

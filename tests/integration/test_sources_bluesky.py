@@ -53,7 +53,9 @@ def test_drops_malformed_and_duplicates_every_post_once(tmp_path: Path) -> None:
         server = JetstreamServer(EVENTS, drops=[4, 2], extra_first=MALFORMED)
         async with server:
             sink = MemorySink()
-            connector = BlueskyConnector(BlueskySettings(url=f"ws://127.0.0.1:{server.port}/subscribe"))
+            connector = BlueskyConnector(
+                BlueskySettings(url=f"ws://127.0.0.1:{server.port}/subscribe")
+            )
             runner = SourceRunner(connector, sink, settings(tmp_path))
             report = await run_until(runner, sink, len(POST_KEYS))
         assert sorted(sink.keys) == sorted(POST_KEYS)  # each exactly once
@@ -79,7 +81,9 @@ def test_post_fields_follow_the_schema(tmp_path: Path) -> None:
     async def scenario() -> MemorySink:
         async with JetstreamServer(EVENTS) as server:
             sink = MemorySink()
-            connector = BlueskyConnector(BlueskySettings(url=f"{server.url}/subscribe".replace("http", "ws")))
+            connector = BlueskyConnector(
+                BlueskySettings(url=f"{server.url}/subscribe".replace("http", "ws"))
+            )
             await run_until(SourceRunner(connector, sink, settings(tmp_path)), sink, 6)
         return sink
 
@@ -91,7 +95,10 @@ def test_post_fields_follow_the_schema(tmp_path: Path) -> None:
     )
     assert reply["language"] == "en"
     assert reply["created_at"] == "2026-11-28T02:12:43.100000+00:00"
-    assert reply["url"] == "https://bsky.app/profile/did:plc:z72i7hdynmk6r22z27h6tvur/post/3lbtkrg2c7k2y"
+    assert (
+        reply["url"]
+        == "https://bsky.app/profile/did:plc:z72i7hdynmk6r22z27h6tvur/post/3lbtkrg2c7k2y"
+    )
     quote = by_key["bluesky:at://did:plc:4zutorghlchjxzgceklue4la/app.bsky.feed.post/3lbtkrgb7xq2e"]
     assert quote["quote_of"] == reply["reply_to"]
     # A client-written createdAt that is not a date falls back to the relay's time_us.
@@ -105,7 +112,9 @@ def test_restart_resumes_from_the_saved_cursor(tmp_path: Path) -> None:
         async with server:
             url = f"ws://127.0.0.1:{server.port}/subscribe"
             first = MemorySink()
-            runner = SourceRunner(BlueskyConnector(BlueskySettings(url=url)), first, settings(tmp_path))
+            runner = SourceRunner(
+                BlueskyConnector(BlueskySettings(url=url)), first, settings(tmp_path)
+            )
             await run_until(runner, first, 6)
             saved = json.loads((tmp_path / "bluesky.json").read_text())
             assert saved["cursor"]["time_us"] == 1795831968000008
@@ -116,7 +125,9 @@ def test_restart_resumes_from_the_saved_cursor(tmp_path: Path) -> None:
             later["commit"]["record"]["text"] = "ACME: new leak after the restart"
             server.events.append(json.dumps(later))
             second = MemorySink()
-            runner = SourceRunner(BlueskyConnector(BlueskySettings(url=url)), second, settings(tmp_path))
+            runner = SourceRunner(
+                BlueskyConnector(BlueskySettings(url=url)), second, settings(tmp_path)
+            )
             report = await run_until(runner, second, 1)
         assert server.cursors[-1] == "1795831968000008"
         assert second.keys == [
@@ -132,7 +143,9 @@ def test_rate_limited_handshake_then_watchlist_filter(tmp_path: Path) -> None:
         server = JetstreamServer(EVENTS, refuse_first=429)
         async with server:
             sink = MemorySink()
-            connector = BlueskyConnector(BlueskySettings(url=f"ws://127.0.0.1:{server.port}/subscribe"))
+            connector = BlueskyConnector(
+                BlueskySettings(url=f"ws://127.0.0.1:{server.port}/subscribe")
+            )
             runner = SourceRunner(
                 connector, sink, settings(tmp_path), text_filter=lambda t: "acme" in t.lower()
             )
