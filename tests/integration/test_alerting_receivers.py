@@ -11,7 +11,6 @@ import logging
 import time
 
 import pytest
-from notify_servers import HttpStandIn, SmtpStandIn, incident_event, self_signed_cert
 
 from pipeline.notify.dispatch import Dispatcher, MemorySink
 from pipeline.notify.email import EmailReceiver
@@ -21,6 +20,12 @@ from pipeline.notify.settings import AlertSettings
 from pipeline.notify.slack import SlackReceiver
 from pipeline.notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from pipeline.settings import Secret
+from tests.integration.notify_servers import (
+    HttpStandIn,
+    SmtpStandIn,
+    incident_event,
+    self_signed_cert,
+)
 
 FAST = AlertSettings(
     timeout_s=0.5,

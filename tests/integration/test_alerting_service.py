@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
-from notify_servers import HttpStandIn, incident_event
 
 from pipeline.notify.kafka_store import AlertWriter, aiokafka_config
 from pipeline.notify.service import AlertService
@@ -18,8 +16,9 @@ from pipeline.notify.settings import AlertSettings
 from pipeline.notify.silences import new_silence
 from pipeline.notify.slack import SlackReceiver
 from pipeline.notify.webhook import WebhookReceiver
-from pipeline.settings import KafkaSettings, Secret
+from pipeline.settings import Secret
 from pipeline.watchlist import Owner
+from tests.integration.notify_servers import HttpStandIn, incident_event
 
 pytestmark = pytest.mark.integration
 
@@ -34,10 +33,6 @@ SETTINGS = AlertSettings(
     tick_s=0.1,
 )
 OWNERS = {"acme": (Owner("On-call", ("pr-slack", "ops-hook"), "warning"),)}
-
-
-def kafka() -> KafkaSettings:
-    return KafkaSettings(topic_prefix=f"test-alert-{uuid.uuid4().hex[:8]}.", partitions=2)
 
 
 def service(kafka_settings, slack_server, hook_server, settings=SETTINGS):
@@ -77,8 +72,8 @@ async def read_all(kafka_settings, name, timeout=5.0):
     return records
 
 
-def test_one_opening_a_reminder_and_one_resolution_per_receiver():
-    settings = kafka()
+def test_one_opening_a_reminder_and_one_resolution_per_receiver(kafka_settings):
+    settings = kafka_settings
 
     async def scenario(slack, hook):
         svc = service(settings, slack, hook)
@@ -117,8 +112,8 @@ def test_one_opening_a_reminder_and_one_resolution_per_receiver():
     )
 
 
-def test_dead_receiver_goes_to_the_dlq_and_the_other_still_gets_its_message():
-    settings = kafka()
+def test_dead_receiver_goes_to_the_dlq_and_the_other_still_gets_its_message(kafka_settings):
+    settings = kafka_settings
 
     async def scenario(slack, hook):
         svc = service(settings, slack, hook)
@@ -144,8 +139,8 @@ def test_dead_receiver_goes_to_the_dlq_and_the_other_still_gets_its_message():
     }
 
 
-def test_killed_between_deciding_and_sending_sends_once_after_restart():
-    settings = kafka()
+def test_killed_between_deciding_and_sending_sends_once_after_restart(kafka_settings):
+    settings = kafka_settings
 
     async def first_life(slack, hook):
         svc = service(settings, slack, hook)
@@ -182,8 +177,8 @@ def test_killed_between_deciding_and_sending_sends_once_after_restart():
     assert len(slack.delivered()) == 1 and len(hook.delivered()) == 1
 
 
-def test_a_silence_suppresses_and_is_recorded():
-    settings = kafka()
+def test_a_silence_suppresses_and_is_recorded(kafka_settings):
+    settings = kafka_settings
 
     async def scenario(slack, hook):
         writer = AlertWriter(settings)
@@ -212,8 +207,8 @@ def test_a_silence_suppresses_and_is_recorded():
     assert all(r["error"] == f"silence {silence.id}" for r in log)
 
 
-def test_only_the_partitions_this_worker_owns():
-    settings = kafka()
+def test_only_the_partitions_this_worker_owns(kafka_settings):
+    settings = kafka_settings
 
     async def scenario(slack, hook):
         svc = service(settings, slack, hook)
