@@ -275,3 +275,141 @@ class MastodonServer(LocalServer):
 def sse(event: str, payload: Any) -> str:
     data = payload if isinstance(payload, str) else json.dumps(payload)
     return f"event: {event}\ndata: {data}\n\n"
+
+
+# --------------------------------------------------------------------------- X
+
+
+class XServer(LocalServer):
+    """`/2/tweets/search/stream/rules` (GET, POST add/delete) and `/2/tweets/search/stream`
+    (newline-delimited JSON, `\\r\\n` keep-alives), bearer-token auth.
+
+    - `rules`: id -> {"id", "value", "tag"} on the "account";
+    - `scripts`: per stream connection, lines to send (bytes sent as-is after `\\r\\n`),
+      then drop the connection (`drop`) or stay open with keep-alives;
+    - `rate_limit_first`: answer the first stream request 429 with `x-rate-limit-reset`.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        rules: list[dict[str, str]] | None = None,
+        scripts: list[list[str]] | None = None,
+        rate_limit_first: bool = False,
+        keepalive: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.token = token
+        self.rules = {r["id"]: dict(r) for r in rules or []}
+        self.scripts = [list(s) for s in scripts or []]
+        self.rate_limit_first = rate_limit_first
+        self.keepalive = keepalive
+        self.stream_params: list[dict[str, str]] = []
+        self._next_id = 1863200000000000000
+        self.app.router.add_get("/2/tweets/search/stream/rules", self.get_rules)
+        self.app.router.add_post("/2/tweets/search/stream/rules", self.post_rules)
+        self.app.router.add_get("/2/tweets/search/stream", self.stream)
+
+    def _unauthorised(self, request: web.Request) -> web.Response | None:
+        if request.headers.get("Authorization") == f"Bearer {self.token}":
+            return None
+        return web.json_response(
+            {
+                "title": "Unauthorized",
+                "type": "about:blank",
+                "status": 401,
+                "detail": "Unauthorized",
+            },
+            status=401,
+        )
+
+    async def get_rules(self, request: web.Request) -> web.Response:
+        if (refused := self._unauthorised(request)) is not None:
+            return refused
+        data = list(self.rules.values())
+        body: dict[str, Any] = {
+            "meta": {"sent": "2026-11-28T02:12:00.000Z", "result_count": len(data)}
+        }
+        if data:
+            body["data"] = data
+        return web.json_response(body)
+
+    async def post_rules(self, request: web.Request) -> web.Response:
+        if (refused := self._unauthorised(request)) is not None:
+            return refused
+        body = await request.json()
+        if "delete" in body:
+            ids = body["delete"]["ids"]
+            for rule_id in ids:
+                self.rules.pop(rule_id, None)
+            return web.json_response(
+                {
+                    "meta": {
+                        "sent": "2026-11-28T02:12:00.000Z",
+                        "summary": {"deleted": len(ids), "not_deleted": 0},
+                    }
+                }
+            )
+        created = []
+        errors = []
+        for rule in body["add"]:
+            if len(rule["value"]) > 512:
+                errors.append(
+                    {
+                        "value": rule["value"],
+                        "title": "RulesTooLong",
+                        "type": "https://api.twitter.com/2/problems/invalid-rules",
+                    }
+                )
+                continue
+            self._next_id += 1
+            entry = {"id": str(self._next_id), "value": rule["value"], "tag": rule.get("tag", "")}
+            self.rules[entry["id"]] = entry
+            created.append(entry)
+        answer: dict[str, Any] = {
+            "data": created,
+            "meta": {
+                "sent": "2026-11-28T02:12:00.000Z",
+                "summary": {
+                    "created": len(created),
+                    "not_created": len(errors),
+                    "valid": len(created),
+                    "invalid": len(errors),
+                },
+            },
+        }
+        if errors:
+            answer["errors"] = errors
+        return web.json_response(answer)
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        if (refused := self._unauthorised(request)) is not None:
+            return refused
+        self.stream_params.append(dict(request.query))
+        if self.rate_limit_first:
+            self.rate_limit_first = False
+            return web.json_response(
+                {"title": "ConnectionException", "detail": "Too many connections", "status": 429},
+                status=429,
+                headers={
+                    "x-rate-limit-limit": "50",
+                    "x-rate-limit-remaining": "0",
+                    "x-rate-limit-reset": str(int(time.time())),
+                },
+            )
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        script = self.scripts.pop(0) if self.scripts else []
+        for line in script:
+            await response.write(b"\r\n" + line.encode() + b"\r\n")
+        if script:
+            await asyncio.sleep(0.1)
+            request.transport.close()  # type: ignore[union-attr]
+            return response
+        try:
+            while True:
+                await asyncio.sleep(self.keepalive)
+                await response.write(b"\r\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        return response
