@@ -162,6 +162,20 @@ class BrandMonitor:
             interval.top.sort(key=lambda post: -post["followers"])
             del interval.top[self.config.top_posts :]
 
+    def add_counts(
+        self, negative: int = 0, neutral: int = 0, positive: int = 0, reach_negative: int = 0
+    ) -> None:
+        """Count posts known only by number (replays, synthetic scenarios): no evidence."""
+        values = (negative, neutral, positive, reach_negative)
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values):
+            raise ValueError("counts must be integers >= 0")
+        interval = self.current
+        interval.negative += negative
+        interval.neutral += neutral
+        interval.positive += positive
+        interval.mentions += negative + neutral + positive
+        interval.reach_negative += reach_negative
+
     # -- one interval ------------------------------------------------------------------
     def close_interval(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Close the interval [start, end) (zero mentions allowed); return incident events."""
