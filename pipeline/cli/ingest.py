@@ -13,6 +13,7 @@ from types import FrameType
 
 import click
 import orjson
+from kafka.errors import KafkaError
 from tqdm import tqdm
 
 from pipeline import metrics
@@ -57,7 +58,12 @@ def _produce(records: Iterable[FileRecord], source: str, pacer: Pacer, total: in
         metrics.start_http_server(metrics_port)
     started = time.monotonic()
     sent = 0
-    with _Interrupted() as interrupted, PostProducer(kafka, source=source) as producer, tqdm(
+    try:
+        producer = PostProducer(kafka, source=source)
+    except KafkaError as exc:
+        raise click.ClickException(
+            f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from None
+    with _Interrupted() as interrupted, producer, tqdm(
         total=total, unit="post", disable=quiet, file=sys.stderr, mininterval=0.5
     ) as progress:
         for record in records:
