@@ -19,6 +19,7 @@ from agents.topics import Topics, declare_topics
 from pipeline import metrics
 from pipeline.settings import (
     KafkaSettings,
+    SettingError,
     WorkerSettings,
     env_choice,
     env_float,
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 AGENT_MODULES: list[str] = [
     "agents.validate",
+    "agents.alert",
 ]
 
 
@@ -104,6 +106,22 @@ def create_app(
     async def consumer_lag() -> None:
         await metrics.faust_consumer_lag_task(app, interval=10.0)
 
-    for module_name in AGENT_MODULES:
+    for module_name in enabled_agent_modules():
         importlib.import_module(module_name).register(context)
     return app, context
+
+
+def enabled_agent_modules() -> list[str]:
+    """AGENT_MODULES, or the subset named in VIGIE_AGENTS (e.g. "score" to run a worker
+    that only scores: the model is the slow stage, scaled on its own)."""
+    wanted = env_str("VIGIE_AGENTS", "")
+    if not wanted:
+        return list(AGENT_MODULES)
+    by_name = {module.rsplit(".", 1)[-1]: module for module in AGENT_MODULES}
+    names = [name.strip() for name in wanted.split(",") if name.strip()]
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise SettingError(
+            f"VIGIE_AGENTS: unknown agent(s) {', '.join(unknown)}; known: {', '.join(by_name)}"
+        )
+    return [by_name[name] for name in names]
