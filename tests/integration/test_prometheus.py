@@ -29,6 +29,7 @@ import yaml
 
 from pipeline import metrics
 from pipeline.producer import PostProducer
+from tests.unit.test_deploy_observability import dashboard_expressions, grafana_substituted
 
 pytestmark = pytest.mark.integration
 
@@ -242,3 +243,9 @@ def test_prometheus_sees_what_was_sent(
             server.wait_for(rule["expr"], lambda r: len(r) >= 1, timeout=15)
     loaded = {rule["name"] for group in server.api("rules")["groups"] for rule in group["rules"]}
     assert "VigieWorkerDown" in loaded and "vigie:posts_valid:rate1m" in loaded
+
+    # Every dashboard query runs on the real data; the pipeline panels show this run.
+    for _where, expr in dashboard_expressions():
+        server.query(grafana_substituted(expr))  # fails on an execution error
+    validation = server.query('sum(increase(vigie_posts_valid_total{job="vigie-worker"}[1h]))')
+    assert list(validation.values()) and list(validation.values())[0] >= valid * 0.9
