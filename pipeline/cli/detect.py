@@ -116,6 +116,14 @@ def _read_windows(path: Path) -> dict[str, list[tuple[datetime, datetime]]]:
         ) from None
 
 
+def _prepare_output(path: Path) -> None:
+    """Create the output's folder; a clear error (not a traceback) when that is impossible."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"{path.parent}: {exc.strerror}") from None
+
+
 def _csv_files(directory: Path) -> list[Path]:
     files = sorted(directory.glob("*.csv"))
     if not files:
@@ -143,6 +151,7 @@ def series_command(csv_path: Path, out_path: Path, sensitivity: float) -> None:
     """Run the detector over a timestamp,value CSV (one count per interval)."""
     timestamps, values = read_series(csv_path)
     points = run_series(zip(timestamps, values, strict=True), _config_for(timestamps, sensitivity))
+    _prepare_output(out_path)
     with out_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["timestamp", "value", "anomaly_score", "alert"])
@@ -244,8 +253,12 @@ def plot_command(
               linewidth=0.8, label="expected")
     axis.plot(times, [values[i] for i in keep], color="#252525", linewidth=0.6, label="observed")
     if windows_path is not None:
-        for n, (a, b) in enumerate(_read_windows(windows_path).get(csv_path.name, [])):
-            axis.axvspan(a, b, color="#fdae6b", alpha=0.25,
+        shown = [
+            (a, b) for a, b in _read_windows(windows_path).get(csv_path.name, [])
+            if b >= times[0] and a <= times[-1]
+        ]
+        for n, (a, b) in enumerate(shown):
+            axis.axvspan(max(a, times[0]), min(b, times[-1]), color="#fdae6b", alpha=0.3,
                          label="labelled window" if n == 0 else None)
     open_since: datetime | None = None
     shaded = False
@@ -260,12 +273,15 @@ def plot_command(
     alert_rows = [i for i in keep if points[i].alert]
     axis.scatter([timestamps[i] for i in alert_rows], [values[i] for i in alert_rows],
                  color="#de2d26", s=18, zorder=3, label="alert (opened / escalated)")
+    axis.set_xlim(times[0], times[-1])
     axis.set_yscale("symlog", linthresh=10)
-    axis.set_title(f"{csv_path.name}: {len(alert_rows)} alerts")
+    axis.set_ylim(bottom=0, top=max(values[i] for i in keep) * 4 + 10)
+    axis.set_title(f"{csv_path.name}: {len(alert_rows)} alerts in view")
     axis.set_ylabel("count per interval")
-    axis.legend(loc="upper left", fontsize=7)
+    axis.legend(loc="upper left", fontsize=7, ncol=3, framealpha=0.9)
     figure.autofmt_xdate()
     figure.tight_layout()
+    _prepare_output(out_path)
     figure.savefig(out_path, format="png")
     plt.close(figure)
     click.echo(f"wrote {out_path}", err=True)
