@@ -372,6 +372,8 @@ class Connector(ABC):
     name: ClassVar[str] = "source"
     #: backoff policies by error kind; subclasses override where the platform documents them
     policies: ClassVar[Mapping[str, BackoffPolicy]] = DEFAULT_POLICIES
+    #: polling connectors make one pass and return when set (the runner's `once`)
+    single_pass: bool = False
 
     @abstractmethod
     def stream(self, cursor: Mapping[str, Any]) -> AsyncIterator[SourceItem]:
@@ -469,6 +471,7 @@ class SourceRunner:
         self.text_filter = text_filter
         self.name = state_name or connector.name
         self.once = once
+        connector.single_pass = once
         self.store = StateStore(self.settings.state_dir / f"{self.name}.json")
         self.rejects_path = self.settings.state_dir / f"{self.name}.rejects.jsonl"
         self.report = RunReport(source=connector.name)
@@ -625,9 +628,17 @@ class SourceRunner:
             self.report.duplicate += 1
             _metric_inc("SOURCE_ITEMS", source, "duplicate")
             return
-        if self.text_filter is not None and not self.text_filter(str(post.get("text") or "")):
+        text = str(post.get("text") or "")
+        if not text.strip() or (self.text_filter is not None and not self.text_filter(text)):
+            # Nothing to read (image-only posts) or no brand of the watchlist in it.
             self.report.filtered += 1
             _metric_inc("SOURCE_ITEMS", source, "filtered")
+            return
+        problems = _schema_problems(post)
+        if problems:
+            self.report.invalid += 1
+            _metric_inc("SOURCE_ITEMS", source, "invalid")
+            self._reject(f"{key}: {problems}", _snippet(post))
             return
         await asyncio.to_thread(self.sink.send, post)
         self.recent.add(key)
@@ -681,6 +692,17 @@ class SourceRunner:
             await asyncio.to_thread(self.store.save, snapshot)
             self._pending_since_checkpoint = 0
             self._last_checkpoint = time.monotonic()
+
+
+def _schema_problems(post: Post) -> str:
+    """The schema's verdict on a post, "" when valid; the post itself is sent unchanged so
+    that the validate stage still normalises it and detects its language."""
+    try:
+        from pipeline.schema import validate_post
+    except ImportError:  # pragma: no cover - the schema ships with Vigie
+        return ""
+    _, errors = validate_post(post)
+    return "; ".join(f"{e.field}: {e.message}" for e in errors)
 
 
 def _is_client_error(exc: BaseException) -> bool:

@@ -413,3 +413,125 @@ class XServer(LocalServer):
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         return response
+
+
+# --------------------------------------------------------------------------- Reddit
+
+
+class RedditServer(LocalServer):
+    """Both Reddit hosts in one: `POST /api/v1/access_token` (Basic auth, client
+    credentials) and the OAuth listings `/r/<subs>/new`, `/r/<subs>/comments`, `/search`.
+
+    - `links` / `comments`: the things Reddit knows (append to "post");
+    - `rate_limit_first`: the first listing request gets 429 with `X-Ratelimit-Reset`;
+    - `revoke_first_token`: the first token stops working (401) after one use;
+    - `extra_children`: malformed children added to the first `new` listing.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str,
+        links: list[dict[str, Any]],
+        comments: list[dict[str, Any]],
+        rate_limit_first: bool = False,
+        revoke_first_token: bool = False,
+        extra_children: list[Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.credentials = basic_auth(client_id, client_secret)
+        self.links = list(links)
+        self.comments = list(comments)
+        self.rate_limit_first = rate_limit_first
+        self.revoke_first_token = revoke_first_token
+        self.extra_children = list(extra_children or [])
+        self.tokens: list[str] = []
+        self.revoked: set[str] = set()
+        self.app.router.add_post("/api/v1/access_token", self.token)
+        self.app.router.add_get("/r/{subs}/new", self.new)
+        self.app.router.add_get("/r/{subs}/comments", self.comment_listing)
+        self.app.router.add_get("/search", self.search)
+
+    async def token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        if request.headers.get("Authorization") != self.credentials:
+            return web.json_response({"message": "Unauthorized", "error": 401}, status=401)
+        if form.get("grant_type") != "client_credentials":
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        token = f"token-{len(self.tokens) + 1}"
+        self.tokens.append(token)
+        return web.json_response(
+            {"access_token": token, "token_type": "bearer", "expires_in": 86400, "scope": "*"}
+        )
+
+    def _check(self, request: web.Request) -> web.Response | None:
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("bearer ")
+        if token not in self.tokens or token in self.revoked:
+            return web.json_response({"message": "Unauthorized", "error": 401}, status=401)
+        if self.revoke_first_token and token == "token-1":
+            self.revoked.add(token)  # works this once, refused afterwards
+        if self.rate_limit_first:
+            self.rate_limit_first = False
+            return web.json_response(
+                {"message": "Too Many Requests", "error": 429},
+                status=429,
+                headers={
+                    "X-Ratelimit-Used": "100",
+                    "X-Ratelimit-Remaining": "0.0",
+                    "X-Ratelimit-Reset": "0",
+                },
+            )
+        return None
+
+    def _listing(self, children: list[Any], request: web.Request) -> web.Response:
+        limit = int(request.query.get("limit", "25"))
+        ordered = sorted(
+            (c for c in children if isinstance(c, dict) and "created_utc" in c.get("data", {})),
+            key=lambda c: -c["data"]["created_utc"],
+        )[:limit]
+        ordered += [
+            c for c in children if not (isinstance(c, dict) and "created_utc" in c.get("data", {}))
+        ]
+        body = {
+            "kind": "Listing",
+            "data": {
+                "after": None,
+                "dist": len(ordered),
+                "modhash": "",
+                "before": None,
+                "children": ordered,
+            },
+        }
+        headers = {
+            "X-Ratelimit-Used": "3",
+            "X-Ratelimit-Remaining": "597.0",
+            "X-Ratelimit-Reset": "420",
+        }
+        return web.json_response(body, headers=headers)
+
+    def _in(self, request: web.Request, things: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        subs = set(request.match_info["subs"].split("+"))
+        return [t for t in things if t["data"]["subreddit"] in subs]
+
+    async def new(self, request: web.Request) -> web.Response:
+        if (refused := self._check(request)) is not None:
+            return refused
+        extra, self.extra_children = self.extra_children, []
+        return self._listing(self._in(request, self.links) + extra, request)
+
+    async def comment_listing(self, request: web.Request) -> web.Response:
+        if (refused := self._check(request)) is not None:
+            return refused
+        return self._listing(self._in(request, self.comments), request)
+
+    async def search(self, request: web.Request) -> web.Response:
+        if (refused := self._check(request)) is not None:
+            return refused
+        words = [w.strip('"').lower() for w in request.query["q"].split(" OR ")]
+        found = [
+            t
+            for t in self.links
+            if any(w in (t["data"]["title"] + " " + t["data"]["selftext"]).lower() for w in words)
+        ]
+        return self._listing(found, request)
