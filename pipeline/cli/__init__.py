@@ -16,6 +16,8 @@ COMMAND_MODULES: dict[str, str] = {
     "detect": "pipeline.cli.detect",
     "model": "pipeline.cli.model",
     "sentiment": "pipeline.cli.sentiment",
+    "alert": "pipeline.cli.alert",
+    "silence": "pipeline.cli.silence",
 }
 
 

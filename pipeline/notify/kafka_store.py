@@ -195,18 +195,25 @@ class AlertWriter:
 
     def __init__(self, settings: KafkaSettings) -> None:
         self._settings = settings
-        self._producer = AIOKafkaProducer(
-            **aiokafka_config(settings), acks="all", enable_idempotence=True, linger_ms=5
-        )
+        self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
+        # Created here: aiokafka binds to the running loop, which a Faust app's
+        # register() step does not have yet.
+        self._producer = AIOKafkaProducer(
+            **aiokafka_config(self._settings), acks="all", enable_idempotence=True, linger_ms=5
+        )
         await self._producer.start()
 
     async def stop(self) -> None:
-        await self._producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
 
     async def write(self, name: str, key: str, value: dict[str, Any] | None) -> None:
         """Send and wait for the broker's acknowledgement (None writes a tombstone)."""
+        if self._producer is None:
+            raise RuntimeError("AlertWriter.start() was not called")
         payload = None if value is None else orjson.dumps(value)
         await self._producer.send_and_wait(
             self._settings.topic(name), key=key.encode(), value=payload

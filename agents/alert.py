@@ -1,0 +1,102 @@
+"""The `alert` agent: incidents -> Slack, email, webhook, PagerDuty (alerts.log, alerts.dlq).
+
+Thin on purpose: the decisions are in `pipeline.notify.policy` (pure) and the I/O in
+`pipeline.notify.service`. This module wires them to Faust: the agent records each
+incident event (the offset is committed after the state is written), a timer runs the
+policy every VIGIE_ALERT_TICK_S for the partitions this worker owns, and a revocation
+lets in-flight notifications finish so the next owner does not repeat them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+import orjson
+
+from agents.app import AgentContext
+from pipeline.notify.base import DeliveryError
+from pipeline.notify.config import build_receiver
+from pipeline.notify.render import Message
+from pipeline.notify.service import AlertService
+from pipeline.notify.settings import AlertSettings
+from pipeline.watchlist import WatchlistError, load_watchlist
+
+log = logging.getLogger("vigie.alert")
+
+
+class MisconfiguredReceiver:
+    """Stands in for a receiver whose watchlist entry is unusable (e.g. a missing secret).
+
+    The worker still starts (one bad receiver must not stop the whole pipeline); every
+    notification for it fails at once into alerts.dlq with the configuration error.
+    """
+
+    def __init__(self, name: str, kind: str, error: WatchlistError) -> None:
+        self.name, self.type, self.error = name, kind, str(error)
+
+    @property
+    def rate_limit_key(self) -> None:
+        return None
+
+    def secrets(self) -> tuple[str, ...]:
+        return ()
+
+    async def send(self, message: Message, http: Any) -> int:
+        raise DeliveryError(f"receiver misconfigured: {self.error}", retryable=False)
+
+
+def register(context: AgentContext) -> None:
+    app, topics = context.app, context.topics
+    settings = AlertSettings.from_env()
+    watchlist = load_watchlist(context.worker.watchlist)
+    receivers: dict[str, Any] = {}
+    for name, spec in watchlist.receivers.items():
+        try:
+            receivers[name] = build_receiver(spec, settings)
+        except WatchlistError as exc:
+            log.error("receiver %s unusable, its notifications will be dead letters: %s", name, exc)
+            receivers[name] = MisconfiguredReceiver(name, spec.type, exc)
+    owners = {brand.id: brand.owners for brand in watchlist.brands.values()}
+    service = AlertService(owners, receivers, settings, context.kafka)
+    ready = asyncio.Event()
+    incidents_topic = context.kafka.topic("incidents")
+    # A revocation must finish well within the session timeout, or the group evicts us.
+    drain_limit_s = app.conf.broker_session_timeout * 0.8
+
+    @app.agent(topics.incidents, name="alert")
+    async def alert(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await ready.wait()
+            try:
+                value: Any = orjson.loads(event.value)
+            except orjson.JSONDecodeError:
+                value = event.value  # handle_incident dead-letters it with the reason
+            await service.handle_incident(value, partition=event.message.partition)
+
+    @app.timer(interval=settings.tick_s)
+    async def alert_tick() -> None:
+        if not ready.is_set() or app.rebalancing:
+            return
+        assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == incidents_topic}
+        await service.tick(assigned)
+
+    @app.on_partitions_revoked.connect
+    async def hand_over(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+        partitions = {tp.partition for tp in revoked if tp.topic == incidents_topic}
+        if partitions and ready.is_set():
+            await service.drain(partitions, timeout_s=drain_limit_s)
+
+    @app.service
+    class AlertLifecycle(faust.Service):
+        """Starts with the app (views read, clients open) and stops with it."""
+
+        async def on_start(self) -> None:
+            await service.start()
+            ready.set()
+
+        async def on_stop(self) -> None:
+            if ready.is_set():
+                await service.stop()
