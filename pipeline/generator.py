@@ -251,7 +251,9 @@ class Generator:
 
     def _background(self, brand: BrandProfile, moment: datetime) -> dict[str, Any]:
         recent = self._recent[brand.id]
-        author = self.rng.choice(self._authors)
+        # Influencers speak about brands too, now and then.
+        author = self.rng.choice(self._influencers if self.rng.random() < 0.02
+                                 else self._authors)
         if recent and self.rng.random() < self.reshare_share:
             original = self.rng.choice(recent)
             return self._post(brand, moment, original["text"], original.get("language", "fr"),

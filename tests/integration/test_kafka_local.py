@@ -1,0 +1,71 @@
+"""`vigie kafka start|stop|status` on a second broker of its own (other ports, other state)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+from tests.integration.conftest import ROOT, free_port, vigie_command
+
+
+def run(env, *args):
+    return subprocess.run([*vigie_command(), "kafka", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+
+
+def java_brokers(state_dir) -> int:
+    """Broker processes whose command line names this state folder."""
+    count = 0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        count += "kafka.Kafka" in args and str(state_dir) in args
+    return count
+
+
+def test_start_twice_stop_twice_status_between(tmp_path, worker_env):
+    state = tmp_path / "kafka"
+    env = {**worker_env, "VIGIE_KAFKA_PORT": str(free_port()),
+           "VIGIE_KAFKA_CONTROLLER_PORT": str(free_port()), "VIGIE_KAFKA_STATE_DIR": str(state)}
+    try:
+        assert run(env, "status").returncode == 3
+
+        first = run(env, "start")
+        assert first.returncode == 0, first.stderr
+        assert "started" in first.stdout
+        second = run(env, "start")
+        assert second.returncode == 0 and "already running" in second.stdout
+        assert java_brokers(state) == 1, "start twice = one broker"
+
+        status = run(env, "status")
+        assert status.returncode == 0 and f"127.0.0.1:{env['VIGIE_KAFKA_PORT']}" in status.stdout
+        assert (state / "logs" / "server.log").exists()
+
+        stopped = run(env, "stop")
+        assert stopped.returncode == 0 and "stopped" in stopped.stdout
+        again = run(env, "stop")
+        assert again.returncode == 0 and "not running" in again.stdout
+        assert run(env, "status").returncode == 3
+        assert java_brokers(state) == 0
+    finally:
+        run(env, "stop")
+
+
+def test_a_broker_that_cannot_start_says_where_its_log_is(tmp_path, worker_env):
+    # Another program holds the controller port: the broker starts, fails to bind, exits.
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        env = {**worker_env, "VIGIE_KAFKA_PORT": str(free_port()),
+               "VIGIE_KAFKA_CONTROLLER_PORT": str(squatter.getsockname()[1]),
+               "VIGIE_KAFKA_STATE_DIR": str(tmp_path / "k")}
+        try:
+            result = run(env, "start")
+        finally:
+            run(env, "stop")
+    assert result.returncode == 1
+    assert "exited" in result.stderr
+    assert str(tmp_path / "k" / "logs" / "server.log") in result.stderr
