@@ -81,7 +81,10 @@ def register(context: AgentContext) -> None:
         if not ready.is_set() or app.rebalancing:
             return
         assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == incidents_topic}
-        await service.tick(assigned)
+        try:
+            await service.tick(assigned)
+        except Exception as exc:  # noqa: BLE001 - a slow broker must not stop the timer
+            log.warning("alert tick skipped: %s: %s", type(exc).__name__, exc)
 
     @app.on_partitions_revoked.connect
     async def hand_over(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
