@@ -5,7 +5,13 @@ the negative posts, the top negative posts by reach, their terms), and when the 
 is closed it judges the evidence window (the last `window_minutes`) with a `SpikeDetector`
 on negative volume, plus plain expectations of mention volume and negative reach. It keeps
 one incident at a time through `IncidentLifecycle` and returns the incident events
-(docs/records.md, "Incident event") that this interval produced.
+(docs/records.md, "Incident event") that this interval produced:
+
+- `opened` when the negative volume of the window triggers (see `SpikeDetector`);
+- `updated` when the severity rises (`escalated: true`), when the window's negative volume
+  reaches 1.5x what was last reported, or when it surges again after a calm window;
+- `resolved` once, after `quiet_minutes` without an elevated interval; it carries the
+  evidence (top posts, terms) last reported and says what the peak was.
 """
 
 from __future__ import annotations
@@ -138,6 +144,8 @@ class BrandMonitor:
         """
         if not isinstance(mention, dict):
             raise ValueError("mention must be a JSON object")
+        if mention.get("brand", self.brand) != self.brand:
+            raise ValueError(f"mention is for brand {mention.get('brand')!r}, not {self.brand!r}")
         sentiment = mention.get("sentiment")
         label = sentiment.get("label") if isinstance(sentiment, dict) else None
         if label not in LABELS:
@@ -192,6 +200,15 @@ class BrandMonitor:
         mentions = self.mentions.score_one(start, totals["mentions"])
         reach = self.reach.score_one(start, totals["reach_negative"])
         severity = self._severity(negative, mentions, reach, totals)
+        # A fresh surge inside an open incident that had calmed down for a whole window
+        # is news even when it is smaller than the peak: it is announced as an update.
+        # (Not `trigger`: the first surge has made such values less rare for the brand.)
+        resurged = (
+            self.lifecycle.is_open
+            and negative.active
+            and totals["negative"] >= config.min_negative
+            and self.lifecycle.quiet >= config.window_intervals
+        )
         step = self.lifecycle.step(negative.trigger, negative.active, severity)
 
         self.negative.learn_one(start, totals["negative"], negative)
@@ -222,7 +239,7 @@ class BrandMonitor:
                 events.append(self._event("resolved", False, end, totals, negative, mentions,
                                           reach))
                 self.incident = None
-            elif grew and self.lifecycle.is_open:
+            elif (grew or resurged) and self.lifecycle.is_open:
                 events.append(self._event("updated", False, end, totals, negative, mentions,
                                           reach))
         return events

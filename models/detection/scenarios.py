@@ -144,7 +144,7 @@ def run_scenarios(
             snapshots: dict[int, BrandMonitor] = {}
             starts = {start for _, start, _ in planned}
             monitor = BrandMonitor(name, name, config)
-            opened = escalated = 0
+            opened = escalated = updates = 0
             for row, moment in enumerate(timestamps):
                 if row in starts:
                     snapshots[row] = copy.deepcopy(monitor)
@@ -153,6 +153,7 @@ def run_scenarios(
                     if row >= warm:
                         opened += event["event"] == "opened"
                         escalated += bool(event["escalated"])
+                        updates += event["event"] == "updated" and not event["escalated"]
             weeks = (len(timestamps) - warm) * config.interval_seconds / (7 * 86400)
             label = name if scale == 1 else f"{name} (x{scale:g})"
             clean_runs[label] = {
@@ -160,6 +161,7 @@ def run_scenarios(
                 "incidents_opened": opened,
                 "escalations": escalated,
                 "alerts_per_week": round((opened + escalated) / weeks, 2) if weeks else 0.0,
+                "other_updates": updates,  # growth / fresh surge of an incident already open
             }
             for shape, start, extra in planned:
                 waves[shape.name] += 1

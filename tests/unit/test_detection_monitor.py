@@ -31,9 +31,10 @@ WAVE_TEXTS = ["#acmeleaks shows acme hid the battery fires", "acme lied about ba
               "boycott acme now #acmeleaks"]
 
 
-def mention(i: int, minute: datetime, label: str, text: str, followers: int) -> dict:
+def mention(i: int, minute: datetime, label: str, text: str, followers: int,
+            brand: str = "acme") -> dict:
     return {
-        "schema_version": 1, "brand": "acme", "post_key": f"twitter:{i}",
+        "schema_version": 1, "brand": brand, "post_key": f"twitter:{i}",
         "platform": "twitter", "post_id": str(i), "url": f"https://x.com/u/status/{i}",
         "created_at": (minute + timedelta(seconds=5)).isoformat(), "language": "en",
         "author": {"handle": f"user{i}", "display_name": f"User {i}", "followers": followers,
@@ -147,7 +148,8 @@ def test_quiet_brand_with_a_few_negative_posts_opens_nothing() -> None:
         minute = START + index * MINUTE
         if index % 97 == 0 or index == 200:  # now and then one post; at 200, three at once
             for k in range(3 if index == 200 else 1):
-                monitor.add_mention(mention(index * 10 + k, minute, "negative", "tiny meh", 50))
+                monitor.add_mention(mention(index * 10 + k, minute, "negative", "tiny meh", 50,
+                                            brand="tiny"))
         events.extend(monitor.close_interval(minute, minute + MINUTE))
     assert events == []
 
@@ -167,3 +169,36 @@ def test_malformed_state_is_refused() -> None:
         BrandMonitor.from_state({"state_version": 1, "brand": "acme"}, CONFIG)
     with pytest.raises(ValueError):
         BrandMonitor.from_state({"state_version": 99}, CONFIG)
+
+
+def test_second_surge_in_an_open_incident_is_announced_as_an_update() -> None:
+    config = DetectorConfig(interval_seconds=60, quiet_minutes=120)
+    monitor = BrandMonitor("acme", "ACME", config)
+    rng = random.Random(3)
+    surges = set(range(WAVE_START, WAVE_START + 10)) | set(range(WAVE_START + 50,
+                                                                 WAVE_START + 55))
+    events = []
+    for index in range(WAVE_START + 300):
+        minute = START + index * MINUTE
+        for k in range(rng.choice([1, 2, 3])):
+            monitor.add_mention(mention(index * 100 + k, minute, "neutral", "acme ok", 100))
+        if index in surges:
+            for k in range(40):
+                monitor.add_mention(mention(index * 100 + 10 + k, minute, "negative",
+                                            "#acmeleaks acme lied", 500))
+        events.extend(monitor.close_interval(minute, minute + MINUTE))
+    assert {e["incident_id"] for e in events} == {"acme-20261127T0000Z"}
+    kinds = [e["event"] for e in events]
+    assert kinds.count("opened") == 1 and kinds.count("resolved") == 1
+    second = [e for e in events if e["updated_at"] > (START + (WAVE_START + 50) *
+                                                      MINUTE).isoformat()]
+    assert second[0]["event"] == "updated"
+    assert second[0]["updated_at"] == (START + (WAVE_START + 51) * MINUTE).isoformat()
+    # Resolved two quiet hours after the second surge left the 10-minute window.
+    assert events[-1]["resolved_at"] >= (START + (WAVE_START + 55 + 120) * MINUTE).isoformat()
+
+
+def test_mention_for_another_brand_is_refused() -> None:
+    monitor = BrandMonitor("acme", "ACME", CONFIG)
+    with pytest.raises(ValueError, match="globex"):
+        monitor.add_mention({**mention(1, START, "negative", "x", 1), "brand": "globex"})
