@@ -535,3 +535,46 @@ class RedditServer(LocalServer):
             if any(w in (t["data"]["title"] + " " + t["data"]["selftext"]).lower() for w in words)
         ]
         return self._listing(found, request)
+
+
+# --------------------------------------------------------------------------- RSS / Atom
+
+
+@dataclass
+class Feed:
+    body: bytes
+    content_type: str = "application/rss+xml; charset=utf-8"
+    etag: str = '"v1"'
+    last_modified: str = "Sat, 28 Nov 2026 02:06:00 GMT"
+    fail_first: int | None = None  # answer the first request with this status
+
+
+class FeedServer(LocalServer):
+    """Serves feeds at their paths with ETag and Last-Modified, answers 304 to a matching
+    conditional request, and can fail a feed's first request (429 with Retry-After)."""
+
+    def __init__(self, feeds: dict[str, Feed]) -> None:
+        super().__init__()
+        self.feeds = feeds
+        self.app.router.add_get("/{path:.*}", self.serve)
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        feed = self.feeds.get(request.path)
+        if feed is None:
+            return web.Response(status=404, text="no such feed")
+        if feed.fail_first is not None:
+            status, feed.fail_first = feed.fail_first, None
+            return web.Response(status=status, headers={"Retry-After": "0"})
+        if request.headers.get("If-None-Match") == feed.etag or (
+            "If-None-Match" not in request.headers
+            and request.headers.get("If-Modified-Since") == feed.last_modified
+        ):
+            return web.Response(status=304, headers={"ETag": feed.etag})
+        return web.Response(
+            body=feed.body,
+            headers={
+                "Content-Type": feed.content_type,
+                "ETag": feed.etag,
+                "Last-Modified": feed.last_modified,
+            },
+        )
