@@ -139,7 +139,7 @@ sensitivity_option = click.option(
 
 @click.group(name="detect")
 def command() -> None:
-    """Spike detection on count series: run it, score it on NAB, plot it."""
+    """Spike detection on count series: run it, score it on NAB, test crisis scenarios, plot it."""
 
 
 @command.command("series")
