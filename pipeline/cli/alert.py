@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+from pathlib import Path
 
 import click
 import orjson
@@ -71,3 +73,38 @@ def test(brand: str, as_json: bool) -> None:
                 f" after {result.attempts} attempt(s), {detail}"
             )
     sys.exit(0 if all(r.ok for r in results) else 1)
+
+
+@command.command("sink")
+@click.option("--smtp-port", default=8025, show_default=True, help="SMTP sink port.")
+@click.option("--webhook-port", default=8765, show_default=True, help="Webhook port (/hook).")
+@click.option(
+    "--secret-env",
+    default="VIGIE_DEMO_WEBHOOK_SECRET",
+    show_default=True,
+    help="Variable holding the webhook HMAC secret (unset: accept unsigned).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also append each received alert as a JSON line to this file.",
+)
+def sink(smtp_port: int, webhook_port: int, secret_env: str, out: Path | None) -> None:
+    """Receive alerts locally (SMTP sink + webhook on 127.0.0.1) and print them; for demos."""
+    from pipeline.notify.sinks import LocalSinks
+
+    sinks = LocalSinks(
+        smtp_port,
+        webhook_port,
+        os.environ.get(secret_env, ""),
+        out,
+        echo=lambda line: click.echo(line),
+    )
+    click.echo(
+        f"listening: smtp 127.0.0.1:{smtp_port}, webhook "
+        f"http://127.0.0.1:{webhook_port}/hook (Ctrl-C to stop)"
+    )
+    try:
+        asyncio.run(sinks.run_forever())
+    except KeyboardInterrupt:
+        pass

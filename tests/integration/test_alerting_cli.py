@@ -134,3 +134,63 @@ def test_silence_add_list_expire(worker_env, tmp_path):
         assert bad.returncode == 2 and "bad duration" in bad.stderr
         unknown = run(["silence", "expire", "nosuchid"], env)
         assert unknown.returncode == 1 and "no silence with id" in unknown.stderr
+
+
+def test_alert_sink_prints_what_alert_test_sends(tmp_path, cli_env):
+    import time
+
+    from tests.integration.notify_servers import free_port
+
+    smtp_port, hook_port = free_port(), free_port()
+    out = tmp_path / "received.jsonl"
+    env = {**cli_env, "VIGIE_DEMO_WEBHOOK_SECRET": "s3cret"}
+    sink = subprocess.Popen(
+        [
+            *vigie_command(),
+            "alert",
+            "sink",
+            "--smtp-port",
+            str(smtp_port),
+            "--webhook-port",
+            str(hook_port),
+            "--out",
+            str(out),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        path = tmp_path / "watchlist.yaml"
+        path.write_text(
+            "version: 1\nreceivers:\n"
+            f'  hook: {{type: webhook, url: "http://127.0.0.1:{hook_port}/hook",'
+            " secret_env: T_HOOK_SECRET}\n"
+            f"  mail: {{type: email, to: [pr@acme.example], from: v@acme.example,"
+            f" port: {smtp_port}}}\n"
+            "brands:\n  - id: acme\n    name: ACME\n    owners:\n"
+            "      - {name: PR, receivers: [hook, mail], min_severity: info}\n"
+        )
+        env_test = {
+            **cli_env,
+            "VIGIE_WATCHLIST": str(path),
+            "VIGIE_ALERT_MAX_ATTEMPTS": "5",
+            "VIGIE_ALERT_BACKOFF_S": "0.5",
+        }  # the sink may still be starting
+        result = run(["alert", "test", "--brand", "acme"], env_test)
+        assert result.returncode == 0, result.stdout + result.stderr
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (
+            not out.exists() or len(out.read_text().splitlines()) < 2
+        ):
+            time.sleep(0.1)
+        received = {r["via"]: r for r in map(orjson.loads, out.read_text().splitlines())}
+        assert received["webhook"]["signed"] is True
+        assert received["webhook"]["alert"]["kind"] == "test"
+        assert received["email"]["subject"] == "[Vigie] [INFO] ACME: Test alert"
+    finally:
+        sink.terminate()
+        printed, _ = sink.communicate(timeout=10)
+    assert "[webhook signed] [INFO] ACME: Test alert" in printed
+    assert "[email to pr@acme.example] [Vigie] [INFO] ACME: Test alert" in printed
