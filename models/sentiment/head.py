@@ -1,0 +1,92 @@
+"""Vigie's classification head: what it reads from the encoder and its weights.
+
+The head takes the attention-masked mean of the encoder's hidden states at a few layers,
+concatenates them, standardises each feature, and applies a small MLP (or a linear layer)
+to get negative/neutral/positive logits. It is stored as one safetensors file whose
+metadata holds the spec as JSON, so the committed file alone says how to use it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+LABELS: tuple[str, str, str] = ("negative", "neutral", "positive")
+DEFAULT_HEAD_PATH = Path(__file__).resolve().parent / "head" / "vigie-e5-small-head.safetensors"
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    layers: tuple[int, ...]  # hidden-state indices: 0 = embeddings, 12 = last layer
+    prefix: str  # text prepended before tokenising (e5 was trained with "query: ")
+    hidden: tuple[int, ...]  # MLP hidden sizes; () means a linear head
+    max_length: int = 128  # tokens kept per text (tweets are far shorter)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> HeadSpec:
+        raw = json.loads(text)
+        return cls(
+            layers=tuple(int(x) for x in raw["layers"]),
+            prefix=str(raw["prefix"]),
+            hidden=tuple(int(x) for x in raw["hidden"]),
+            max_length=int(raw.get("max_length", 128)),
+        )
+
+
+@dataclass(frozen=True)
+class Head:
+    spec: HeadSpec
+    feature_mean: np.ndarray  # [features]
+    feature_std: np.ndarray  # [features]
+    weights: list[np.ndarray]  # Linear weights [out, in], first to last
+    biases: list[np.ndarray]
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """numpy forward from pooled features [n, features] (used by checks and tests)."""
+        x = (features - self.feature_mean) / self.feature_std
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = x @ w.T + b
+            if i < len(self.weights) - 1:
+                x = 0.5 * x * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x**3)))
+        return x
+
+
+def save_head(head: Head, path: Path, extra_metadata: dict[str, str] | None = None) -> Path:
+    from safetensors.numpy import save_file
+
+    tensors = {"feature_mean": head.feature_mean, "feature_std": head.feature_std}
+    for i, (w, b) in enumerate(zip(head.weights, head.biases, strict=True)):
+        tensors[f"linear{i}.weight"] = w
+        tensors[f"linear{i}.bias"] = b
+    # float16 keeps the committed file small; the head is computed in float32.
+    tensors = {k: np.ascontiguousarray(v, dtype=np.float16) for k, v in tensors.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={"spec": head.spec.to_json(), **(extra_metadata or {})})
+    return path
+
+
+def load_head(path: Path = DEFAULT_HEAD_PATH) -> Head:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise FileNotFoundError(f"sentiment head not found: {path}")
+    with safe_open(str(path), framework="numpy") as f:
+        metadata = f.metadata() or {}
+        if "spec" not in metadata:
+            raise ValueError(f"{path}: not a Vigie head (no spec in the metadata)")
+        spec = HeadSpec.from_json(metadata["spec"])
+        tensors = {k: f.get_tensor(k).astype(np.float32) for k in f.keys()}  # noqa: SIM118
+    count = len(spec.hidden) + 1
+    return Head(
+        spec=spec,
+        feature_mean=tensors["feature_mean"],
+        feature_std=tensors["feature_std"],
+        weights=[tensors[f"linear{i}.weight"] for i in range(count)],
+        biases=[tensors[f"linear{i}.bias"] for i in range(count)],
+    )

