@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline.sources.base import DeliveryError, Post, post_key
 
-__all__ = ["DoneDelivery", "KafkaSink", "MemorySink"]
+__all__ = ["DoneDelivery", "KafkaSink", "MemorySink", "PrintSink"]
 
 
 class DoneDelivery:
@@ -125,3 +125,30 @@ class _FlushDelivery:
 
     def wait(self, timeout: float | None = None) -> None:
         self._sink.flush(timeout)
+
+
+class PrintSink:
+    """Writes each post as one JSON line on stdout: `vigie ingest <source> --dry-run`."""
+
+    def __init__(self, stream: Any = None) -> None:
+        import sys
+
+        self._stream = stream or sys.stdout
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def send(self, post: Post) -> DoneDelivery:
+        import json
+
+        line = json.dumps(post, ensure_ascii=False)
+        with self._lock:
+            self._stream.write(line + "\n")
+            self.count += 1
+        return DoneDelivery()
+
+    def flush(self, timeout: float | None = None) -> None:
+        with self._lock:
+            self._stream.flush()
+
+    def close(self) -> None:
+        self.flush()
