@@ -281,6 +281,7 @@ class AlertService:
         tasks = [t for t, p in self.in_flight.values() if partitions is None or p in partitions]
         if not tasks:
             return
+        log.info("handing over: waiting for %d in-flight notification(s)", len(tasks))
         limit = timeout_s
         if limit is None:
             s = self.settings

@@ -6,6 +6,7 @@ alike. It answers by a script of behaviours, then by its default:
     "ok"          200 (or `ok_status`)
     "429:<secs>"  429 Too Many Requests with Retry-After: <secs>
     "500"         500 (any 3-digit code works)
+    "slow:<secs>" 200 after that many seconds
     "hang"        never answers (until the server stops)
 Every request is recorded with its arrival time and the status it got.
 """
@@ -147,6 +148,9 @@ class HttpStandIn:
             await self._release.wait()
             received.status = 503
             return web.Response(status=503, text="released")
+        if behaviour.startswith("slow:"):
+            await asyncio.sleep(float(behaviour.partition(":")[2]))
+            behaviour = "ok"
         if behaviour == "ok":
             received.status = self.ok_status
             return web.Response(status=self.ok_status, text=self.ok_body)

@@ -28,6 +28,8 @@ FAST_ALERTS = {
     "VIGIE_ALERT_TICK_S": "0.2",
     "VIGIE_SLACK_MIN_INTERVAL_S": "0.1",
     "VIGIE_SESSION_TIMEOUT_S": "6",
+    # Only the alert agent: these tests feed `incidents` directly, no model needed.
+    "VIGIE_AGENTS": "alert",
 }
 
 
@@ -208,3 +210,58 @@ def test_worker_killed_between_deciding_and_sending_sends_once_after_restart(
         assert len(slack.delivered()) == 1 and len(hook.delivered()) == 1
         # The email went out in the first life (recorded in the ledger): not sent again.
         assert smtp_before == 1 and len(smtp.mails) == 1
+
+
+# One brand per partition of `incidents` (kafka-python's murmur2 partitioner, 4 partitions),
+# so that whichever partitions a rebalance moves, some of them have sends in flight.
+BRANDS_ON_EACH_PARTITION = ("brand0", "brand1", "brand3", "brand9")
+
+
+def test_a_rebalance_in_the_middle_of_sending_sends_nothing_twice(
+    kafka_settings, worker_env, start_worker, tmp_path
+):
+    from tests.integration.conftest import free_port
+
+    assert kafka_settings.partitions == 4
+    with HttpStandIn(default="slow:3") as hook:
+        path = tmp_path / "watchlist.yaml"
+        path.write_text(
+            "version: 1\nreceivers:\n"
+            f'  ops-hook: {{type: webhook, url: "{hook.url()}", secret_env: T_HOOK_SECRET}}\n'
+            "brands:\n"
+            + "".join(
+                f"  - id: {b}\n    name: {b.upper()}\n    owners:\n"
+                "      - {name: Ops, receivers: [ops-hook], min_severity: info}\n"
+                for b in BRANDS_ON_EACH_PARTITION
+            )
+        )
+        env = {
+            **worker_env,
+            **FAST_ALERTS,
+            "VIGIE_WATCHLIST": str(path),
+            "T_HOOK_SECRET": "hook-secret",
+            "VIGIE_ALERT_TIMEOUT_S": "10",
+            "VIGIE_ALERT_REPEAT_INTERVAL_S": "600",
+        }
+        first = start_worker(env)
+        send_incidents(
+            kafka_settings,
+            *(
+                incident_event(incident_id=f"{b}-1", brand=b, brand_name=b.upper())
+                for b in BRANDS_ON_EACH_PARTITION
+            ),
+        )
+        hook.wait_for(4, timeout=30, delivered=False)  # all four sends are in flight
+        second = {
+            **env,
+            "VIGIE_WEB_PORT": str(free_port()),
+            "VIGIE_STATE_DIR": str(tmp_path / "second-worker"),
+        }
+        start_worker(second)  # joins the group: partitions move while sends are in flight
+        hook.wait_for(4, timeout=30)
+        time.sleep(6)  # time enough for any second send to show up
+        sent = sorted(r.json()["incident_id"] for r in hook.requests)
+    # The first worker did give up partitions whose sends were in flight...
+    assert "handing over: waiting for" in first.log()
+    # ...and yet every incident was sent exactly once.
+    assert sent == sorted(f"{b}-1" for b in BRANDS_ON_EACH_PARTITION)
