@@ -116,7 +116,9 @@ def reddit_query(terms: Iterable[BrandTerms], max_length: int = 512) -> list[str
         atoms.extend(_quote(h.lstrip("#@")) for h in brand.hashtags)
     queries: list[str] = []
     current = ""
-    for atom in dict.fromkeys(atoms):
+    folded: set[str] = set()
+    unique = [a for a in atoms if not (a.lower() in folded or folded.add(a.lower()))]
+    for atom in unique:
         candidate = f"{current} OR {atom}" if current else atom
         if current and len(candidate) > max_length:
             queries.append(current)

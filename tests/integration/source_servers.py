@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,26 @@ class Seen:
     query: dict[str, str]
     headers: dict[str, str]
     at: float = field(default_factory=time.monotonic)
+
+
+class ThreadedServer:
+    """Runs a LocalServer in a thread with its own event loop, for tests whose client is a
+    subprocess (`vigie ingest ...`) rather than a coroutine of the test."""
+
+    def __init__(self, server: LocalServer) -> None:
+        self.server = server
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> LocalServer:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        return self.server
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
 
 
 class LocalServer:
@@ -105,9 +126,12 @@ class JetstreamServer(LocalServer):
         drops: list[int] | None = None,
         refuse_first: int | None = None,
         extra_first: list[str] | None = None,
+        pace: float = 0.0,
     ) -> None:
         super().__init__()
         self.events = list(events)
+        self.pace = pace
+        self.sent = 0  # frames sent, all connections together
         self.drops = list(drops or [])
         self.refuse_first = refuse_first
         self.extra_first = list(extra_first or [])
@@ -138,6 +162,9 @@ class JetstreamServer(LocalServer):
                 return ws
             await ws.send_str(frame)
             sent += 1
+            self.sent += 1
+            if self.pace:
+                await asyncio.sleep(self.pace)
         try:
             async for _ in ws:  # stay connected (idle) until the client leaves
                 pass

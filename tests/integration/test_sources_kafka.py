@@ -1,0 +1,256 @@
+"""Sources end to end on the real broker: every valid item arrives once in posts.raw, bad
+items are counted with their reason, and a stopped connector resumes where it stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from pipeline.settings import KafkaSettings, Secret
+from pipeline.sources.base import RunnerSettings, SourceRunner
+from pipeline.sources.bluesky import BlueskyConnector, BlueskySettings
+from pipeline.sources.push import PushServer, PushSettings
+from pipeline.sources.sinks import KafkaSink
+from tests.integration.conftest import ROOT, consume, vigie_command
+from tests.integration.source_servers import (
+    Feed,
+    FeedServer,
+    JetstreamServer,
+    ThreadedServer,
+    fixture_lines,
+    fixture_text,
+)
+
+pytestmark = pytest.mark.integration
+
+WATCHLIST = """\
+version: 1
+receivers:
+  hook: {type: webhook, url: "http://127.0.0.1:9/hook"}
+brands:
+  - id: acme
+    name: ACME
+    aliases: [Acme Corp]
+    hashtags: ["#acme", "#acmeleaks"]
+    exclude: ["acme pie"]
+    owners:
+      - {name: PR, receivers: [hook], min_severity: warning}
+"""
+
+
+def jetstream_event(n: int, text: str) -> str:
+    return json.dumps(
+        {
+            "did": "did:plc:eygmaihciaxprqvxpfvl6flk",
+            "time_us": 1795831961000000 + n * 1000,
+            "kind": "commit",
+            "commit": {
+                "rev": f"3lbt{n:09d}",
+                "operation": "create",
+                "collection": "app.bsky.feed.post",
+                "rkey": f"3lbt{n:09d}",
+                "record": {
+                    "$type": "app.bsky.feed.post",
+                    "createdAt": "2026-11-28T02:12:41.000Z",
+                    "langs": ["fr"],
+                    "text": text,
+                },
+                "cid": f"bafyrei{n:020d}",
+            },
+        }
+    )
+
+
+def keys(records: list[Any]) -> list[str]:
+    return [record.key.decode() for record in records]
+
+
+def test_bluesky_into_posts_raw_once_each(kafka_settings: KafkaSettings, tmp_path: Path) -> None:
+    events = fixture_lines("jetstream_events.jsonl")
+    malformed = ["{not json", json.dumps({"kind": "commit", "did": "did:plc:x"})]
+
+    async def scenario() -> Any:
+        server = JetstreamServer(events, drops=[3, 2], extra_first=malformed)
+        async with server:
+            sink = KafkaSink(kafka_settings, source="bluesky")
+            connector = BlueskyConnector(
+                BlueskySettings(url=f"ws://127.0.0.1:{server.port}/subscribe")
+            )
+            runner = SourceRunner(
+                connector,
+                sink,
+                RunnerSettings(state_dir=tmp_path, backoff_scale=0.01, checkpoint_seconds=0.05),
+            )
+            task = asyncio.create_task(runner.run())
+            deadline = time.monotonic() + 20
+            while runner.report.produced < 6 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            runner.stop()
+            report = await task
+            sink.close()
+        return report
+
+    report = asyncio.run(scenario())
+    records = consume(kafka_settings, "posts.raw", expected=6, timeout_s=30, idle_s=2)
+    assert len(records) == 6
+    assert len(set(keys(records))) == 6
+    assert all(k.startswith("bluesky:at://did:plc:") for k in keys(records))
+    assert report.invalid == 2 and report.duplicate >= 1 and report.reconnects >= 2
+    rejects = [json.loads(x) for x in (tmp_path / "bluesky.rejects.jsonl").read_text().splitlines()]
+    assert [r["reason"] for r in rejects] == [
+        "not JSON: Expecting property name enclosed in double quotes",
+        "event has no integer time_us",
+    ]
+    value = json.loads(records[0].value)
+    assert value["schema_version"] == 1 and value["platform"] == "bluesky"
+
+
+def _cli_env(kafka_settings: KafkaSettings, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIE_")}
+    env.update(
+        VIGIE_KAFKA_BOOTSTRAP_SERVERS=kafka_settings.bootstrap_servers,
+        VIGIE_TOPIC_PREFIX=kafka_settings.topic_prefix,
+        VIGIE_STATE_DIR=str(tmp_path / "state"),
+        VIGIE_SOURCE_CHECKPOINT_SECONDS="0.2",
+        VIGIE_SOURCE_BACKOFF_SCALE="0.01",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+def test_cli_sigterm_mid_stream_then_resume_nothing_lost_or_repeated(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    watchlist = tmp_path / "watchlist.yaml"
+    watchlist.write_text(WATCHLIST)
+    texts = ["ACME cache encore un rappel" if n % 5 else "Il fait beau à Lyon" for n in range(150)]
+    wanted = {
+        f"bluesky:at://did:plc:eygmaihciaxprqvxpfvl6flk/app.bsky.feed.post/3lbt{n:09d}"
+        for n, text in enumerate(texts)
+        if "ACME" in text
+    }
+    server = JetstreamServer([jetstream_event(n, t) for n, t in enumerate(texts)], pace=0.02)
+    with ThreadedServer(server):
+        env = _cli_env(
+            kafka_settings, tmp_path, VIGIE_BLUESKY_URL=f"ws://127.0.0.1:{server.port}/subscribe"
+        )
+        command = [*vigie_command(), "ingest", "bluesky", "--watchlist", str(watchlist)]
+
+        state_file = tmp_path / "state" / "sources" / "bluesky.json"
+        last_time_us = json.loads(jetstream_event(len(texts) - 1, ""))["time_us"]
+
+        def run_until(done: Any) -> dict[str, Any]:
+            process = subprocess.Popen(
+                command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            deadline = time.monotonic() + 60
+            while not done() and time.monotonic() < deadline and process.poll() is None:
+                time.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=30)
+            assert process.returncode == 0, err.decode()[-3000:]
+            return json.loads(err.decode().strip().splitlines()[-1])
+
+        def saved_time_us() -> int:
+            try:
+                return int(json.loads(state_file.read_text())["cursor"]["time_us"])
+            except (OSError, ValueError, KeyError):
+                return 0
+
+        first = run_until(lambda: server.sent >= 40)  # stopped mid-stream
+        assert 0 < first["produced"] < len(wanted), first
+        state = json.loads(state_file.read_text())
+        assert state["cursor"]["time_us"] > 0
+        second = run_until(lambda: saved_time_us() == last_time_us)
+    assert server.cursors[-1] == str(state["cursor"]["time_us"])
+    assert first["produced"] + second["produced"] == len(wanted)
+    assert first["filtered"] + second["filtered"] == len(texts) - len(wanted)
+    records = consume(kafka_settings, "posts.raw", expected=len(wanted), timeout_s=30, idle_s=2)
+    assert sorted(keys(records)) == sorted(wanted)
+
+
+def test_rss_cli_once_twice_sends_each_item_once(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    server = FeedServer(
+        {
+            "/feed": Feed(fixture_text("feed_rss.xml").encode()),
+            "/atom": Feed(fixture_text("feed_atom.xml").encode(), etag='"a"'),
+        }
+    )
+    with ThreadedServer(server):
+        feeds = tmp_path / "feeds.txt"
+        feeds.write_text(f"{server.url}/feed 60\n{server.url}/atom 60 news\n")
+        env = _cli_env(kafka_settings, tmp_path, VIGIE_RSS_MAX_AGE_HOURS="0")
+        command = [
+            *vigie_command(),
+            "ingest",
+            "rss",
+            "--once",
+            "--no-filter",
+            "--feeds",
+            str(feeds),
+        ]
+        runs = [
+            subprocess.run(command, env=env, cwd=ROOT, capture_output=True, timeout=60)
+            for _ in range(2)
+        ]
+    for run in runs:
+        assert run.returncode == 0, run.stderr.decode()[-3000:]
+    summaries = [json.loads(r.stderr.decode().strip().splitlines()[-1]) for r in runs]
+    assert [s["produced"] for s in summaries] == [5, 0]
+    assert summaries[0]["invalid"] == 2
+    records = consume(kafka_settings, "posts.raw", expected=5, timeout_s=30, idle_s=2)
+    assert len(records) == 5 and len(set(keys(records))) == 5
+
+
+def test_push_answers_after_kafka_acknowledged(kafka_settings: KafkaSettings) -> None:
+    posts = [
+        {
+            "schema_version": 1,
+            "platform": "facebook",
+            "id": f"pfbid0{n}",
+            "url": f"https://www.facebook.com/acme/posts/pfbid0{n}",
+            "author": {"handle": "acme.fans", "followers": 5400},
+            "text": f"ACME page comment {n}",
+            "created_at": "2026-11-28T02:12:41+00:00",
+        }
+        for n in range(3)
+    ]
+
+    async def scenario() -> tuple[int, Any]:
+        sink = KafkaSink(kafka_settings, source="push")
+        server = PushServer(PushSettings(port=0, token=Secret("t0ken")), sink)
+        await server.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.post(
+                    f"http://127.0.0.1:{server.port}/v1/posts",
+                    json={"posts": posts},
+                    headers={"Authorization": "Bearer t0ken"},
+                ) as response:
+                    return response.status, await response.json()
+        finally:
+            await server.stop()
+            sink.close()
+
+    status, answer = asyncio.run(scenario())
+    assert status == 200 and answer["accepted"] == 3
+    # Acknowledged means readable at once: no waiting for a flush.
+    records = consume(kafka_settings, "posts.raw", expected=3, timeout_s=10, idle_s=1)
+    assert (
+        sorted(keys(records))
+        == sorted(answer["keys"])
+        == sorted(f"facebook:pfbid0{n}" for n in range(3))
+    )
