@@ -175,7 +175,8 @@ def test_cli_sigterm_mid_stream_then_resume_nothing_lost_or_repeated(
         second = run_until(lambda: saved_time_us() == last_time_us)
     assert server.cursors[-1] == str(state["cursor"]["time_us"])
     assert first["produced"] + second["produced"] == len(wanted)
-    assert first["filtered"] + second["filtered"] == len(texts) - len(wanted)
+    # The event at the resume cursor is read again; if it was filtered, it is filtered again.
+    assert 0 <= first["filtered"] + second["filtered"] - (len(texts) - len(wanted)) <= 1
     records = consume(kafka_settings, "posts.raw", expected=len(wanted), timeout_s=30, idle_s=2)
     assert sorted(keys(records)) == sorted(wanted)
 
