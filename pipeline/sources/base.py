@@ -513,6 +513,7 @@ class SourceRunner:
                 if isinstance(item, BaseException):
                     raise item
                 await self._handle(item)
+                self._queue.task_done()
                 if self._checkpoint_due():
                     await self.checkpoint()
         finally:
@@ -573,6 +574,8 @@ class SourceRunner:
                     self._backoff.reset()
                 delay = self._delay_for(error, healthy)
                 await self._queue.put(SourceItem(retry=f"{error} (retrying in {delay:.1f} s)"))
+                # Resume from everything read so far: wait until the handler took it all in.
+                await self._queue.join()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), timeout=delay)
         except asyncio.CancelledError:
