@@ -509,6 +509,7 @@ class SourceRunner:
                 if item is None:  # stopped
                     break
                 if item is _END:
+                    self.report.stopped_by = "end"
                     break
                 if isinstance(item, BaseException):
                     raise item
