@@ -57,7 +57,7 @@ class Head:
         return x
 
 
-def save_head(head: Head, path: Path, extra_metadata: dict[str, str] | None = None) -> Path:
+def save_head(head: Head, path: Path) -> Path:
     from safetensors.numpy import save_file
 
     tensors = {"feature_mean": head.feature_mean, "feature_std": head.feature_std}
@@ -67,7 +67,9 @@ def save_head(head: Head, path: Path, extra_metadata: dict[str, str] | None = No
     # float16 keeps the committed file small; the head is computed in float32.
     tensors = {k: np.ascontiguousarray(v, dtype=np.float16) for k, v in tensors.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata={"spec": head.spec.to_json(), **(extra_metadata or {})})
+    # One metadata key only: safetensors writes several in no fixed order, and the file
+    # should be byte-for-byte reproducible (the build keys its cache on its hash).
+    save_file(tensors, str(path), metadata={"spec": head.spec.to_json()})
     return path
 
 

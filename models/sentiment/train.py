@@ -187,7 +187,7 @@ def train_head(checkpoint: Path, data_dir: Path, out: Path | None, seed: int,
                        [_round16(w) for w in head.weights], [_round16(b) for b in head.biases])
         predicted = rounded.logits(xv).argmax(1)
         validation[name] = score(yv.tolist(), predicted.tolist()).as_dict()
-    save_head(head, out, extra_metadata={"seed": str(seed), "train_file": TRAIN_FILE})
+    save_head(head, out)
     report = {
         "head": str(out),
         "command": f"vigie model train --seed {seed}",
@@ -198,7 +198,8 @@ def train_head(checkpoint: Path, data_dir: Path, out: Path | None, seed: int,
         "validation": validation,
         "note": "validation scores of the torch fp32 form (head on cached encoder features)",
     }
-    out.with_name("TRAINING.json").write_text(json.dumps(report, indent=2) + "\n")
+    recorded = {**report, "head": out.name}  # relative: the JSON sits next to the head
+    out.with_name("TRAINING.json").write_text(json.dumps(recorded, indent=2) + "\n")
     return report
 
 
