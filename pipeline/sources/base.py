@@ -45,6 +45,7 @@ __all__ = [
     "Delivery",
     "DeliveryError",
     "FatalSourceError",
+    "MALFORMED",
     "Post",
     "PostSink",
     "RateLimited",
@@ -90,6 +91,11 @@ class RateLimited(TransientSourceError):
     def __init__(self, message: str, retry_after: float | None) -> None:
         super().__init__(message, kind="rate_limit")
         self.retry_after = retry_after
+
+
+#: What a platform item that does not have the documented shape raises while being read:
+#: the item is rejected with the message, the source goes on.
+MALFORMED = (ValueError, TypeError, KeyError, AttributeError, IndexError)
 
 
 class FatalSourceError(Exception):
@@ -403,10 +409,12 @@ class RunnerSettings:
     max_wait_seconds: float = 900.0
     healthy_seconds: float = 1.0
     flush_timeout: float = 60.0
+    max_record_bytes: int = 262_144  # the validate stage's limit (VIGIE_MAX_RECORD_BYTES)
 
     @classmethod
     def from_env(cls) -> RunnerSettings:
         return cls(
+            max_record_bytes=env_int("VIGIE_MAX_RECORD_BYTES", cls.max_record_bytes, 1024),
             state_dir=Path(env_str("VIGIE_SOURCE_STATE_DIR", str(state_dir()))),
             recent_keys=env_int("VIGIE_SOURCE_RECENT_KEYS", cls.recent_keys, minimum=1),
             checkpoint_seconds=env_float(
@@ -644,7 +652,22 @@ class SourceRunner:
             _metric_inc("SOURCE_ITEMS", source, "invalid")
             self._reject(f"{key}: {problems}", _snippet(post))
             return
-        await asyncio.to_thread(self.sink.send, post)
+        size = len(json.dumps(post, ensure_ascii=False).encode())
+        if size > self.settings.max_record_bytes:
+            self.report.invalid += 1
+            _metric_inc("SOURCE_ITEMS", source, "invalid")
+            self._reject(
+                f"{key}: record of {size} bytes, over VIGIE_MAX_RECORD_BYTES"
+                f" ({self.settings.max_record_bytes})",
+                _snippet(post),
+            )
+            return
+        try:
+            await asyncio.to_thread(self.sink.send, post)
+        except DeliveryError as exc:
+            raise FatalSourceError(
+                f"{self.name}: Kafka refused a post ({exc}); the resume state was not advanced"
+            ) from None
         self.recent.add(key)
         self._pending_since_checkpoint += 1
         self.report.produced += 1

@@ -21,6 +21,7 @@ import aiohttp
 
 from pipeline.settings import env_float, env_str
 from pipeline.sources.base import (
+    MALFORMED,
     Connector,
     FatalSourceError,
     RateLimited,
@@ -129,7 +130,7 @@ def item_from_message(data: str) -> SourceItem:
         return SourceItem.checkpoint(state)  # edits, deletions, other collections
     try:
         post = post_from_event(event)
-    except ValueError as exc:
+    except MALFORMED as exc:
         return SourceItem.bad(str(exc), event, state)
     return SourceItem.ok(post, state)
 

@@ -25,6 +25,7 @@ import aiohttp
 
 from pipeline.settings import Secret, SettingError, env_choice, env_float, env_secret, env_str
 from pipeline.sources.base import (
+    MALFORMED,
     Connector,
     FatalSourceError,
     RateLimited,
@@ -325,7 +326,7 @@ async def _check(response: aiohttp.ClientResponse, path: str) -> None:
 def _item(status: Any, state: Mapping[str, Any]) -> SourceItem:
     try:
         return SourceItem.ok(post_from_status(status), state)
-    except ValueError as exc:
+    except MALFORMED as exc:
         return SourceItem.bad(str(exc), status, state)
 
 

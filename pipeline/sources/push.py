@@ -47,6 +47,7 @@ class PushSettings:
     max_batch: int = 1000
     ack_timeout: float = 30.0
     max_skew_seconds: float = 300.0
+    max_record_bytes: int = 262_144  # the validate stage's limit
 
     @classmethod
     def from_env(cls) -> PushSettings:
@@ -58,6 +59,7 @@ class PushSettings:
             max_bytes=env_int("VIGIE_INGEST_MAX_BYTES", cls.max_bytes, minimum=1024),
             max_batch=env_int("VIGIE_INGEST_MAX_BATCH", cls.max_batch, minimum=1),
             ack_timeout=env_float("VIGIE_INGEST_ACK_TIMEOUT", cls.ack_timeout, minimum=1.0),
+            max_record_bytes=env_int("VIGIE_MAX_RECORD_BYTES", cls.max_record_bytes, 1024),
         )
 
 
@@ -160,6 +162,15 @@ class PushServer:
             errors.extend(
                 {"index": index, "field": p.field, "message": p.message} for p in problems
             )
+            size = len(json.dumps(item, ensure_ascii=False).encode())
+            if size > self.settings.max_record_bytes:
+                errors.append(
+                    {
+                        "index": index,
+                        "field": "$",
+                        "message": f"record of {size} bytes, over {self.settings.max_record_bytes}",
+                    }
+                )
         if errors:
             return self._invalid(errors, len(items))
         try:

@@ -26,6 +26,7 @@ import aiohttp
 
 from pipeline.settings import Secret, SettingError, env_bool, env_float, env_secret, env_str
 from pipeline.sources.base import (
+    MALFORMED,
     Connector,
     FatalSourceError,
     RateLimited,
@@ -162,7 +163,7 @@ class RedditConnector(Connector):
             state = {"newest": {listing.label: since}, "edge": {listing.label: sorted(at_edge)}}
             try:
                 yield SourceItem.ok(post_from_child(child), state)
-            except ValueError as exc:
+            except MALFORMED as exc:
                 yield SourceItem.bad(f"{listing.label}: {exc}", child, state)
         if since is None or top > since:
             since, at_edge = (

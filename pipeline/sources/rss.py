@@ -33,7 +33,7 @@ import aiohttp
 import yaml
 
 from pipeline.settings import SettingError, env_float, env_int, env_str
-from pipeline.sources.base import Connector, SourceItem, retry_after_seconds
+from pipeline.sources.base import MALFORMED, Connector, SourceItem, retry_after_seconds
 from pipeline.sources.text import html_to_text, iso_from_text, new_post
 
 __all__ = ["FeedSpec", "RssConnector", "RssSettings", "load_feeds", "parse_feed"]
@@ -267,7 +267,7 @@ class RssConnector(Connector):
                 body = await response.content.read(self.settings.max_bytes + 1)
                 etag = response.headers.get("ETag")
                 last_modified = response.headers.get("Last-Modified")
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise FeedError(f"{type(exc).__name__}: {exc}") from None
         checked_at = time.time()
         patch: dict[str, Any] = {
@@ -305,7 +305,10 @@ class RssConnector(Connector):
             created_at = entry.date or datetime.fromtimestamp(checked_at, UTC).isoformat()
             if self.settings.max_age_hours and datetime.fromisoformat(created_at) < oldest:
                 continue  # an old item seen for the first time (first run, feed reshuffle)
-            items.append(SourceItem.ok(_post(feed, title, entry, created_at)))
+            try:
+                items.append(SourceItem.ok(_post(feed, title, entry, created_at)))
+            except MALFORMED as exc:
+                items.append(SourceItem.bad(f"{feed.url}: {exc}", entry.__dict__))
         patch["seen"] = [e.id for e in entries][:2000]
         state.update(patch)
         items.append(SourceItem.checkpoint({"feeds": {feed.url: patch}}))

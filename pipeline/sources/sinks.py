@@ -76,8 +76,9 @@ class _FutureDelivery:
 class KafkaSink:
     """Posts to `posts.raw` through the lead's `PostProducer` (acks=all, idempotent).
 
-    `flush` waits for every send so far and fails if the producer counted a failure
-    since the previous flush, so the runner never advances its cursor past a lost post.
+    `flush` waits for every send since the previous flush and raises DeliveryError unless
+    each one was acknowledged, so the runner never advances its cursor past a lost post
+    (the producer's own flush only logs a timeout; the futures tell the truth).
     """
 
     def __init__(self, settings: Any = None, source: str = "source") -> None:
@@ -85,46 +86,45 @@ class KafkaSink:
         from pipeline.settings import KafkaSettings
 
         self._producer = PostProducer(settings or KafkaSettings.from_env(), source=source)
-        self._producer.__enter__()
-        self._failed_seen = int(getattr(self._producer, "failed", 0) or 0)
         self._lock = threading.Lock()
+        self._pending: list[Any] = []
         self._closed = False
 
-    def send(self, post: Post) -> Any:
+    def send(self, post: Post) -> _FutureDelivery:
+        from kafka.errors import KafkaError
+
+        try:
+            future = self._producer.send(post)
+        except KafkaError as exc:  # refused before sending: size, metadata timeout
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
         with self._lock:
-            result = self._producer.send(post)
-        if result is not None and hasattr(result, "get"):
-            return _FutureDelivery(result)
-        return _FlushDelivery(self)
+            self._pending.append(future)
+            if len(self._pending) > 10_000:
+                # The push endpoint waits on each future itself and never flushes: forget
+                # the ones already acknowledged so the list stays small.
+                self._pending = [f for f in self._pending if not (f.is_done and f.succeeded())]
+        return _FutureDelivery(future)
 
     def flush(self, timeout: float | None = None) -> None:
-        flush = getattr(self._producer, "flush", None)
-        if flush is not None:
-            try:
-                flush(timeout) if timeout is not None else flush()
-            except TypeError:
-                flush()
-            except Exception as exc:
-                raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
-        failed = int(getattr(self._producer, "failed", 0) or 0)
-        if failed > self._failed_seen:
-            lost = failed - self._failed_seen
-            self._failed_seen = failed
-            raise DeliveryError(f"{lost} post(s) were not acknowledged by Kafka")
+        with self._lock:
+            pending, self._pending = self._pending, []
+        self._producer.flush(timeout)
+        unconfirmed = [f for f in pending if not f.is_done]
+        failed = [f for f in pending if f.is_done and f.failed()]
+        if unconfirmed or failed:
+            with self._lock:  # keep them for the next flush's verdict
+                self._pending = unconfirmed + self._pending
+            first = failed[0].exception if failed else None
+            raise DeliveryError(
+                f"{len(failed)} post(s) failed, {len(unconfirmed)} not acknowledged in time"
+                + (f" ({type(first).__name__}: {first})" if first is not None else "")
+            )
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._producer.__exit__(None, None, None)
-
-
-class _FlushDelivery:
-    def __init__(self, sink: KafkaSink) -> None:
-        self._sink = sink
-
-    def wait(self, timeout: float | None = None) -> None:
-        self._sink.flush(timeout)
+        self._producer.close()
 
 
 class PrintSink:

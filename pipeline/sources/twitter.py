@@ -33,6 +33,7 @@ import aiohttp
 
 from pipeline.settings import Secret, env_float, env_int, env_secret, env_str
 from pipeline.sources.base import (
+    MALFORMED,
     BackoffPolicy,
     Connector,
     FatalSourceError,
@@ -205,7 +206,7 @@ def item_from_line(line: bytes) -> SourceItem | None:
         return SourceItem.bad("stream object has neither data nor errors", message)
     try:
         post = post_from_stream_object(message)
-    except ValueError as exc:
+    except MALFORMED as exc:
         return SourceItem.bad(str(exc), message, {"last_seen_epoch": time.time()})
     return SourceItem.ok(post, {"last_seen_epoch": time.time()})
 

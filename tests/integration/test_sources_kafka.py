@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from pipeline.settings import KafkaSettings, Secret
-from pipeline.sources.base import RunnerSettings, SourceRunner
+from pipeline.sources.base import FatalSourceError, RunnerSettings, SourceRunner
 from pipeline.sources.bluesky import BlueskyConnector, BlueskySettings
 from pipeline.sources.push import PushServer, PushSettings
 from pipeline.sources.sinks import KafkaSink
@@ -255,3 +255,34 @@ def test_push_answers_after_kafka_acknowledged(kafka_settings: KafkaSettings) ->
         == sorted(answer["keys"])
         == sorted(f"facebook:pfbid0{n}" for n in range(3))
     )
+
+
+def test_a_record_kafka_refuses_stops_the_source_without_advancing_its_cursor(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    (tmp_path / "bluesky.json").write_text(
+        json.dumps({"cursor": {"time_us": 1795831961000000}, "recent_keys": []})
+    )
+    # 3 MB of text: more than the producer's 2 MB request limit, so Kafka never takes it.
+    events = [jetstream_event(1, "ACME ok"), jetstream_event(2, "ACME " + "x" * 3_000_000)]
+
+    async def scenario() -> None:
+        async with JetstreamServer(events) as server:
+            sink = KafkaSink(kafka_settings, source="bluesky")
+            connector = BlueskyConnector(
+                BlueskySettings(url=f"ws://127.0.0.1:{server.port}/subscribe")
+            )
+            # A record limit above the producer's, to reach Kafka's own refusal.
+            limits = RunnerSettings(state_dir=tmp_path, max_record_bytes=10_000_000)
+            runner = SourceRunner(connector, sink, limits)
+            try:
+                with pytest.raises(
+                    FatalSourceError, match="Kafka refused a post.*MessageSizeTooLarge"
+                ):
+                    await asyncio.wait_for(runner.run(), 30)
+            finally:
+                sink.close()
+
+    asyncio.run(scenario())
+    saved = json.loads((tmp_path / "bluesky.json").read_text())
+    assert saved["cursor"]["time_us"] == 1795831961000000

@@ -142,7 +142,7 @@ def test_authentication_by_token_or_signature() -> None:
 def test_oversized_body_and_batch_are_refused_with_413() -> None:
     async def scenario() -> None:
         sink = MemorySink()
-        server = await serve(sink, max_batch=2)
+        server = await serve(sink, max_batch=2, max_record_bytes=1200)
         try:
             huge = json.dumps(post(1, text="A" * 5000)).encode()
             status, _ = await call(server, huge, bearer())
@@ -151,6 +151,10 @@ def test_oversized_body_and_batch_are_refused_with_413() -> None:
                 server, json.dumps([post(1), post(2), post(3)]).encode(), bearer()
             )
             assert status == 413
+            # Under the body limit, but over the validate stage's record limit.
+            body = json.dumps([post(1, text="B" * 1500)]).encode()
+            status, answer = await call(server, body, bearer())
+            assert status == 400 and answer["errors"][0]["message"].startswith("record of ")
         finally:
             await server.stop()
         assert sink.posts == []

@@ -225,3 +225,15 @@ def test_rate_limit_waits_as_told_and_fatal_errors_stop(tmp_path: Path) -> None:
         asyncio.run(
             asyncio.wait_for(SourceRunner(connector, MemorySink(), settings(tmp_path)).run(), 5)
         )
+
+
+def test_posts_over_the_record_limit_are_rejected_not_sent(tmp_path: Path) -> None:
+    connector = ScriptedConnector([[SourceItem.ok(post(1, "ACME " * 600)), SourceItem.ok(post(2))]])
+    sink = MemorySink()
+    limits = RunnerSettings(state_dir=tmp_path, max_record_bytes=2048)
+    report = asyncio.run(
+        asyncio.wait_for(SourceRunner(connector, sink, limits, once=True).run(), 5)
+    )
+    assert sink.keys == ["other:2"]
+    assert report.invalid == 1
+    assert report.rejects[0]["reason"].startswith("other:1: record of ")
