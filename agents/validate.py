@@ -18,6 +18,8 @@ from pipeline.language import detect_language
 from pipeline.schema import InvalidRecord, decode_post, post_key
 
 STAGE = "validate"
+BATCH_SIZE = 1000
+BATCH_WITHIN_S = 0.05
 
 
 def register(context: AgentContext) -> None:
@@ -37,27 +39,36 @@ def register(context: AgentContext) -> None:
 
     @app.agent(topics.posts_raw, name="validate")
     async def validate(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            message = event.message
-            try:
-                post = decode_post(event.value, max_bytes=max_bytes,
-                                   detect_language=detect_language)
-            except InvalidRecord as invalid:
-                metrics.POSTS_INVALID.labels(reason=invalid.reason).inc()
-                await topics.posts_dlq.send(
-                    key=event.key,
-                    value=dead_letter(
-                        STAGE, invalid.errors, key=event.key, original=event.value,
-                        topic=message.topic, partition=message.partition,
-                        offset=message.offset, reason=invalid.reason,
-                    ),
-                )
-                continue
-            key = post_key(post)
-            window = seen[key]
-            if window.current() or window.delta(horizon):
-                duplicate_counter.inc()
-                continue
-            await topics.posts_valid.send(key=key.encode(), value=orjson.dumps(post))
-            seen[key] = 1
-            valid_counter.inc()
+        # Batches amortise Faust's per-record overhead (about 3x the throughput); the
+        # outputs are buffered (send_soon) and flushed by Faust before it commits offsets.
+        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+            for event in events:
+                # Table writes go to the changelog partition of "the current event";
+                # inside a batch Faust leaves that to the last one, so set it per record.
+                stream._set_current_event(event)
+                check(event)
+
+    def check(event: faust.EventT) -> None:
+        message = event.message
+        try:
+            post = decode_post(event.value, max_bytes=max_bytes,
+                               detect_language=detect_language)
+        except InvalidRecord as invalid:
+            metrics.POSTS_INVALID.labels(reason=invalid.reason).inc()
+            topics.posts_dlq.send_soon(
+                key=event.key,
+                value=dead_letter(
+                    STAGE, invalid.errors, key=event.key, original=event.value,
+                    topic=message.topic, partition=message.partition,
+                    offset=message.offset, reason=invalid.reason,
+                ),
+            )
+            return
+        key = post_key(post)
+        window = seen[key]
+        if window.current() or window.delta(horizon):
+            duplicate_counter.inc()
+            return
+        topics.posts_valid.send_soon(key=key.encode(), value=orjson.dumps(post))
+        seen[key] = 1
+        valid_counter.inc()

@@ -9,7 +9,6 @@ import csv
 import json
 import statistics
 import sys
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -18,41 +17,6 @@ import click
 from models.detection import DetectorConfig, run_series
 from models.detection.nab import nab_report
 from models.detection.scenarios import run_scenarios
-from pipeline.settings import env_float, env_int
-
-
-@dataclass(frozen=True)
-class DetectionSettings:
-    """Detector settings shared by every brand (a brand's `thresholds:` may override)."""
-
-    interval_seconds: int = 60
-    window_minutes: int = 10
-    sensitivity: float = 1.0
-    min_negative: int = 10
-    quiet_minutes: float = 1440.0
-    allowed_lateness_seconds: int = 120
-
-    @classmethod
-    def from_env(cls) -> DetectionSettings:
-        return cls(
-            interval_seconds=env_int("VIGIE_DETECT_INTERVAL_SECONDS", cls.interval_seconds, 1),
-            window_minutes=env_int("VIGIE_DETECT_WINDOW_MINUTES", cls.window_minutes, 1),
-            sensitivity=env_float("VIGIE_DETECT_SENSITIVITY", cls.sensitivity, 0.01),
-            min_negative=env_int("VIGIE_DETECT_MIN_NEGATIVE", cls.min_negative, 0),
-            quiet_minutes=env_float("VIGIE_DETECT_QUIET_MINUTES", cls.quiet_minutes, 1.0),
-            allowed_lateness_seconds=env_int(
-                "VIGIE_DETECT_ALLOWED_LATENESS_SECONDS", cls.allowed_lateness_seconds, 0
-            ),
-        )
-
-    def to_config(self) -> DetectorConfig:
-        return DetectorConfig(
-            interval_seconds=self.interval_seconds,
-            window_minutes=self.window_minutes,
-            sensitivity=self.sensitivity,
-            min_negative=self.min_negative,
-            quiet_minutes=self.quiet_minutes,
-        )
 
 
 # -- reading series ------------------------------------------------------------------------

@@ -1,0 +1,119 @@
+"""The `score` agent: posts.valid -> brand match + sentiment -> mentions.scored (key = brand).
+
+Posts are taken in batches so that the model sees full batches; inference runs in one
+worker thread so that the event loop keeps heart-beating while the model works. A post
+that mentions no watched brand stops here; one that mentions two brands gives two mentions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+import orjson
+
+from agents.app import AgentContext
+from pipeline import metrics
+from pipeline.deadletter import dead_letter
+from pipeline.mentions import mention_record
+from pipeline.schema import FieldError
+from pipeline.sentiment_settings import SentimentSettings
+from pipeline.watchlist import Watchlist, WatchlistError, load_watchlist
+
+log = logging.getLogger(__name__)
+STAGE = "score"
+# How long a partial batch may wait for more posts before it is scored anyway.
+BATCH_WITHIN_S = 0.25
+
+
+class WatchlistHolder:
+    """The current watchlist, reloaded when its file changes (a bad edit keeps the old one)."""
+
+    def __init__(self, watchlist: Watchlist) -> None:
+        self.watchlist = watchlist
+        self._mtime = self._stat()
+
+    def _stat(self) -> float:
+        try:
+            return self.watchlist.path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def reload_if_changed(self) -> None:
+        mtime = self._stat()
+        if mtime == self._mtime:
+            return
+        self._mtime = mtime
+        try:
+            self.watchlist = load_watchlist(self.watchlist.path)
+            log.info("watchlist reloaded: %d brands", len(self.watchlist.brands))
+        except WatchlistError as exc:
+            log.error("watchlist not reloaded, keeping the previous one: %s", exc)
+
+
+def register(context: AgentContext) -> None:
+    app, topics = context.app, context.topics
+    settings = SentimentSettings.from_env()
+    holder = WatchlistHolder(load_watchlist(context.worker.watchlist))
+    classifier = settings.load_classifier()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigie-model")
+    batch_size = max(settings.batch_size * 4, 64)
+
+    def score(texts: list[str]) -> tuple[list[Any], float, int]:
+        hits_before = classifier.cache_hits
+        started = time.perf_counter()
+        results = classifier.predict_each(texts)
+        return results, time.perf_counter() - started, classifier.cache_hits - hits_before
+
+    @app.agent(topics.posts_valid, name="score")
+    async def score_posts(stream: faust.StreamT) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(batch_size, within=BATCH_WITHIN_S):
+            watchlist = holder.watchlist
+            pending: list[tuple[dict[str, Any], str, list[str]]] = []
+            for event in events:
+                try:
+                    post = orjson.loads(event.value)
+                    matches = watchlist.match(post["text"])
+                except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                    message = event.message
+                    await topics.posts_dlq.send(key=event.key, value=dead_letter(
+                        STAGE, [FieldError("$", f"unusable post: {exc}")], key=event.key,
+                        original=event.value, topic=message.topic,
+                        partition=message.partition, offset=message.offset,
+                        reason="unusable_post"))
+                    continue
+                for brand_id, matched in matches:
+                    brand = watchlist.brands[brand_id]
+                    language = post.get("language", "und")
+                    if brand.languages and language != "und" and language not in brand.languages:
+                        continue
+                    pending.append((post, brand_id, matched))
+            if not pending:
+                continue
+            texts = [post["text"] for post, _, _ in pending]
+            results, seconds, hits = await loop.run_in_executor(executor, score, texts)
+            metrics.MODEL_BATCH_SIZE.observe(len(texts))
+            metrics.MODEL_BATCH_SECONDS.observe(seconds)
+            metrics.MODEL_POSTS_SCORED.inc(len(texts))
+            metrics.MODEL_CACHE_HITS.inc(hits)
+            for (post, brand_id, matched), result in zip(pending, results, strict=True):
+                if isinstance(result, Exception):
+                    await topics.mentions_dlq.send(key=brand_id.encode(), value=dead_letter(
+                        STAGE, [FieldError("text", str(result))], key=brand_id.encode(),
+                        original=orjson.dumps(post), topic=topics.posts_valid.get_topic_name(),
+                        partition=-1, offset=-1, reason="model_error"))
+                    continue
+                mention = mention_record(post, brand_id, matched, result.label, result.scores,
+                                         classifier.name)
+                metrics.MENTIONS.labels(brand=brand_id, sentiment=result.label).inc()
+                await topics.mentions_scored.send(key=brand_id.encode(),
+                                                  value=orjson.dumps(mention))
+
+    @app.timer(interval=30.0)
+    async def reload_watchlist() -> None:
+        holder.reload_if_changed()

@@ -1,0 +1,31 @@
+"""The mention record (docs/records.md): one post about one brand, with its sentiment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MENTION_SCHEMA_VERSION = 1
+
+
+def mention_record(post: dict[str, Any], brand_id: str, matched: list[str], label: str,
+                   scores: dict[str, float], model: str) -> dict[str, Any]:
+    author = post.get("author") or {}
+    return {
+        "schema_version": MENTION_SCHEMA_VERSION,
+        "brand": brand_id,
+        "post_key": f"{post['platform']}:{post['id']}",
+        "platform": post["platform"],
+        "post_id": post["id"],
+        "url": post.get("url"),
+        "created_at": post["created_at"],
+        "language": post.get("language", "und"),
+        "author": author,
+        "text": post["text"],
+        # Who may have seen it: the author's audience (views are rarely reported).
+        "reach": int(author.get("followers") or 0),
+        "reshare_of": post.get("reshare_of"),
+        "sentiment": {"label": label,
+                      "scores": {name: round(float(value), 4) for name, value in scores.items()}},
+        "model": model,
+        "matched": matched,
+    }
