@@ -9,11 +9,7 @@ from pathlib import Path
 from pipeline.sources.base import RunnerSettings, SourceRunner
 from pipeline.sources.bluesky import BlueskyConnector, BlueskySettings
 from pipeline.sources.sinks import MemorySink
-
-try:
-    from tests.integration.source_servers import JetstreamServer, fixture_lines, run_until
-except ImportError:  # pytest's rootdir-relative import mode
-    from source_servers import JetstreamServer, fixture_lines, run_until
+from tests.integration.source_servers import JetstreamServer, fixture_lines, run_until
 
 EVENTS = fixture_lines("jetstream_events.jsonl")
 # Creations of app.bsky.feed.post in the fixture (the identity and delete events are not posts).

@@ -12,23 +12,13 @@ from pipeline.settings import Secret
 from pipeline.sources.base import FatalSourceError, RunnerSettings, SourceRunner
 from pipeline.sources.mastodon import MastodonConnector, MastodonSettings, parse_streams
 from pipeline.sources.sinks import MemorySink
-
-try:
-    from tests.integration.source_servers import (
-        MastodonServer,
-        fixture_json,
-        run_until,
-        sse,
-        wait_until,
-    )
-except ImportError:  # pytest's rootdir-relative import mode
-    from source_servers import (
-        MastodonServer,
-        fixture_json,
-        run_until,
-        sse,
-        wait_until,
-    )
+from tests.integration.source_servers import (
+    MastodonServer,
+    fixture_json,
+    run_until,
+    sse,
+    wait_until,
+)
 
 STATUSES = fixture_json("mastodon_statuses.json")
 TOKEN = "test-token-7f3a"

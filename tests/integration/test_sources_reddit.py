@@ -14,11 +14,7 @@ from pipeline.sources.base import FatalSourceError, RunnerSettings, SourceRunner
 from pipeline.sources.reddit import RedditConnector, RedditSettings, post_from_child
 from pipeline.sources.sinks import MemorySink
 from pipeline.sources.terms import BrandTerms, reddit_query
-
-try:
-    from tests.integration.source_servers import RedditServer, fixture_json
-except ImportError:  # pytest's rootdir-relative import mode
-    from source_servers import RedditServer, fixture_json
+from tests.integration.source_servers import RedditServer, fixture_json
 
 THINGS = fixture_json("reddit_things.json")
 LINKS, COMMENTS = THINGS["links"], THINGS["comments"]

@@ -12,11 +12,7 @@ from pipeline.settings import SettingError
 from pipeline.sources.base import RunnerSettings, SourceRunner
 from pipeline.sources.rss import FeedSpec, RssConnector, RssSettings, load_feeds
 from pipeline.sources.sinks import MemorySink
-
-try:
-    from tests.integration.source_servers import Feed, FeedServer, fixture_text, run_until
-except ImportError:  # pytest's rootdir-relative import mode
-    from source_servers import Feed, FeedServer, fixture_text, run_until
+from tests.integration.source_servers import Feed, FeedServer, fixture_text, run_until
 
 RSS = fixture_text("feed_rss.xml").encode()
 ATOM = fixture_text("feed_atom.xml").encode()

@@ -13,11 +13,7 @@ from pipeline.sources.base import FatalSourceError, RunnerSettings, SourceRunner
 from pipeline.sources.sinks import MemorySink
 from pipeline.sources.terms import BrandTerms, x_rules
 from pipeline.sources.twitter import XConnector, XSettings
-
-try:
-    from tests.integration.source_servers import XServer, fixture_lines, run_until
-except ImportError:  # pytest's rootdir-relative import mode
-    from source_servers import XServer, fixture_lines, run_until
+from tests.integration.source_servers import XServer, fixture_lines, run_until
 
 TOKEN = "AAAAAAAAAAAAAAAAAAAAAtest"
 LINES = fixture_lines("x_stream.jsonl")
