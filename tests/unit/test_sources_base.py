@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from pipeline.sources.base import (
     Backoff,
@@ -208,7 +209,20 @@ def test_filter_blank_text_invalid_posts_and_rejects(tmp_path: Path) -> None:
     runner = SourceRunner(
         connector, sink, settings(tmp_path), text_filter=lambda t: "ACME" in t, once=True
     )
+
+    def counted(outcome: str) -> float:
+        labels = {"source": "scripted", "outcome": outcome}
+        return REGISTRY.get_sample_value("vigie_source_items_total", labels) or 0.0
+
+    before = {o: counted(o) for o in ("produced", "filtered", "invalid")}
     report = asyncio.run(asyncio.wait_for(runner.run(), 5))
+    assert {o: counted(o) - before[o] for o in before} == {
+        "produced": 1,
+        "filtered": 2,
+        "invalid": 2,
+    }
+    lag = REGISTRY.get_sample_value("vigie_source_lag_seconds", {"source": "scripted"})
+    assert lag is not None and lag > 0  # the post is dated 2026-11-28T02:12:41
     assert sink.keys == ["other:1"]
     assert (report.filtered, report.invalid) == (2, 2)
     lines = [json.loads(x) for x in (tmp_path / "scripted.rejects.jsonl").read_text().splitlines()]
