@@ -286,3 +286,91 @@ def test_a_record_kafka_refuses_stops_the_source_without_advancing_its_cursor(
     asyncio.run(scenario())
     saved = json.loads((tmp_path / "bluesky.json").read_text())
     assert saved["cursor"]["time_us"] == 1795831961000000
+
+
+async def _run_into_kafka(runner: SourceRunner, expected: int, timeout: float = 20.0) -> Any:
+    task = asyncio.create_task(runner.run())
+    deadline = time.monotonic() + timeout
+    while runner.report.produced < expected and time.monotonic() < deadline and not task.done():
+        await asyncio.sleep(0.05)
+    if not task.done():
+        await asyncio.sleep(0.3)  # let replayed duplicates arrive too
+        runner.stop()
+    return await task
+
+
+def test_x_mastodon_and_reddit_into_posts_raw_once_each(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    from pipeline.sources.mastodon import MastodonConnector, MastodonSettings, parse_streams
+    from pipeline.sources.reddit import RedditConnector, RedditSettings
+    from pipeline.sources.terms import BrandTerms, x_rules
+    from pipeline.sources.twitter import XConnector, XSettings
+    from tests.integration.source_servers import MastodonServer, RedditServer, XServer, sse
+
+    tweets = fixture_lines("x_stream.jsonl")
+    statuses = json.loads(fixture_text("mastodon_statuses.json"))
+    things = json.loads(fixture_text("reddit_things.json"))
+    fast = RunnerSettings(state_dir=tmp_path, backoff_scale=0.01, checkpoint_seconds=0.05)
+
+    async def scenario() -> dict[str, Any]:
+        reports: dict[str, Any] = {}
+        sink = KafkaSink(kafka_settings, source="test")
+        try:
+            x_server = XServer(
+                "tok", scripts=[[tweets[0], tweets[1], "{bad", tweets[1]], tweets[1:], []]
+            )
+            async with x_server:
+                connector = XConnector(
+                    XSettings(api_url=x_server.url, bearer_token=Secret("tok")),
+                    rules=x_rules([BrandTerms("acme", ("ACME",))]),
+                )
+                reports["x"] = await _run_into_kafka(SourceRunner(connector, sink, fast), 5)
+            (tmp_path / "mastodon.json").write_text(
+                json.dumps({"cursor": {"since_id": {"hashtag:acme": statuses[0]["id"]}}})
+            )
+            m_server = MastodonServer(
+                "tok", statuses, scripts=[[sse("update", s) for s in statuses[3:]]]
+            )
+            async with m_server:
+                settings = MastodonSettings(
+                    url=m_server.url, token=Secret("tok"), streams=parse_streams("#acme")
+                )
+                runner = SourceRunner(MastodonConnector(settings), sink, fast)
+                reports["mastodon"] = await _run_into_kafka(runner, 5)
+            (tmp_path / "reddit.json").write_text(
+                json.dumps(
+                    {
+                        "cursor": {
+                            "newest": {"r/france+europe/new": 1.0, "r/france+europe/comments": 1.0}
+                        }
+                    }
+                )
+            )
+            r_server = RedditServer("id", "secret", things["links"], things["comments"])
+            async with r_server:
+                settings = RedditSettings(
+                    client_id=Secret("id"),
+                    client_secret=Secret("secret"),
+                    subreddits=("france", "europe"),
+                    search=False,
+                    auth_url=r_server.url,
+                    api_url=r_server.url,
+                    min_request_interval=0.0,
+                )
+                runner = SourceRunner(RedditConnector(settings), sink, fast, once=True)
+                reports["reddit"] = await asyncio.wait_for(runner.run(), 20)
+        finally:
+            sink.close()
+        return reports
+
+    reports = asyncio.run(scenario())
+    expected = (
+        {f"twitter:{json.loads(t)['data']['id']}" for t in tweets}
+        | {f"mastodon:{s['id']}" for s in statuses[1:]}
+        | {f"reddit:{t['data']['name']}" for t in things["links"] + things["comments"]}
+    )
+    records = consume(kafka_settings, "posts.raw", expected=len(expected), timeout_s=30, idle_s=2)
+    assert sorted(keys(records)) == sorted(expected)  # every one, once
+    assert reports["x"].invalid == 1 and reports["x"].duplicate >= 1
+    assert reports["mastodon"].duplicate >= 1  # catch-up and stream both saw 4..6
