@@ -178,8 +178,8 @@ def bluesky(
     "--stream",
     "streams",
     multiple=True,
-    help="public, public:local, hashtag:<tag>, list:<id>, or 'watchlist' for every brand"
-    " hashtag (VIGIE_MASTODON_STREAMS).",
+    help="public, public:local, hashtag:<tag>, list:<id>, search:<words>, or 'watchlist' for"
+    " every brand hashtag (VIGIE_MASTODON_STREAMS).",
 )
 @click.option("--poll", is_flag=True, help="Poll the timelines instead of streaming.")
 @_common

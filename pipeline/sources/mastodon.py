@@ -50,6 +50,11 @@ class StreamSpec:
     def label(self) -> str:
         return f"{self.kind}:{self.arg}" if self.arg else self.kind
 
+    @property
+    def streams(self) -> bool:
+        """Search has no stream: it is always polled."""
+        return self.kind != "search"
+
     def streaming_path(self) -> tuple[str, dict[str, str]]:
         if self.kind == "public":
             return "/api/v1/streaming/public", {}
@@ -60,6 +65,10 @@ class StreamSpec:
         return "/api/v1/streaming/list", {"list": self.arg}
 
     def timeline_path(self) -> tuple[str, dict[str, str]]:
+        if self.kind == "search":
+            # Full-text search: needs the instance's search backend, and finds only posts
+            # whose authors allow it (Mastodon 4.2+).
+            return "/api/v2/search", {"q": self.arg, "type": "statuses", "resolve": "false"}
         if self.kind == "public":
             return "/api/v1/timelines/public", {}
         if self.kind == "public:local":
@@ -80,15 +89,15 @@ def parse_streams(text: str) -> tuple[StreamSpec, ...]:
             specs.append(StreamSpec("hashtag", item[1:]))
         elif item in ("public", "public:local"):
             specs.append(StreamSpec(item))
-        elif item.startswith(("hashtag:", "list:")):
+        elif item.startswith(("hashtag:", "list:", "search:")):
             kind, _, arg = item.partition(":")
             if not arg:
                 raise SettingError(f"VIGIE_MASTODON_STREAMS: {item!r} needs a name after ':'")
-            specs.append(StreamSpec(kind, arg.lstrip("#")))
+            specs.append(StreamSpec(kind, arg if kind == "search" else arg.lstrip("#")))
         else:
             raise SettingError(
                 f"VIGIE_MASTODON_STREAMS: unknown stream {item!r}"
-                " (public, public:local, hashtag:<tag>, list:<id>)"
+                " (public, public:local, hashtag:<tag>, list:<id>, search:<words>)"
             )
     return tuple(specs)
 
@@ -135,7 +144,10 @@ class MastodonConnector(Connector):
         if not settings.streams:
             raise SettingError("VIGIE_MASTODON_STREAMS: no stream to follow")
         self.settings = settings
-        self._streaming_refused = settings.mode == "poll"
+        # Only searches (no stream exists for them), or told to: poll the timelines.
+        self._streaming_refused = settings.mode == "poll" or not any(
+            spec.streams for spec in settings.streams
+        )
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "vigie/0.1"}
@@ -177,7 +189,7 @@ class MastodonConnector(Connector):
         last = since.get(spec.label)
         if last is None:
             # First run: start from now, not from the server's whole history.
-            page = await self._get_json(session, path, {**params, "limit": "1"})
+            page = _statuses(await self._get_json(session, path, {**params, "limit": "1"}))
             if isinstance(page, list) and page and isinstance(page[0], dict):
                 newest = str(page[0].get("id", ""))
                 if newest:
@@ -185,7 +197,9 @@ class MastodonConnector(Connector):
                     yield SourceItem.checkpoint({"since_id": {spec.label: newest}})
             return
         for _ in range(100):  # at most 4000 statuses per catch-up
-            page = await self._get_json(session, path, {**params, "min_id": last, "limit": "40"})
+            page = _statuses(
+                await self._get_json(session, path, {**params, "min_id": last, "limit": "40"})
+            )
             if not isinstance(page, list):
                 yield SourceItem.bad(f"{path} did not return a list", page)
                 return
@@ -229,6 +243,7 @@ class MastodonConnector(Connector):
             asyncio.create_task(self._pump(session, spec, since, queue, done))
             for spec in self.settings.streams
         ]
+
         try:
             while True:
                 got = await queue.get()
@@ -251,9 +266,15 @@ class MastodonConnector(Connector):
         done: object,
     ) -> None:
         try:
-            async for item in self._sse(session, spec, since):
-                await queue.put(item)
-            await queue.put(done)
+            if spec.streams:
+                async for item in self._sse(session, spec, since):
+                    await queue.put(item)
+                await queue.put(done)
+                return
+            while True:  # a search: poll it while the other timelines stream
+                await asyncio.sleep(self.settings.poll_seconds)
+                async for item in self._catch_up(session, spec, since):
+                    await queue.put(item)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # handed to the consumer, which raises it
@@ -308,6 +329,11 @@ class MastodonConnector(Connector):
                             state = {"since_id": {spec.label: sid}}
                         yield _item(status, state)
                 event, data = "", []
+
+
+def _statuses(page: Any) -> Any:
+    """Timelines answer a list of statuses; /api/v2/search an object holding one."""
+    return page.get("statuses") if isinstance(page, dict) and "statuses" in page else page
 
 
 async def _check(response: aiohttp.ClientResponse, path: str) -> None:

@@ -237,6 +237,7 @@ class MastodonServer(LocalServer):
         self.stream_connections = 0
         self.app.router.add_get("/api/v1/timelines/tag/{tag}", self.tag_timeline)
         self.app.router.add_get("/api/v1/streaming/hashtag", self.stream)
+        self.app.router.add_get("/api/v2/search", self.search)
 
     def _authorised(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bearer {self.token}"
@@ -273,6 +274,21 @@ class MastodonServer(LocalServer):
             since = int(request.query.get("since_id", "0"))
             page = [s for s in reversed(ordered) if int(s["id"]) > since][:limit]
         return web.json_response(page, headers=self._limits())
+
+    async def search(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response({"error": "The access token is invalid"}, status=401)
+        assert request.query["type"] == "statuses"
+        words = request.query["q"].lower()
+        found = [s for s in self.timeline if words in s["content"].lower()]
+        limit = min(int(request.query.get("limit", "20")), 40)
+        ordered = sorted(found, key=_id_key)
+        if "min_id" in request.query:
+            ordered = [s for s in ordered if int(s["id"]) > int(request.query["min_id"])][:limit]
+            page = list(reversed(ordered))
+        else:
+            page = list(reversed(ordered))[:limit]
+        return web.json_response({"accounts": [], "statuses": page, "hashtags": []})
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         if self.streaming_status is not None:

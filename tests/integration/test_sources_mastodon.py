@@ -134,3 +134,30 @@ def test_bad_token_stops_with_a_clear_error(tmp_path: Path) -> None:
         assert TOKEN not in str(caught.value)
 
     asyncio.run(scenario())
+
+
+def test_search_is_polled_beside_the_hashtag_stream(tmp_path: Path) -> None:
+    (tmp_path / "mastodon.json").write_text(
+        json.dumps(
+            {
+                "cursor": {"since_id": {TAG: STATUSES[5]["id"], "search:refuse": "0"}},
+                "recent_keys": [],
+            }
+        )
+    )
+
+    async def scenario() -> None:
+        server = MastodonServer(TOKEN, STATUSES, scripts=[[]])
+        async with server:
+            sink = MemorySink()
+            runner = runner_for(
+                server, sink, tmp_path, streams=parse_streams("#acme,search:refuse")
+            )
+            report = await run_until(runner, sink, 1, settle=0.3)
+        # "refuse" is only in status 2; the stream (idle) never ended.
+        assert ids(sink) == [STATUSES[1]["id"]]
+        assert report.reconnects == 0
+        assert len(server.hits("/api/v2/search")) >= 2
+        assert server.stream_connections == 1
+
+    asyncio.run(scenario())
