@@ -374,3 +374,56 @@ def test_x_mastodon_and_reddit_into_posts_raw_once_each(
     assert sorted(keys(records)) == sorted(expected)  # every one, once
     assert reports["x"].invalid == 1 and reports["x"].duplicate >= 1
     assert reports["mastodon"].duplicate >= 1  # catch-up and stream both saw 4..6
+
+
+def test_serve_cli_accepts_then_stops_cleanly_on_sigterm(
+    kafka_settings: KafkaSettings, tmp_path: Path
+) -> None:
+    import urllib.request
+
+    from tests.integration.conftest import free_port
+
+    port = free_port()
+    env = _cli_env(
+        kafka_settings, tmp_path, VIGIE_INGEST_TOKEN="cli-token", VIGIE_INGEST_PORT=str(port)
+    )
+    process = subprocess.Popen(
+        [*vigie_command(), "ingest", "serve"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        body = json.dumps(
+            {
+                "schema_version": 1,
+                "platform": "other",
+                "id": "pinterest-p1",
+                "author": {"handle": "h"},
+                "text": "ACME board",
+                "created_at": "2026-11-28T02:12:41+00:00",
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/posts",
+            data=body,
+            method="POST",
+            headers={"Authorization": "Bearer cli-token", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
+            assert json.loads(response.read())["keys"] == ["other:pinterest-p1"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err.decode()[-2000:]
+    records = consume(kafka_settings, "posts.raw", expected=1, timeout_s=20, idle_s=1)
+    assert keys(records) == ["other:pinterest-p1"]
