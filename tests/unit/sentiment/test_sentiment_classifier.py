@@ -17,20 +17,22 @@ TEXTS = [
 ]
 
 
+# fp32 here: dynamic int8 picks its activation scales per batch, so its probabilities
+# move by a few hundredths with the batch's company; fp32 only by rounding.
 @pytest.fixture(scope="module")
 def one_by_one(model_dir):
-    clf = load_classifier(cache_dir=model_dir, batch_size=1, cache_size=0)
+    clf = load_classifier(runtime="onnx", cache_dir=model_dir, batch_size=1, cache_size=0)
     return {t: clf.predict([t])[0] for t in TEXTS}
 
 
 def test_batched_results_come_back_in_input_order(model_dir, one_by_one):
-    clf = load_classifier(cache_dir=model_dir, batch_size=3, cache_size=0)
+    clf = load_classifier(runtime="onnx", cache_dir=model_dir, batch_size=3, cache_size=0)
     shuffled = TEXTS[3:] + TEXTS[:3]
     results = clf.predict(shuffled)
     assert [r.label for r in results] == [one_by_one[t].label for t in shuffled]
     for text, result in zip(shuffled, results, strict=True):
         for label, p in result.scores.items():
-            assert abs(p - one_by_one[text].scores[label]) < 0.02  # padding changes little
+            assert abs(p - one_by_one[text].scores[label]) < 1e-3  # padding is masked out
 
 
 def test_a_reshared_text_is_scored_once(model_dir):

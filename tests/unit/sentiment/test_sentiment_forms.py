@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from models.sentiment import LABELS, load_classifier
-from models.sentiment.build import CHECK_SENTENCES
+from models.sentiment.build import (
+    BORDERLINE_MARGIN,
+    CHECK_SENTENCES,
+    BuildError,
+    check_agreement,
+)
 
 SENTENCES = [
     *CHECK_SENTENCES,
@@ -34,7 +39,21 @@ def predictions(model_dir):
 def test_forms_agree_on_labels(predictions):
     labels = {rt: [s.label for s in results] for rt, results in predictions.items()}
     assert labels["onnx"] == labels["torch"]
-    assert labels["onnx-int8"] == labels["torch"]
+    # int8 must agree wherever torch is not a coin toss (top two > 0.1 apart)
+    for i, result in enumerate(predictions["torch"]):
+        top, second = sorted(result.scores.values())[::-1][:2]
+        if top - second > BORDERLINE_MARGIN:
+            assert labels["onnx-int8"][i] == labels["torch"][i], SENTENCES[i]
+
+
+def test_agreement_check_rejects_a_form_that_flips_a_clear_label():
+    torch_p = np.array([[0.9, 0.05, 0.05], [0.1, 0.45, 0.45]])
+    coin_toss_flip = np.array([[0.9, 0.05, 0.05], [0.1, 0.44, 0.46]])
+    report = check_agreement({"torch": torch_p, "onnx-int8": coin_toss_flip})
+    assert report["agree"] and report["borderline_flips"] == {"onnx-int8": 1}
+    clear_flip = np.array([[0.2, 0.7, 0.1], [0.1, 0.45, 0.45]])
+    with pytest.raises(BuildError, match="disagree"):
+        check_agreement({"torch": torch_p, "onnx-int8": clear_flip})
 
 
 def test_fp32_forms_give_the_same_probabilities_and_int8_is_close(predictions):
