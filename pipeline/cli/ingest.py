@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import sys
 import time
@@ -17,6 +16,7 @@ from kafka.errors import KafkaError
 from tqdm import tqdm
 
 from pipeline import metrics
+from pipeline.cli.sources import SOURCE_COMMANDS
 from pipeline.generator import BrandProfile, Generator, Scenario
 from pipeline.producer import PostProducer
 from pipeline.replay import FileRecord, Pacer, read_records
@@ -195,15 +195,7 @@ def generate(watchlist: Path | None, minutes: float, start_text: str | None,
     _produce(records, "generator", Pacer(rate, speed), None, quiet)
 
 
-def _add_source_commands() -> None:
-    """Live connectors (Bluesky, Mastodon, X, Reddit, RSS, push endpoint) live in
-    pipeline.sources; each brings its own click command."""
-    if importlib.util.find_spec("pipeline.cli.sources") is None:
-        return
-    from pipeline.cli.sources import SOURCE_COMMANDS
-
-    for name, source_command in SOURCE_COMMANDS.items():
-        command.add_command(source_command, name=name)
-
-
-_add_source_commands()
+# Live connectors (Bluesky, Mastodon, X, Reddit, RSS, the push endpoint) bring their own
+# click commands.
+for _name, _source_command in SOURCE_COMMANDS.items():
+    command.add_command(_source_command, name=_name)
