@@ -339,6 +339,7 @@ def _read_brands(reader: _Reader, document: dict, receivers: dict) -> dict[str, 
         if not isinstance(thresholds, dict):
             raise reader.fail(reader.line_of(item, "thresholds"), f"{prefix}.thresholds",
                               "must be a mapping")
+        _check_thresholds(reader, thresholds, f"{prefix}.thresholds")
         brands[brand_id] = Brand(
             id=brand_id,
             name=name,
@@ -354,6 +355,18 @@ def _read_brands(reader: _Reader, document: dict, receivers: dict) -> dict[str, 
             line=line or 0,
         )
     return brands
+
+
+def _check_thresholds(reader: _Reader, thresholds: dict, field_path: str) -> None:
+    """The detector's own check, so that a typo fails at load time with its line."""
+    from models.detection import DetectorConfig
+
+    for key, value in thresholds.items():
+        try:
+            DetectorConfig().with_overrides({key: value})
+        except ValueError as exc:
+            raise reader.fail(reader.line_of(thresholds, key), f"{field_path}.{key}",
+                              str(exc)) from None
 
 
 def _read_owners(reader: _Reader, item: dict, prefix: str, receivers: dict) -> tuple[Owner, ...]:

@@ -120,6 +120,10 @@ brands:
          "receivers.x.type"),
         ("brands:\n  - id: a\n    name: A\n    aliases: [ok, 3]\n", 4, "brands[0].aliases[1]"),
         ("brands: []\n", 1, "brands"),
+        ("brands:\n  - id: a\n    name: A\n    thresholds:\n      min_negative: 3\n"
+         "      sensitvity: 2\n", 6, "brands[0].thresholds.sensitvity"),
+        ("brands:\n  - id: a\n    name: A\n    thresholds: {min_negative: lots}\n", 4,
+         "brands[0].thresholds.min_negative"),
         ("brands:\n  - id: a\n    name: A\n    owners:\n      - {name: x, receivers: [],"
          " min_severity: panic}\n", 5, "brands[0].owners[0].min_severity"),
     ],
