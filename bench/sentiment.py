@@ -72,7 +72,10 @@ def main() -> None:
 
     import torch
     from transformers import pipeline
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()  # the e5 checkpoint has no pooler; expected
+    hf_logging.disable_progress_bar()
     torch.set_num_threads(args.threads)
     extractor = pipeline("feature-extraction", model=str(folder / "checkpoint"),
                          framework="pt", device="cpu")

@@ -23,12 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from models.sentiment.classifier import normalise_text
 from models.sentiment.evaluation import read_labelled, score
 from models.sentiment.head import DEFAULT_HEAD_PATH, Head, HeadSpec, save_head
 
 TRAIN_FILE = "xlmt-multilingual-train"
 VALIDATION_FILES = ("tweeteval-val-clean", "xlmt-english-val", "xlmt-french-val",
                     "xlmt-multilingual-val")
+NORMALISATION = "nfc-collapse-strip-v1"  # classifier.normalise_text; part of the cache key
 ALL_LAYERS = 13  # embeddings + 12 layers; the cache keeps all so the recipe can change
 
 
@@ -41,6 +43,14 @@ class TrainConfig:
     weight_decay: float = 1e-2
     dropout: float = 0.5
     class_weights: bool = True
+
+
+# The simple head to beat: logistic regression (a linear layer, softmax, weight decay) on
+# the mean-pooled last layer, as in shared/data/README.md.
+BASELINE_CONFIG = TrainConfig(
+    spec=HeadSpec(layers=(12,), prefix="query: ", hidden=()), epochs=20, dropout=0.0,
+    class_weights=False,
+)
 
 
 def _file_digest(path: Path, size: int = 16) -> str:
@@ -84,7 +94,7 @@ def cached_features(checkpoint: Path, texts_path: Path, texts: list[str], spec: 
     key = "-".join([
         _file_digest(checkpoint / "model.safetensors"),
         _file_digest(checkpoint / "tokenizer.json"),
-        hashlib.sha256(f"{spec.prefix}|{spec.max_length}".encode()).hexdigest()[:8],
+        hashlib.sha256(f"{spec.prefix}|{spec.max_length}|{NORMALISATION}".encode()).hexdigest()[:8],
         _file_digest(texts_path),
     ])
     path = cache_dir / f"{texts_path.stem}.{key}.npy"
@@ -92,7 +102,11 @@ def cached_features(checkpoint: Path, texts_path: Path, texts: list[str], spec: 
         return np.load(path)
     log(f"encoding {len(texts)} texts of {texts_path.name} (cached afterwards in {cache_dir})")
     started = time.monotonic()
-    features = encode_all_layers(checkpoint, texts, spec.prefix, spec.max_length)
+    # The texts the model is trained on go through the serving normalisation, so that
+    # training and serving see the same strings (the English files end every line with a
+    # space, which would otherwise become a trailing token seen in training only).
+    normalised = [normalise_text(t) for t in texts]
+    features = encode_all_layers(checkpoint, normalised, spec.prefix, spec.max_length)
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(path.with_suffix(".tmp.npy"), features)
     path.with_suffix(".tmp.npy").rename(path)

@@ -69,13 +69,20 @@ def build(model_dir: Path | None, force: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--model-dir", type=click.Path(path_type=Path), default=None,
               help="Cache folder of the built model (its checkpoint gives the features).")
-def train(data_dir: Path, out: Path | None, seed: int, model_dir: Path | None) -> None:
+@click.option("--baseline", is_flag=True,
+              help="Train the logistic head on the last layer instead (for comparison; "
+                   "needs --out).")
+def train(data_dir: Path, out: Path | None, seed: int, model_dir: Path | None,
+          baseline: bool) -> None:
     """Retrain the head on xlmt-multilingual-train with a fixed seed; print validation
     scores. Encoder features are cached under .state/ so a rerun takes seconds."""
     _offline()
     from models.sentiment.build import ensure_checkpoint
     from models.sentiment.evaluation import DataFileError
-    from models.sentiment.train import train_head
+    from models.sentiment.train import BASELINE_CONFIG, train_head
+
+    if baseline and out is None:
+        raise click.UsageError("--baseline needs --out (the committed head stays as it is)")
 
     cache_dir = _model_dir(model_dir)
     checkpoint = ensure_checkpoint(cache_dir, log=lambda m: click.echo(f"- {m}"))
@@ -86,6 +93,7 @@ def train(data_dir: Path, out: Path | None, seed: int, model_dir: Path | None) -
             out=out,
             seed=seed,
             feature_cache=project_root() / ".state" / "features",
+            config=BASELINE_CONFIG if baseline else None,
             log=lambda msg: click.echo(f"- {msg}"),
         )
     except DataFileError as exc:
