@@ -30,7 +30,7 @@ from models.sentiment.build import ensure_default_model  # noqa: E402
 from models.sentiment.evaluation import read_texts  # noqa: E402
 from pipeline.sentiment_settings import SentimentSettings  # noqa: E402
 
-DATA = Path("/work/shared/data/sentiment")
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sentiment"
 
 
 def posts(count: int) -> list[str]:

