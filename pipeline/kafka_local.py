@@ -162,12 +162,13 @@ class LocalKafka:
             return None
         except PermissionError:
             return pid
-        # A zombie or a recycled pid that is not java is not our broker.
+        # A recycled pid that is not java is not our broker. (An empty command line is a
+        # process in the middle of exec: the java launcher re-executes itself at start.)
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return pid
-        if b"kafka.Kafka" not in cmdline:
+        if cmdline and b"kafka.Kafka" not in cmdline:
             self.pid_file.unlink(missing_ok=True)
             return None
         return pid
