@@ -94,6 +94,8 @@ def create_app(
         # worker's time in socket writes; 20 ms fills batches at no visible latency.
         producer_linger_ms=20,
         producer_max_batch_size=262_144,
+        broker_max_poll_records=2000,
+        stream_buffer_maxsize=8192,
     )
     context = AgentContext(app, kafka, worker, declare_topics(app, kafka))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -11,6 +12,14 @@ from agents.app import create_app
 from agents.topics import ALL_TOPICS, COMPACTED_TOPICS
 from pipeline.kafka_admin import ensure_topics
 from pipeline.settings import SettingError, WorkerSettings
+
+
+class VigieWorker(faust.Worker):
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        # mode leaves the root logger at DEBUG and filters in the handler, so every
+        # aiokafka and Faust debug call still builds its log record: 15% of a busy
+        # worker's time. Setting the level on the logger itself skips that work.
+        logger.setLevel(level)
 
 
 @click.command(name="worker")
@@ -30,5 +39,5 @@ def command(web_port: int | None) -> None:
         sys.exit(2)
     # Faust's worker installs the SIGTERM/SIGINT handlers that stop the agents, flush the
     # producer and commit offsets before exiting.
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    worker = VigieWorker(app, loglevel=settings.log_level.upper(), quiet=True)
     worker.execute_from_commandline()
