@@ -87,6 +87,8 @@ def register(context: AgentContext) -> None:
                         partition=message.partition, offset=message.offset,
                         reason="unusable_post"))
                     continue
+                if not matches:
+                    metrics.POSTS_UNMATCHED.inc()
                 for brand_id, matched in matches:
                     brand = watchlist.brands[brand_id]
                     language = post.get("language", "und")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 MENTION_SCHEMA_VERSION = 1
@@ -24,8 +25,11 @@ def mention_record(post: dict[str, Any], brand_id: str, matched: list[str], labe
         # Who may have seen it: the author's audience (views are rarely reported).
         "reach": int(author.get("followers") or 0),
         "reshare_of": post.get("reshare_of"),
+        "engagement": post.get("engagement") or {},
         "sentiment": {"label": label,
                       "scores": {name: round(float(value), 4) for name, value in scores.items()}},
         "model": model,
         "matched": matched,
+        # With created_at, how long the post took to be scored (for latency metrics).
+        "scored_at": datetime.now(UTC).isoformat(),
     }

@@ -42,6 +42,7 @@ __all__ = [
     "POSTS_INVALID",
     "POSTS_PRODUCED",
     "POSTS_PRODUCE_FAILED",
+    "POSTS_UNMATCHED",
     "POSTS_VALID",
     "SOURCE_ITEMS",
     "SOURCE_LAG_SECONDS",
@@ -104,6 +105,11 @@ POSTS_DUPLICATE = Counter(
 )
 
 # --- Scoring (worker) -----------------------------------------------------------------------
+POSTS_UNMATCHED = Counter(
+    "vigie_posts_unmatched_total",
+    "Valid posts that mention no watched brand (counted, not scored).",
+)
+
 
 MENTIONS = Counter(
     "vigie_mentions_total",

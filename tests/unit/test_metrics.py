@@ -17,6 +17,7 @@ CONTRACT: dict[str, tuple[type, str, tuple[str, ...]]] = {
     "POSTS_VALID": (Counter, "vigie_posts_valid_total", ()),
     "POSTS_INVALID": (Counter, "vigie_posts_invalid_total", ("reason",)),
     "POSTS_DUPLICATE": (Counter, "vigie_posts_duplicate_total", ()),
+    "POSTS_UNMATCHED": (Counter, "vigie_posts_unmatched_total", ()),
     "MENTIONS": (Counter, "vigie_mentions_total", ("brand", "sentiment")),
     "MODEL_BATCH_SIZE": (Histogram, "vigie_model_batch_size", ()),
     "MODEL_BATCH_SECONDS": (Histogram, "vigie_model_batch_duration_seconds", ()),
