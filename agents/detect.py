@@ -98,12 +98,24 @@ def register(context: AgentContext) -> None:
     newest_event = [datetime.min.replace(tzinfo=UTC)]  # for the event clock
     wall_clock = settings.clock == "wall"
 
+    live: dict[str, BrandClock] = {}
+
     def clock_for(brand_id: str, state: dict[str, Any] | None) -> BrandClock:
+        """The brand's clock: the live object while the table agrees with it, else rebuilt
+        from the table (after a restart, or when the partition comes back from another
+        worker), which saves parsing the whole state on every mention."""
+        cached = live.get(brand_id)
+        if cached is not None and state is not None \
+                and state.get("last_offset") == cached.last_offset:
+            return cached
         config = configs[brand_id]
         if state is None:
             brand = watchlist.brands[brand_id]
-            return BrandClock(BrandMonitor(brand_id, brand.name, config), None, -1)
-        return BrandClock.from_state(state, config)
+            clock = BrandClock(BrandMonitor(brand_id, brand.name, config), None, -1)
+        else:
+            clock = BrandClock.from_state(state, config)
+        live[brand_id] = clock
+        return clock
 
     async def emit(brand_id: str, events: list[dict[str, Any]]) -> None:
         for event in events:
