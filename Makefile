@@ -56,6 +56,7 @@ integration: $(STAMP) model kafka-start
 bench: $(STAMP) model kafka-start
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/sentiment.py
+	$(BIN)/python bench/detection.py
 
 clean: kafka-stop
 	rm -rf .state
