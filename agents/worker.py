@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -26,8 +27,6 @@ class VigieWorker(faust.Worker):
 @click.option("--web-port", type=int, help="Override VIGIE_WEB_PORT (/metrics, /ready).")
 def command(web_port: int | None) -> None:
     """Start a Faust worker: validate, score, detect and alert agents, one consumer group."""
-    import os
-
     if web_port is not None:
         os.environ["VIGIE_WEB_PORT"] = str(web_port)
     try:

@@ -9,6 +9,7 @@ with no broker is not an error.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import signal
@@ -132,8 +133,6 @@ class LocalKafka:
         id_file = self.state_dir / "cluster.id"
         if not id_file.exists():
             # Kafka wants a base64 UUID; a random one stays valid for this data folder.
-            import base64
-
             raw = uuid.uuid4().bytes
             id_file.write_text(base64.urlsafe_b64encode(raw).decode().rstrip("="))
         cluster_id = id_file.read_text().strip()

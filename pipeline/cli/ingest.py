@@ -21,7 +21,7 @@ from pipeline.generator import BrandProfile, Generator, Scenario
 from pipeline.producer import PostProducer
 from pipeline.replay import FileRecord, Pacer, read_records
 from pipeline.schema import parse_timestamp, post_key
-from pipeline.settings import KafkaSettings, WorkerSettings, env_int
+from pipeline.settings import KafkaSettings, WorkerSettings
 from pipeline.watchlist import WatchlistError, load_watchlist
 
 
@@ -53,9 +53,7 @@ def _produce(records: Iterable[FileRecord], source: str, pacer: Pacer, total: in
              quiet: bool) -> None:
     """Send records, show progress, print a summary; exits 1 if anything was not delivered."""
     kafka = KafkaSettings.from_env()
-    metrics_port = env_int("VIGIE_METRICS_PORT", 0, minimum=0)
-    if metrics_port:
-        metrics.start_http_server(metrics_port)
+    metrics.start_http_server()  # VIGIE_METRICS_PORT; 0 (the default) serves nothing
     started = time.monotonic()
     sent = 0
     try:

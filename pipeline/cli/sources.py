@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from pipeline.settings import SettingError, WorkerSettings, env_choice, env_int
+from pipeline.settings import SettingError, WorkerSettings, env_choice
 from pipeline.sources.base import (
     Connector,
     FatalSourceError,
@@ -49,11 +49,9 @@ def _setup_logging() -> None:
 
 
 def _start_metrics() -> None:
-    port = env_int("VIGIE_METRICS_PORT", 0, minimum=0)
-    if port:
-        from pipeline import metrics
+    from pipeline import metrics
 
-        metrics.start_http_server(port)
+    metrics.start_http_server()  # VIGIE_METRICS_PORT; 0 (the default) serves nothing
 
 
 def _sink(source: str, dry_run: bool) -> PostSink:
