@@ -95,7 +95,7 @@ def built_model(cache_dir: Path, head_path: Path = DEFAULT_HEAD_PATH) -> BuiltMo
     return built
 
 
-BORDERLINE_MARGIN = 0.1  # top-two probability gap under which a label is a coin toss
+BORDERLINE_MARGIN = 0.2  # top-two probability gap under which a label is a coin toss
 
 
 def check_agreement(probabilities: dict[str, np.ndarray]) -> dict:
@@ -160,11 +160,14 @@ def build_default_model(
 
     log(f"reading {bin_path}")
     e5 = read_e5_bin(bin_path)
-    write_checkpoint(e5, built.checkpoint)
+    write_checkpoint(e5, built.checkpoint, layers=head.spec.encoder_layers,
+                     adapters=head.adapters, adapter_scale=head.spec.adapter_scale)
     del e5
     shutil.copyfile(head_path, built.head)
     log(f"building in {work}")
-    log("checkpoint/ written (model.safetensors, config.json, fast tokenizer.json)")
+    log(f"checkpoint/ written ({head.spec.encoder_layers} encoder layers"
+        f"{', fine-tuned adapters merged' if head.adapters else ''}; model.safetensors, "
+        "config.json, fast tokenizer.json)")
 
     model = load_torch_model(built.checkpoint, head)
     export_onnx(model, built.onnx)
@@ -209,11 +212,8 @@ def ensure_default_model(cache_dir: Path, log: Callable[[str], None] = lambda _m
 
 
 def ensure_checkpoint(cache_dir: Path, log: Callable[[str], None] = lambda _msg: None) -> Path:
-    """A converted encoder checkpoint for training: the built model's, else a standalone one
-    (so that training never needs a head to exist already)."""
-    built = built_model(cache_dir, head_path=Path("/nonexistent"))  # any head will do
-    if built is not None:
-        return built.checkpoint
+    """The shipped encoder converted as is (12 layers, no adapters), for training: the built
+    model's checkpoint may be cut and fine-tuned, so training never starts from it."""
     folder = Path(cache_dir) / f"{MODEL_NAME}-encoder"
     if not (folder / "model.safetensors").is_file() or not (folder / "tokenizer.json").is_file():
         from models.sentiment.convert import write_checkpoint

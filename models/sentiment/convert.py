@@ -86,6 +86,26 @@ def bert_state_dict(model: E5File) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in state.items()}
 
 
+def merge_adapters(state: dict[str, np.ndarray], adapters: dict[str, np.ndarray],
+                   scale: float, layers: int) -> dict[str, np.ndarray]:
+    """A `BertModel` state dict (numpy) with the adapters merged and layers >= `layers` cut.
+
+    Computed in float64 then rounded once to float32, so the merge is deterministic."""
+    merged = {k: v for k, v in state.items()
+              if not k.startswith("encoder.layer.") or int(k.split(".")[2]) < layers}
+    for key, a in adapters.items():
+        if not key.endswith(".lora_A"):
+            continue
+        prefix = key[: -len(".lora_A")]
+        b = adapters[prefix + ".lora_B"]
+        weight = prefix + ".weight"
+        if weight not in merged:
+            raise KeyError(f"adapter {prefix} has no weight {weight} in the encoder")
+        delta = (b.astype(np.float64) @ a.astype(np.float64)) * scale
+        merged[weight] = (merged[weight].astype(np.float64) + delta).astype(np.float32)
+    return merged
+
+
 def _transformers_version() -> str:
     # Recorded like save_pretrained does; without it transformers 5 suspects an old
     # Mistral tokenizer and prints a misleading warning on every load.
@@ -120,16 +140,24 @@ def bert_config_dict(model: E5File) -> dict:
     }
 
 
-def write_checkpoint(model: E5File, folder: Path) -> Path:
-    """Write config.json, model.safetensors and the tokenizer files into `folder`."""
+def write_checkpoint(model: E5File, folder: Path, layers: int | None = None,
+                     adapters: dict[str, np.ndarray] | None = None,
+                     adapter_scale: float = 0.0) -> Path:
+    """Write config.json, model.safetensors and the tokenizer files into `folder`: the
+    shipped encoder as is, or cut to `layers` layers with fine-tuned adapters merged."""
     from safetensors.numpy import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(bert_config_dict(model), indent=2) + "\n")
+    config = bert_config_dict(model)
+    state = bert_state_dict(model)
+    if layers is not None or adapters:
+        layers = layers or model.config.num_layers
+        state = merge_adapters(state, adapters or {}, adapter_scale, layers)
+        config["num_hidden_layers"] = layers
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     # One metadata key: safetensors writes several in no fixed order, and the file's hash
     # keys the training feature cache, so the same source must give the same bytes.
-    save_file(bert_state_dict(model), str(folder / "model.safetensors"),
-              metadata={"format": "pt"})
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
     tokenizer = build_fast_tokenizer(model)
     tokenizer.save(str(folder / "tokenizer.json"))
     v = model.vocabulary

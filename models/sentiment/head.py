@@ -3,18 +3,21 @@
 The head takes the attention-masked mean of the encoder's hidden states at a few layers,
 concatenates them, standardises each feature, and applies a small MLP (or a linear layer)
 to get negative/neutral/positive logits. It is stored as one safetensors file whose
-metadata holds the spec as JSON, so the committed file alone says how to use it.
+metadata holds the spec as JSON, so the committed file alone says how to use it. A head
+fine-tuned with the encoder also carries the encoder's low-rank adapters and says how many
+encoder layers it was trained with; the build merges those into the checkpoint.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 LABELS: tuple[str, str, str] = ("negative", "neutral", "positive")
+ADAPTER_PREFIX = "encoder."  # tensor names of the encoder adapters inside a head file
 DEFAULT_HEAD_PATH = Path(__file__).resolve().parent / "head" / "vigie-e5-small-head.safetensors"
 
 
@@ -24,6 +27,8 @@ class HeadSpec:
     prefix: str  # text prepended before tokenising (e5 was trained with "query: ")
     hidden: tuple[int, ...]  # MLP hidden sizes; () means a linear head
     max_length: int = 128  # tokens kept per text (tweets are far shorter)
+    encoder_layers: int = 12  # encoder layers kept; the build cuts the others off
+    adapter_scale: float = 0.0  # LoRA alpha / rank of the adapters stored with the head
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -36,6 +41,8 @@ class HeadSpec:
             prefix=str(raw["prefix"]),
             hidden=tuple(int(x) for x in raw["hidden"]),
             max_length=int(raw.get("max_length", 128)),
+            encoder_layers=int(raw.get("encoder_layers", 12)),
+            adapter_scale=float(raw.get("adapter_scale", 0.0)),
         )
 
 
@@ -46,6 +53,9 @@ class Head:
     feature_std: np.ndarray  # [features]
     weights: list[np.ndarray]  # Linear weights [out, in], first to last
     biases: list[np.ndarray]
+    # Low-rank encoder updates learnt with the head (`encoder.layer.{i}.{linear}.lora_A|B`);
+    # empty for a head trained on the frozen encoder. See models/sentiment/finetune.py.
+    adapters: dict[str, np.ndarray] = field(default_factory=dict)
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         """numpy forward from pooled features [n, features] (used by checks and tests)."""
@@ -64,6 +74,7 @@ def save_head(head: Head, path: Path) -> Path:
     for i, (w, b) in enumerate(zip(head.weights, head.biases, strict=True)):
         tensors[f"linear{i}.weight"] = w
         tensors[f"linear{i}.bias"] = b
+    tensors.update(head.adapters)
     # float16 keeps the committed file small; the head is computed in float32.
     tensors = {k: np.ascontiguousarray(v, dtype=np.float16) for k, v in tensors.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,4 +102,5 @@ def load_head(path: Path = DEFAULT_HEAD_PATH) -> Head:
         feature_std=tensors["feature_std"],
         weights=[tensors[f"linear{i}.weight"] for i in range(count)],
         biases=[tensors[f"linear{i}.bias"] for i in range(count)],
+        adapters={k: v for k, v in tensors.items() if k.startswith(ADAPTER_PREFIX)},
     )

@@ -20,12 +20,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from models.sentiment.classifier import normalise_text
 from models.sentiment.evaluation import read_labelled, score
 from models.sentiment.head import DEFAULT_HEAD_PATH, Head, HeadSpec, save_head
+
+if TYPE_CHECKING:  # torch is imported only when fine-tuning runs
+    from models.sentiment.finetune import FinetuneConfig
 
 TRAIN_FILE = "xlmt-multilingual-train"
 VALIDATION_FILES = ("tweeteval-val-clean", "xlmt-english-val", "xlmt-french-val",
@@ -219,3 +223,81 @@ def train_head(checkpoint: Path, data_dir: Path, out: Path | None, seed: int,
 
 def _round16(a: np.ndarray) -> np.ndarray:
     return a.astype(np.float16).astype(np.float32)
+
+
+def tokenize_file(checkpoint: Path, texts: list[str], prefix: str,
+                  max_length: int) -> list[list[int]]:
+    """Token ids as served: normalised text, prefix, truncated, no padding."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=max_length)
+    return [e.ids for e in tokenizer.encode_batch([prefix + normalise_text(t) for t in texts])]
+
+
+def finetuned_head(model, config: FinetuneConfig, prefix: str) -> Head:  # model: FinetuneModel
+    from models.sentiment.finetune import adapter_tensors
+
+    width = model.linears[0].in_features
+    return Head(
+        spec=HeadSpec(layers=config.pool_layers, prefix=prefix, hidden=config.head_hidden,
+                      max_length=config.max_length, encoder_layers=config.encoder_layers,
+                      adapter_scale=config.alpha / config.rank),
+        # Fine-tuned end to end on raw pooled states: no standardisation to undo.
+        feature_mean=np.zeros(width, dtype=np.float32),
+        feature_std=np.ones(width, dtype=np.float32),
+        weights=[lin.weight.detach().float().cpu().numpy() for lin in model.linears],
+        biases=[lin.bias.detach().float().cpu().numpy() for lin in model.linears],
+        adapters=adapter_tensors(model.encoder),
+    )
+
+
+def finetune_encoder(checkpoint: Path, data_dir: Path, out: Path | None,
+                     config: FinetuneConfig | None = None, device: str = "cpu",
+                     log: Callable[[str], None] = lambda _msg: None) -> dict:
+    """Fine-tune adapters + head on the training file, save them as the head, return the
+    report with validation scores of the saved (float16) weights."""
+    from models.sentiment.finetune import FinetuneConfig, predict, round_to_float16, train
+    from models.sentiment.torch_model import load_encoder
+
+    config = config or FinetuneConfig()
+    out = out or DEFAULT_HEAD_PATH
+    data_dir = Path(data_dir)
+    prefix = TrainConfig().spec.prefix
+
+    def load(name: str) -> tuple[list[list[int]], list[int]]:
+        texts, labels = read_labelled(data_dir / f"{name}_text.txt",
+                                      data_dir / f"{name}_labels.txt")
+        return tokenize_file(checkpoint, texts, prefix, config.max_length), labels
+
+    encoder = load_encoder(checkpoint)
+    pad_id = int(encoder.config.pad_token_id)
+    ids, labels = load(TRAIN_FILE)
+    started = time.monotonic()
+    log(f"fine-tuning {config.encoder_layers} layers (LoRA rank {config.rank}) and the head "
+        f"on {len(labels)} texts, {config.epochs} epochs, on {device}")
+    model = train(encoder, ids, labels, config, pad_id, device, log)
+    log(f"trained in {time.monotonic() - started:.0f} s (seed {config.seed})")
+    round_to_float16(model)
+    validation = {}
+    for name in VALIDATION_FILES:
+        if (data_dir / f"{name}_text.txt").is_file():
+            val_ids, val_labels = load(name)
+            predicted = predict(model, val_ids, pad_id, device).argmax(1)
+            validation[name] = score(val_labels, predicted.tolist()).as_dict()
+    save_head(finetuned_head(model, config, prefix), out)
+    report = {
+        "head": str(out),
+        "command": f"vigie model train --seed {config.seed} --device {device}",
+        "seed": config.seed,
+        "device": device,
+        "train": {"file": f"{TRAIN_FILE}_text.txt", "rows": len(labels),
+                  "sha256_16": _file_digest(data_dir / f"{TRAIN_FILE}_text.txt")},
+        "config": {"finetune": asdict(config), "prefix": prefix},
+        "validation": validation,
+        "note": "validation scores of the saved float16 weights in torch fp32, on the "
+                "training device",
+    }
+    out.with_name("TRAINING.json").write_text(
+        json.dumps({**report, "head": out.name}, indent=2) + "\n")
+    return report
