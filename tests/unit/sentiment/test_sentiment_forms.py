@@ -39,7 +39,7 @@ def predictions(model_dir):
 def test_forms_agree_on_labels(predictions):
     labels = {rt: [s.label for s in results] for rt, results in predictions.items()}
     assert labels["onnx"] == labels["torch"]
-    # int8 must agree wherever torch is not a coin toss (top two > 0.1 apart)
+    # int8 must agree wherever torch is not a coin toss (top two > BORDERLINE_MARGIN apart)
     for i, result in enumerate(predictions["torch"]):
         top, second = sorted(result.scores.values())[::-1][:2]
         if top - second > BORDERLINE_MARGIN:
