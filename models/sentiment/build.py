@@ -172,7 +172,7 @@ def build_default_model(
     model = load_torch_model(built.checkpoint, head)
     export_onnx(model, built.onnx)
     log(f"{built.onnx.name} exported (fp32)")
-    quantize_int8(built.onnx, built.onnx_int8)
+    quantize_int8(built.onnx, built.onnx_int8, head.spec.int8_float_ffn_layers)
     log(f"{built.onnx_int8.name} written (dynamic int8, per-channel)")
     del model
 

@@ -29,6 +29,9 @@ class HeadSpec:
     max_length: int = 128  # tokens kept per text (tweets are far shorter)
     encoder_layers: int = 12  # encoder layers kept; the build cuts the others off
     adapter_scale: float = 0.0  # LoRA alpha / rank of the adapters stored with the head
+    # Layers whose FFN output projection int8 leaves in float (None: all of them). Measured
+    # per model: see models/sentiment/RESULTS.md.
+    int8_float_ffn_layers: tuple[int, ...] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -43,6 +46,8 @@ class HeadSpec:
             max_length=int(raw.get("max_length", 128)),
             encoder_layers=int(raw.get("encoder_layers", 12)),
             adapter_scale=float(raw.get("adapter_scale", 0.0)),
+            int8_float_ffn_layers=(None if raw.get("int8_float_ffn_layers") is None
+                                   else tuple(int(x) for x in raw["int8_float_ffn_layers"])),
         )
 
 

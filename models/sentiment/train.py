@@ -242,7 +242,8 @@ def finetuned_head(model, config: FinetuneConfig, prefix: str) -> Head:  # model
     return Head(
         spec=HeadSpec(layers=config.pool_layers, prefix=prefix, hidden=config.head_hidden,
                       max_length=config.max_length, encoder_layers=config.encoder_layers,
-                      adapter_scale=config.alpha / config.rank),
+                      adapter_scale=config.alpha / config.rank,
+                      int8_float_ffn_layers=config.int8_float_ffn_layers),
         # Fine-tuned end to end on raw pooled states: no standardisation to undo.
         feature_mean=np.zeros(width, dtype=np.float32),
         feature_std=np.ones(width, dtype=np.float32),
