@@ -34,6 +34,7 @@ from pipeline.generator import BrandProfile, Generator  # noqa: E402
 from pipeline.producer import PostProducer  # noqa: E402
 from pipeline.schema import post_key  # noqa: E402
 from pipeline.settings import KafkaSettings  # noqa: E402
+from pipeline.worker_ready import WorkerNotReady, wait_until_ready  # noqa: E402
 
 
 def make_posts(count: int) -> list[tuple[str, bytes]]:
@@ -84,17 +85,12 @@ def start_worker(prefix: str, port: int) -> subprocess.Popen[bytes]:
            "VIGIE_AGENTS": "validate", "VIGIE_LOG_LEVEL": "warning"}
     process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], env=env,
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import urllib.request
-
-    for _ in range(240):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as r:
-                if r.status == 200:
-                    return process
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    raise SystemExit("the worker did not become ready")
+    try:
+        wait_until_ready(port, process, wait_s=120)
+    except WorkerNotReady as exc:
+        process.kill()
+        raise SystemExit(str(exc)) from None
+    return process
 
 
 def main() -> None:

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from pipeline.kafka_local import KafkaLocalError, LocalKafka
 from pipeline.producer import PostProducer
 from pipeline.replay import Pacer
 from pipeline.settings import KafkaSettings, project_root
+from pipeline.worker_ready import WorkerNotReady, wait_until_ready
 
 WARMUP_MINUTES = 360
 CRISIS_BRAND = "lumio"
@@ -54,18 +54,10 @@ def _vigie() -> list[str]:
 
 
 def _wait_ready(port: int, process: subprocess.Popen[bytes], log: Path, wait_s: float) -> None:
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise click.ClickException(f"the worker exited; its log: {log}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise click.ClickException(f"the worker was not ready after {wait_s:.0f}s; its log: {log}")
+    try:
+        wait_until_ready(port, process, wait_s)
+    except WorkerNotReady as exc:
+        raise click.ClickException(f"{exc}; its log: {log}") from None
 
 
 def _tail_incidents(kafka: KafkaSettings, stop: threading.Event, seen: list[dict]) -> None:

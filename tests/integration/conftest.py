@@ -25,6 +25,7 @@ from kafka import KafkaConsumer
 
 from pipeline.kafka_local import LocalKafka
 from pipeline.settings import KafkaSettings
+from pipeline.worker_ready import WorkerNotReady, is_ready, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,11 +83,7 @@ class WorkerProcess:
     stopped: bool = field(default=False)
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/ready", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        return is_ready(self.web_port)
 
     def metrics_text(self) -> str:
         url = f"http://127.0.0.1:{self.web_port}/metrics"
@@ -129,14 +126,11 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
             )
         worker = WorkerProcess(process, int(env["VIGIE_WEB_PORT"]), log_path)
         workers.append(worker)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"worker exited with {process.returncode}:\n{worker.log()}")
-            if worker.ready():
-                return worker
-            time.sleep(0.5)
-        raise AssertionError(f"worker not ready after {wait_s}s:\n{worker.log()[-5000:]}")
+        try:
+            wait_until_ready(worker.web_port, process, wait_s)
+        except WorkerNotReady as exc:
+            raise AssertionError(f"{exc}:\n{worker.log()[-5000:]}") from None
+        return worker
 
     yield start
     for worker in workers:
