@@ -1,15 +1,14 @@
-"""`vigie model train`: fit Vigie's head on frozen e5 features, with a fixed seed.
+"""`vigie model train`: train Vigie's sentiment head, with a fixed seed.
 
-Recipe (chosen on the shared validation files, see head/TRAINING.md): the masked mean of
-the hidden states after layers 4, 6, 8, 10 and 12 of e5-small (texts prefixed "query: "),
-concatenated and standardised, into an MLP with one hidden layer of 64 units (tanh-GELU,
-dropout 0.5), trained 5 epochs with AdamW and a one-cycle learning rate on
-xlmt-multilingual-train, classes weighted by inverse frequency. Intermediate layers carry
-more of the sentiment signal than the last one alone, and the short, heavily regularised
-training matters more than the head's size.
+Two recipes, both chosen on the shared validation files (head/TRAINING.md):
 
-Encoder features are the slow part (minutes on 2 cores); they are cached on disk, keyed
-by the checkpoint, the prefix and the data file, so retraining takes seconds.
+- the default, `finetune_encoder`: the first 8 encoder layers fine-tuned with low-rank
+  adapters together with a linear head on the mean of layer 8 (models/sentiment/finetune.py);
+  the adapters are saved in the head file and merged by the build;
+- `train_head` on frozen features (`--frozen-head`, and `--baseline` for the logistic head
+  to beat): the masked mean of chosen hidden layers of the frozen 12-layer encoder,
+  standardised, into a small MLP. Encoder features are cached on disk, keyed by the
+  checkpoint, the prefix and the data file, so retraining takes seconds.
 """
 
 from __future__ import annotations
