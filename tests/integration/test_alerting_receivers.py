@@ -20,12 +20,8 @@ from pipeline.notify.settings import AlertSettings
 from pipeline.notify.slack import SlackReceiver
 from pipeline.notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from pipeline.settings import Secret
-from tests.integration.notify_servers import (
-    HttpStandIn,
-    SmtpStandIn,
-    incident_event,
-    self_signed_cert,
-)
+from tests.incidents import incident_event
+from tests.integration.notify_servers import HttpStandIn, SmtpStandIn, self_signed_cert
 
 FAST = AlertSettings(
     timeout_s=0.5,

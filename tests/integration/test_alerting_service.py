@@ -18,7 +18,8 @@ from pipeline.notify.slack import SlackReceiver
 from pipeline.notify.webhook import WebhookReceiver
 from pipeline.settings import Secret
 from pipeline.watchlist import Owner
-from tests.integration.notify_servers import HttpStandIn, incident_event
+from tests.incidents import incident_event
+from tests.integration.notify_servers import HttpStandIn
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,9 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from tests.incidents import incident_event
 from tests.integration.conftest import consume, vigie_command
-from tests.integration.notify_servers import HttpStandIn, SmtpStandIn, incident_event
+from tests.integration.notify_servers import HttpStandIn, SmtpStandIn
 
 pytestmark = pytest.mark.integration
 

@@ -16,36 +16,10 @@ from pipeline.notify.render import (
 )
 from pipeline.notify.slack import slack_payload
 from pipeline.notify.webhook import sign, verify_signature, webhook_body
+from tests.incidents import incident_event
 
 INCIDENT = {
-    "schema_version": 1,
-    "incident_id": "acme-20261128T0212Z",
-    "brand": "acme",
-    "brand_name": "ACME",
-    "event": "opened",
-    "sequence": 1,
-    "severity": "critical",
-    "escalated": False,
-    "opened_at": "2026-11-28T02:12:00+00:00",
-    "updated_at": "2026-11-28T02:14:00+00:00",
-    "resolved_at": None,
-    "interval_seconds": 60,
-    "summary": "312 negative posts in 10 min, 14x normal; reach 2.1M",
-    "observed": {
-        "mentions": 340,
-        "negative": 312,
-        "negative_share": 0.92,
-        "reach_negative": 2100000,
-    },
-    "expected": {
-        "mentions": 25.0,
-        "negative": 22.0,
-        "negative_share": 0.2,
-        "reach_negative": 40000.0,
-    },
-    "score": 0.999,
-    "window_minutes": 10,
-    "sentiment": {"negative": 312, "neutral": 20, "positive": 8},
+    **incident_event(),
     "top_posts": [
         {
             "post_key": "twitter:1",
