@@ -95,9 +95,10 @@ def train(data_dir: Path, out: Path | None, seed: int, device: str, epochs: int 
     if (baseline or frozen_head) and out is None:
         raise click.UsageError("--baseline and --frozen-head need --out "
                                "(the committed head stays as it is)")
-    cache_dir = _model_dir(model_dir)
-    checkpoint = ensure_checkpoint(cache_dir, log=lambda m: click.echo(f"- {m}"))
-    log = lambda msg: click.echo(f"- {msg}")  # noqa: E731
+    def log(message: str) -> None:
+        click.echo(f"- {message}")
+
+    checkpoint = ensure_checkpoint(_model_dir(model_dir), log=log)
     try:
         if baseline or frozen_head:
             report = train_head(

@@ -29,7 +29,7 @@ import signal
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -287,6 +287,15 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
             return max(0.0, moment.timestamp() - now)
         return max(0.0, number - now) if number > 1e9 else max(0.0, number)
     return None
+
+
+async def read_within(read: Awaitable[bytes], seconds: float, silence: str) -> bytes:
+    """One read from a stream that must never go quiet: a stall is a transient error, so
+    the runner reconnects instead of waiting forever on a half-dead connection."""
+    try:
+        return await asyncio.wait_for(read, timeout=seconds)
+    except TimeoutError:
+        raise TransientSourceError(f"{silence} for {seconds:.0f} s") from None
 
 
 def remaining_requests(headers: Mapping[str, str]) -> float | None:

@@ -31,6 +31,7 @@ from pipeline.sources.base import (
     RateLimited,
     SourceItem,
     TransientSourceError,
+    read_within,
     remaining_requests,
     retry_after_seconds,
 )
@@ -292,15 +293,8 @@ class MastodonConnector(Connector):
             event = ""
             data: list[str] = []
             while True:
-                try:
-                    raw = await asyncio.wait_for(
-                        resp.content.readline(), timeout=self.settings.idle_timeout
-                    )
-                except TimeoutError:
-                    raise TransientSourceError(
-                        f"{spec.label}: nothing (not even a heartbeat) for"
-                        f" {self.settings.idle_timeout:.0f} s"
-                    ) from None
+                raw = await read_within(resp.content.readline(), self.settings.idle_timeout,
+                                        f"{spec.label}: nothing (not even a heartbeat)")
                 if not raw:
                     return  # the server closed the stream
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")

@@ -21,7 +21,6 @@ recent keys drop those already sent.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import time
@@ -40,6 +39,7 @@ from pipeline.sources.base import (
     RateLimited,
     SourceItem,
     TransientSourceError,
+    read_within,
     retry_after_seconds,
 )
 from pipeline.sources.text import iso_from_epoch, iso_from_text, new_post
@@ -111,15 +111,9 @@ class XConnector(Connector):
                 await _check(response, "stream")
                 buffer = b""
                 while True:
-                    try:
-                        chunk = await asyncio.wait_for(
-                            response.content.readany(), timeout=self.settings.stall_seconds
-                        )
-                    except TimeoutError:
-                        raise TransientSourceError(
-                            f"stream stalled: no data or keep-alive for"
-                            f" {self.settings.stall_seconds:.0f} s"
-                        ) from None
+                    chunk = await read_within(response.content.readany(),
+                                              self.settings.stall_seconds,
+                                              "stream stalled: no data or keep-alive")
                     if not chunk:
                         return
                     buffer += chunk
