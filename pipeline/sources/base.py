@@ -26,6 +26,8 @@ import logging
 import os
 import random
 import signal
+import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -344,10 +346,16 @@ def state_dir() -> Path:
 
 
 class StateStore:
-    """One JSON file per source: {"cursor": {...}, "recent_keys": [...]}; atomic writes."""
+    """One JSON file per source: {"cursor": {...}, "recent_keys": [...]}; atomic writes.
+
+    Saves run in worker threads and may overlap (a cancelled periodic save still running
+    while the final one starts), so each writes its own temporary file and the rename
+    happens under a lock: the file on disk is always one whole snapshot.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._write_lock = threading.Lock()
 
     def load(self) -> dict[str, Any]:
         try:
@@ -370,12 +378,20 @@ class StateStore:
 
     def save(self, data: Mapping[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        with self._write_lock:
+            descriptor, tmp = tempfile.mkstemp(
+                dir=self.path.parent, prefix=self.path.name + ".", suffix=".tmp"
+            )
+            try:
+                with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                    json.dump(data, handle, ensure_ascii=False)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
 
 
 # --------------------------------------------------------------------------- connector
@@ -725,7 +741,15 @@ class SourceRunner:
                     " was not advanced, so a restart re-reads them"
                 ) from None
             snapshot = {"cursor": self._cursor_view(), "recent_keys": self.recent.snapshot()}
-            await asyncio.to_thread(self.store.save, snapshot)
+            # A cancelled await would not stop the thread: let the write finish before the
+            # lock is released, so the next checkpoint (the final one) saves after it.
+            saving = asyncio.ensure_future(asyncio.to_thread(self.store.save, snapshot))
+            try:
+                await asyncio.shield(saving)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await saving
+                raise
             self._pending_since_checkpoint = 0
             self._last_checkpoint = time.monotonic()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from email.utils import formatdate
@@ -88,6 +89,29 @@ def test_state_store_round_trip_and_a_corrupt_file_is_refused(tmp_path: Path) ->
     store.path.write_text('{"cursor": ')
     with pytest.raises(FatalSourceError, match=r"x\.json: the resume state is not valid JSON"):
         store.load()
+
+
+def test_overlapping_saves_never_fail_and_leave_one_whole_snapshot(tmp_path: Path) -> None:
+    # A periodic save cancelled at shutdown keeps running in its thread while the final
+    # save starts (CI once failed on this: the first rename took the second's temp file).
+    store = StateStore(tmp_path / "bluesky.json")
+    errors: list[BaseException] = []
+
+    def save_many(writer: int) -> None:
+        try:
+            for round_ in range(40):
+                store.save({"cursor": {"writer": writer, "round": round_}, "recent_keys": []})
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save_many, args=(writer,)) for writer in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert store.load()["cursor"]["round"] == 39
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_deep_merge_merges_dicts_and_replaces_the_rest() -> None:
