@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=960)
     parser.add_argument("--naive-posts", type=int, default=96)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
 
     settings = SentimentSettings.from_env()

@@ -17,7 +17,7 @@ class SentimentSettings:
     model: str = ""
     runtime: str = "onnx-int8"
     threads: int = 2
-    batch_size: int = 32
+    batch_size: int = 16
     cache_size: int = 10_000
     labels: str = ""  # e.g. "LABEL_0=negative,LABEL_1=neutral,LABEL_2=positive"
     model_dir: Path = Path(".state/models")

@@ -13,7 +13,7 @@ Usage (the score agent's API)::
     from pathlib import Path
     from models.sentiment import load_classifier, Sentiment
 
-    clf = load_classifier(model=None, runtime="onnx-int8", threads=2, batch_size=32,
+    clf = load_classifier(model=None, runtime="onnx-int8", threads=2, batch_size=16,
                           cache_size=10000, label_map=None, cache_dir=Path(".state/models"))
     results: list[Sentiment] = clf.predict(["texte 1", "text 2"])  # same order as input
     results[0].label    # "negative" | "neutral" | "positive"
@@ -30,7 +30,8 @@ Usage (the score agent's API)::
   labels whose names start with neg/neu/pos are recognised.
 - Texts are normalised (NFC, whitespace collapsed) before scoring; a bounded LRU cache of
   `cache_size` normalised texts means reshares are scored once; texts are sorted by
-  length within a window and batched `batch_size` at a time, padded to the longest.
+  length within a window and batched `batch_size` at a time, padded to the longest; the
+  default model runs `threads` batches side by side (`clf.close()` stops those threads).
 
 `ensure_default_model(cache_dir) -> Path` builds the default model when it is missing
 (used by `make demo` and `make test`). This package imports nothing of Vigie's pipeline
@@ -84,7 +85,7 @@ def load_classifier(
     model: str | None = None,
     runtime: str = "onnx-int8",
     threads: int = 2,
-    batch_size: int = 32,
+    batch_size: int = 16,
     cache_size: int = 10_000,
     label_map: dict[str, str] | None = None,
     cache_dir: Path = DEFAULT_CACHE_DIR,

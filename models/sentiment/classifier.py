@@ -3,16 +3,18 @@
 A backend turns a list of texts into probabilities over Vigie's three labels. The
 classifier in front of it normalises texts, answers repeated ones (reshares) from a
 bounded LRU cache, scores each distinct new text once, sorts them by length within a
-window so that padding to the longest text of a batch wastes little, and returns results
-in the caller's order.
+window so that padding to the longest text of a batch wastes little, runs up to the
+backend's `concurrency` batches at once, and returns results in the caller's order.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,6 +43,8 @@ class SentimentError(RuntimeError):
 
 class Backend(Protocol):
     name: str
+    #: how many `probabilities` calls may run at once (threads); 1 when not thread-safe
+    concurrency: int
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """[len(texts), 3] probabilities in LABELS order, texts already normalised."""
@@ -56,7 +60,7 @@ def normalise_text(text: str) -> str:
 
 
 class SentimentClassifier:
-    def __init__(self, backend: Backend, batch_size: int = 32, cache_size: int = 10_000) -> None:
+    def __init__(self, backend: Backend, batch_size: int = 16, cache_size: int = 10_000) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if cache_size < 0:
@@ -67,6 +71,8 @@ class SentimentClassifier:
         self._cache: OrderedDict[str, Sentiment] = OrderedDict()
         self.texts_scored = 0  # distinct texts sent to the model, for metrics and tests
         self.cache_hits = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -120,20 +126,53 @@ class SentimentClassifier:
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
 
-    def _score(self, texts: list[str]) -> list[Sentiment]:
-        results: list[Sentiment | None] = [None] * len(texts)
+    def close(self) -> None:
+        """Stop the worker threads of concurrent batches (idempotent)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _batches(self, texts: list[str]) -> list[list[int]]:
+        """Indices of `texts` grouped in batches of similar length."""
+        batches: list[list[int]] = []
         window = self.batch_size * SORT_WINDOW_BATCHES
         for start in range(0, len(texts), window):
             indices = list(range(start, min(start + window, len(texts))))
             indices.sort(key=lambda i: len(texts[i]))  # similar lengths share a batch
-            for b in range(0, len(indices), self.batch_size):
-                chunk = indices[b : b + self.batch_size]
-                probabilities = self.backend.probabilities([texts[i] for i in chunk])
-                if probabilities.shape != (len(chunk), len(LABELS)):
-                    raise SentimentError(
-                        f"{self.name} returned shape {probabilities.shape} for {len(chunk)} texts"
-                    )
-                for i, row in zip(chunk, probabilities, strict=True):
-                    results[i] = Sentiment.from_probabilities(row)
+            batches += [indices[b : b + self.batch_size]
+                        for b in range(0, len(indices), self.batch_size)]
+        return batches
+
+    def _run_batch(self, texts: list[str]) -> np.ndarray:
+        probabilities = self.backend.probabilities(texts)
+        if probabilities.shape != (len(texts), len(LABELS)):
+            raise SentimentError(
+                f"{self.name} returned shape {probabilities.shape} for {len(texts)} texts"
+            )
+        return probabilities
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.backend.concurrency, thread_name_prefix="vigie-model"
+                )
+            return self._pool
+
+    def _score(self, texts: list[str]) -> list[Sentiment]:
+        batches = self._batches(texts)
+        inputs = [[texts[i] for i in batch] for batch in batches]
+        if self.backend.concurrency > 1 and len(batches) > 1:
+            # Single-threaded batches side by side use the cores better than one batch
+            # split across threads: the element-wise steps between matrix products
+            # (layer norms, GELU, softmax) run in parallel too (models/sentiment/RESULTS.md).
+            outputs = list(self._executor().map(self._run_batch, inputs))
+        else:
+            outputs = [self._run_batch(batch_texts) for batch_texts in inputs]
+        results: list[Sentiment | None] = [None] * len(texts)
+        for batch, probabilities in zip(batches, outputs, strict=True):
+            for i, row in zip(batch, probabilities, strict=True):
+                results[i] = Sentiment.from_probabilities(row)
         self.texts_scored += len(texts)
         return results  # type: ignore[return-value]

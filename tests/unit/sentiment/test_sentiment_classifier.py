@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+
+import numpy as np
 import pytest
 
-from models.sentiment import ModelNotBuiltError, SentimentError, load_classifier, normalise_text
+from models.sentiment import (
+    ModelNotBuiltError,
+    SentimentClassifier,
+    SentimentError,
+    load_classifier,
+    normalise_text,
+)
 
 TEXTS = [
     "Je déteste cette marque, plus jamais !",
@@ -33,6 +42,44 @@ def test_batched_results_come_back_in_input_order(model_dir, one_by_one):
     for text, result in zip(shuffled, results, strict=True):
         for label, p in result.scores.items():
             assert abs(p - one_by_one[text].scores[label]) < 1e-3  # padding is masked out
+
+
+def test_concurrent_batches_give_the_sequential_results(model_dir, one_by_one):
+    parallel = load_classifier(runtime="onnx", cache_dir=model_dir, threads=2, batch_size=2,
+                               cache_size=0)
+    assert parallel.backend.concurrency == 2
+    results = parallel.predict(TEXTS * 3)  # 11 batches over 2 threads
+    parallel.close()
+    for text, result in zip(TEXTS * 3, results, strict=True):
+        assert result.label == one_by_one[text].label
+        for label, p in result.scores.items():
+            assert abs(p - one_by_one[text].scores[label]) < 1e-3
+
+
+class _MeetingBackend:
+    """Each call waits until `concurrency` calls are inside at once: the barrier breaks
+    (and the test fails) if the classifier runs its batches one after another."""
+
+    name = "meeting"
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        self.barrier = threading.Barrier(concurrency, timeout=10)
+        self.threads: set[str] = set()
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        self.threads.add(threading.current_thread().name)
+        self.barrier.wait()
+        return np.tile([0.2, 0.5, 0.3], (len(texts), 1))
+
+
+def test_batches_run_side_by_side_up_to_the_backend_concurrency():
+    backend = _MeetingBackend(concurrency=3)
+    clf = SentimentClassifier(backend, batch_size=2, cache_size=0)
+    results = clf.predict([f"post {i}" for i in range(12)])  # 6 batches, 2 rounds of 3
+    clf.close()
+    assert [r.label for r in results] == ["neutral"] * 12
+    assert len(backend.threads) == 3
 
 
 def test_a_reshared_text_is_scored_once(model_dir):

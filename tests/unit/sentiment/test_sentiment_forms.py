@@ -61,7 +61,12 @@ def test_fp32_forms_give_the_same_probabilities_and_int8_is_close(predictions):
         return np.array([[s.scores[k] for k in LABELS] for s in predictions[rt]])
 
     assert np.abs(matrix("onnx") - matrix("torch")).max() < 1e-3
-    assert np.abs(matrix("onnx-int8") - matrix("torch")).max() < 0.15
+    # Dynamic int8 rescales activations per batch: a probability may move, but by less
+    # than the gap under which the build treats a label as a coin toss, and little on
+    # average.
+    int8_shift = np.abs(matrix("onnx-int8") - matrix("torch"))
+    assert int8_shift.max() < BORDERLINE_MARGIN
+    assert int8_shift.mean() < 0.025
 
 
 def test_the_model_gets_obvious_cases_right(predictions):

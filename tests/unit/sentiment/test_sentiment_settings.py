@@ -15,7 +15,7 @@ def test_defaults(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     s = SentimentSettings.from_env()
     assert (s.model, s.runtime, s.threads, s.batch_size, s.cache_size) == (
-        "", "onnx-int8", 2, 32, 10_000)
+        "", "onnx-int8", 2, 16, 10_000)
     assert s.model_dir == project_root() / ".state" / "models"
     assert s.label_map() is None
 
