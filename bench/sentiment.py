@@ -5,8 +5,9 @@
 Measures, in one run so that the ratios hold on a shared machine:
 - naive: a transformers `pipeline("feature-extraction")` over the converted e5 checkpoint,
   called once per post (the encoder alone, so the baseline is if anything flattered);
-- Vigie's fast path for each runtime form (onnx-int8, onnx, torch): batches of 32 sorted by
-  length, padded to the longest, unique texts (the cache cannot help);
+- Vigie's fast path for each runtime form (onnx-int8, onnx, torch): batches of 16 sorted by
+  length, padded to the longest, unique texts (the cache cannot help); the ONNX forms run
+  `--threads` batches side by side, torch spreads each batch over the threads;
 - the default form with realistic reshares: half the posts repeat a recent text.
 Prints one JSON line per measurement, then the ratios. Not a test: nothing is asserted.
 """
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from models.sentiment import load_classifier  # noqa: E402
 from models.sentiment.build import ensure_default_model  # noqa: E402
 from models.sentiment.evaluation import read_texts  # noqa: E402
+from models.sentiment.head import load_head  # noqa: E402
 from pipeline.sentiment_settings import SentimentSettings  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sentiment"
@@ -80,9 +82,11 @@ def main() -> None:
     extractor = pipeline("feature-extraction", model=str(folder / "checkpoint"),
                          framework="pt", device="cpu")
 
+    prefix = load_head(folder / "head.safetensors").spec.prefix  # what the model expects
+
     def naive(texts: list[str]) -> None:
         for text in texts:
-            extractor("query: " + text)
+            extractor(prefix + text)
 
     results["naive"] = measure("naive: transformers pipeline, one post per call", naive,
                                items[: args.naive_posts])

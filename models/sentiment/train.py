@@ -254,18 +254,16 @@ def finetuned_head(model, config: FinetuneConfig, prefix: str) -> Head:  # model
 
 def finetune_encoder(checkpoint: Path, data_dir: Path, out: Path | None,
                      config: FinetuneConfig | None = None, device: str = "cpu",
-                     log: Callable[[str], None] = lambda _msg: None,
-                     prefix: str | None = None) -> dict:
+                     log: Callable[[str], None] = lambda _msg: None) -> dict:
     """Fine-tune adapters + head on the training file, save them as the head, return the
-    report with validation scores of the saved (float16) weights. `prefix` is prepended to
-    every text (e5's "query: " unless given)."""
+    report with validation scores of the saved (float16) weights."""
     from models.sentiment.finetune import FinetuneConfig, predict, round_to_float16, train
     from models.sentiment.torch_model import load_encoder
 
     config = config or FinetuneConfig()
     out = out or DEFAULT_HEAD_PATH
     data_dir = Path(data_dir)
-    prefix = TrainConfig().spec.prefix if prefix is None else prefix
+    prefix = config.prefix
 
     def load(name: str) -> tuple[list[list[int]], list[int]]:
         texts, labels = read_labelled(data_dir / f"{name}_text.txt",
@@ -295,7 +293,7 @@ def finetune_encoder(checkpoint: Path, data_dir: Path, out: Path | None,
         "device": device,
         "train": {"file": f"{TRAIN_FILE}_text.txt", "rows": len(labels),
                   "sha256_16": _file_digest(data_dir / f"{TRAIN_FILE}_text.txt")},
-        "config": {"finetune": asdict(config), "prefix": prefix},
+        "config": {"finetune": asdict(config)},
         "validation": validation,
         "note": "validation scores of the saved float16 weights in torch fp32, on the "
                 "training device",
