@@ -1,6 +1,6 @@
 """Throughput of sentiment scoring on tweet-length French/English posts (2-core machine).
 
-    .venv/bin/python bench/sentiment.py [--posts 960] [--naive-posts 96] [--threads 2]
+    .venv/bin/python bench/sentiment.py [--posts 1920] [--naive-posts 96] [--threads 2]
 
 Measures, in one run so that the ratios hold on a shared machine:
 - naive: a transformers `pipeline("feature-extraction")` over the converted e5 checkpoint,
@@ -59,7 +59,7 @@ def measure(name: str, run, items: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--posts", type=int, default=960)
+    parser.add_argument("--posts", type=int, default=1920)
     parser.add_argument("--naive-posts", type=int, default=96)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
