@@ -156,7 +156,7 @@ class SentimentClassifier:
         with self._pool_lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
-                    max_workers=self.backend.concurrency, thread_name_prefix="vigie-model"
+                    max_workers=self.backend.concurrency, thread_name_prefix="vigie-model-batch"
                 )
             return self._pool
 

@@ -24,7 +24,7 @@ DEFAULT_HEAD_PATH = Path(__file__).resolve().parent / "head" / "vigie-e5-small-h
 @dataclass(frozen=True)
 class HeadSpec:
     layers: tuple[int, ...]  # hidden-state indices: 0 = embeddings, 12 = last layer
-    prefix: str  # text prepended before tokenising (e5 was trained with "query: ")
+    prefix: str  # text prepended before tokenising ("query: " for frozen e5; "" fine-tuned)
     hidden: tuple[int, ...]  # MLP hidden sizes; () means a linear head
     max_length: int = 128  # tokens kept per text (tweets are far shorter)
     encoder_layers: int = 12  # encoder layers kept; the build cuts the others off

@@ -234,12 +234,12 @@ def tokenize_file(checkpoint: Path, texts: list[str], prefix: str,
     return [e.ids for e in tokenizer.encode_batch([prefix + normalise_text(t) for t in texts])]
 
 
-def finetuned_head(model, config: FinetuneConfig, prefix: str) -> Head:  # model: FinetuneModel
+def finetuned_head(model, config: FinetuneConfig) -> Head:  # model: FinetuneModel
     from models.sentiment.finetune import adapter_tensors
 
     width = model.linears[0].in_features
     return Head(
-        spec=HeadSpec(layers=config.pool_layers, prefix=prefix, hidden=config.head_hidden,
+        spec=HeadSpec(layers=config.pool_layers, prefix=config.prefix, hidden=config.head_hidden,
                       max_length=config.max_length, encoder_layers=config.encoder_layers,
                       adapter_scale=config.alpha / config.rank,
                       int8_float_ffn_layers=config.int8_float_ffn_layers),
@@ -263,12 +263,11 @@ def finetune_encoder(checkpoint: Path, data_dir: Path, out: Path | None,
     config = config or FinetuneConfig()
     out = out or DEFAULT_HEAD_PATH
     data_dir = Path(data_dir)
-    prefix = config.prefix
 
     def load(name: str) -> tuple[list[list[int]], list[int]]:
         texts, labels = read_labelled(data_dir / f"{name}_text.txt",
                                       data_dir / f"{name}_labels.txt")
-        return tokenize_file(checkpoint, texts, prefix, config.max_length), labels
+        return tokenize_file(checkpoint, texts, config.prefix, config.max_length), labels
 
     encoder = load_encoder(checkpoint)
     pad_id = int(encoder.config.pad_token_id)
@@ -285,7 +284,7 @@ def finetune_encoder(checkpoint: Path, data_dir: Path, out: Path | None,
             val_ids, val_labels = load(name)
             predicted = predict(model, val_ids, pad_id, device).argmax(1)
             validation[name] = score(val_labels, predicted.tolist()).as_dict()
-    save_head(finetuned_head(model, config, prefix), out)
+    save_head(finetuned_head(model, config), out)
     report = {
         "head": str(out),
         "command": f"vigie model train --seed {config.seed} --device {device}",

@@ -95,6 +95,7 @@ def train(data_dir: Path, out: Path | None, seed: int, device: str, epochs: int 
     if (baseline or frozen_head) and out is None:
         raise click.UsageError("--baseline and --frozen-head need --out "
                                "(the committed head stays as it is)")
+
     def log(message: str) -> None:
         click.echo(f"- {message}")
 

@@ -108,7 +108,7 @@ def test_training_learns_the_toy_task_and_the_head_file_round_trips(tmp_path):
                       == np.array(labels)).mean())
     assert accuracy > 0.9  # chance is 1/3
 
-    head = finetuned_head(model, config, prefix="query: ")
+    head = finetuned_head(model, config)
     path = save_head(head, tmp_path / "head.safetensors")
     loaded = load_head(path)
     assert loaded.spec.encoder_layers == 2 and loaded.spec.layers == (1, 2)
