@@ -4,7 +4,8 @@ Thin on purpose: the decisions are in `pipeline.notify.policy` (pure) and the I/
 `pipeline.notify.service`. This module wires them to Faust: the agent records each
 incident event (the offset is committed after the state is written), a timer runs the
 policy every VIGIE_ALERT_TICK_S for the partitions this worker owns, and a revocation
-lets in-flight notifications finish so the next owner does not repeat them.
+lets in-flight notifications finish so the next owner sees them done (sends that last
+longer stay covered by their claims in alerts.ledger).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Topics (names through `KafkaSettings.topic`, so a prefix isolates deployments/tests):
 - `alerts.state`    compacted, key incident id: the policy's IncidentState per open incident
-- `alerts.ledger`   compacted, key notification key: what became of each notification
+- `alerts.ledger`   compacted, key notification key: who is sending it (a claim), then
+                    what became of it
 - `alerts.silences` compacted, key silence id: every silence, kept so every worker sees it
 - `alerts.log`      key incident id: one record per notification attempt
 - `alerts.dlq`      key incident id: notifications that finally failed

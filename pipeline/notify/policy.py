@@ -10,7 +10,11 @@ Learnt from Alertmanager's vocabulary:
 - resolve: one resolution message to every receiver that was told of the incident.
 
 What was already done is read from the ledger (one entry per notification key, written
-after the attempt). Every planned notification has a stable key
+after the attempt). Before sending, a worker writes a *claim* for the key (outcome
+`sending`, valid until `until`, renewed while the send lasts); the first claim in the
+ledger's log order wins, so two workers that decide the same key at once (a rebalance
+while a send hangs) send it once. A claim that was not renewed (its worker died) stops
+counting at `until`, and the key is due again. Every planned notification has a stable key
 `<incident_id>:<step>:<receiver>` (step = opened, escalated-<sequence>, reminder-<n>,
 resolved), so that deciding twice (after a restart, a rebalance, a redelivered event)
 plans the same key and the ledger makes the second one a no-op.
@@ -23,12 +27,14 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 __all__ = [
+    "CLAIMED",
     "SEVERITIES",
     "AlertTimings",
     "IncidentState",
     "LedgerEntry",
     "PlannedNotification",
     "apply_event",
+    "claim_accepted",
     "is_finished",
     "notification_key",
     "plan",
@@ -37,6 +43,7 @@ __all__ = [
 ]
 
 SEVERITIES = ("info", "warning", "critical")
+CLAIMED = "sending"  # the outcome of a claim: a worker is sending this notification now
 _RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
 
@@ -125,22 +132,49 @@ def apply_event(
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """What became of one notification key (written once the attempt is over)."""
+    """What became of one notification key: a claim while it is sent, then the outcome."""
 
     key: str
     incident_id: str
     receiver: str
     kind: str
     sequence: int  # the incident event sequence the message showed
-    outcome: str  # sent | failed | silenced
+    outcome: str  # sent | failed | silenced, or CLAIMED while a worker sends it
     at: float
+    claim: str = ""  # id of the claim (one per send attempt), to tell concurrent claims apart
+    until: float = 0.0  # a claim stops counting then, unless renewed
+
+    @property
+    def is_claim(self) -> bool:
+        return self.outcome == CLAIMED
+
+    def counts_at(self, now: float) -> bool:
+        """An outcome always counts; a claim only until it expires."""
+        return not self.is_claim or now < self.until
 
     def to_record(self) -> dict[str, Any]:
         return {"schema_version": 1, **asdict(self)}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> LedgerEntry:
-        return cls(**{name: record[name] for name in cls.__dataclass_fields__})
+        # claim/until are optional: entries written before claims existed lack them.
+        fields = cls.__dataclass_fields__
+        return cls(**{name: record[name] for name in fields if name in record})
+
+
+def claim_accepted(current: LedgerEntry | None, incoming: LedgerEntry) -> bool:
+    """Whether a ledger record read in log order replaces the key's current entry.
+
+    Outcomes always do. A claim does when the key has no entry, when it renews the
+    current claim (same id), or when it was made after the current claim expired. A
+    claim on a key that already has an outcome, or that a live claim holds, lost the race.
+    Every worker applies this rule to the same log, so all agree on who won.
+    """
+    if not incoming.is_claim or current is None:
+        return True
+    if not current.is_claim:
+        return False
+    return incoming.claim == current.claim or incoming.at >= current.until
 
 
 @dataclass(frozen=True)
@@ -164,8 +198,14 @@ def plan(
     """The notifications due now for this incident, given what the ledger says was done.
 
     `ledger` may hold entries of other incidents; only this incident's keys are read.
+    A live claim counts as done (someone is sending it); an expired one as never made.
     """
-    mine = [e for e in ledger.values() if e.incident_id == state.incident_id]
+    ledger = {
+        key: entry
+        for key, entry in ledger.items()
+        if entry.incident_id == state.incident_id and entry.counts_at(now)
+    }
+    mine = list(ledger.values())
     by_receiver: dict[str, list[LedgerEntry]] = {}
     for entry in mine:
         by_receiver.setdefault(entry.receiver, []).append(entry)
@@ -185,6 +225,8 @@ def plan(
     if state.finished_at is not None:
         return due
     if state.resolved:
+        if any(e.is_claim for e in mine):
+            return due  # a message still being sent may turn a receiver into one to tell
         # Only those who were actually told of the incident hear that it is over.
         for receiver, entries in by_receiver.items():
             told = any(e.outcome == "sent" and e.kind != "resolved" for e in entries)
@@ -216,6 +258,12 @@ def plan(
     return due
 
 
-def is_finished(state: IncidentState, ledger: Mapping[str, LedgerEntry]) -> bool:
+def is_finished(state: IncidentState, ledger: Mapping[str, LedgerEntry], now: float) -> bool:
     """True once a resolved incident owes nobody a message (its state may be dropped)."""
-    return state.resolved and not plan(state, ledger, (), float("inf"), AlertTimings())
+    if not state.resolved:
+        return False
+    sending = any(
+        e.incident_id == state.incident_id and e.is_claim and e.counts_at(now)
+        for e in ledger.values()
+    )
+    return not sending and not plan(state, ledger, (), now, AlertTimings())

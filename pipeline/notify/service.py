@@ -8,21 +8,27 @@ Flow and idempotency (docs/alerting.md has the full story):
 2. `tick` (every `tick_s`) syncs the ledger, asks the pure policy what is due for the
    incidents whose `incidents` partition this worker owns, and starts one task per
    notification not already in flight.
-3. Each task checks silences, delivers (retries, timeouts) and then writes the ledger
-   entry for its key. The ledger, not memory, says what was done: a worker killed before
-   step 3 leaves no entry, so the next owner of the partition sends it (once).
+3. Each task first claims its key in the ledger and reads the ledger back: only the
+   first claim in log order sends (another worker may have decided the same key during a
+   rebalance). It renews the claim while it checks silences and delivers (retries,
+   timeouts), then writes the outcome for the key. The ledger, not memory, says what was
+   done: a worker killed mid-send stops renewing, its claim expires after `claim_s`, and
+   the next owner of the partition sends the notification (once).
 4. On partition revocation `drain` lets in-flight notifications finish (bounded) so the
-   next owner sees their ledger entries instead of sending them a second time.
+   next owner sees their outcomes sooner; a send that outlasts the drain is still
+   covered by its claim.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,11 +39,13 @@ from pipeline.notify.base import Receiver
 from pipeline.notify.dispatch import DeliveryResult, Dispatcher, MemorySink
 from pipeline.notify.kafka_store import AlertWriter, CompactedView, ensure_alert_topics
 from pipeline.notify.policy import (
+    CLAIMED,
     SEVERITIES,
     AlertTimings,
     IncidentState,
     LedgerEntry,
     apply_event,
+    claim_accepted,
     is_finished,
     plan,
 )
@@ -133,7 +141,9 @@ class AlertService:
         except (KeyError, TypeError):
             log.error("alerts.ledger: bad record for %r ignored", key)
             return
-        self.ledger.setdefault(entry.incident_id, {})[key] = entry
+        entries = self.ledger.setdefault(entry.incident_id, {})
+        if claim_accepted(entries.get(key), entry):
+            entries[key] = entry
 
     def _on_silence(self, key: str, value: dict[str, Any] | None) -> None:
         if value is None:
@@ -218,7 +228,7 @@ class AlertService:
                 if now > state.finished_at + self.retention_s:
                     await self._forget(state, entries)
                 continue
-            if is_finished(state, entries):
+            if is_finished(state, entries, now):
                 done = IncidentState.from_record({**record, "finished_at": now})
                 await self.writer.write("alerts.state", incident_id, done.to_record())
                 self.states.put_local(incident_id, done.to_record())
@@ -242,31 +252,30 @@ class AlertService:
 
     # -- step 3: one notification
     async def _notify(self, note: Any) -> None:
+        claim = LedgerEntry(
+            note.key,
+            note.incident_id,
+            note.receiver,
+            note.kind,
+            note.sequence,
+            CLAIMED,
+            self.clock(),
+            claim=uuid.uuid4().hex,
+            until=self.clock() + self.settings.claim_s,
+        )
         try:
-            message = build_message(
-                note.event,
-                note.kind,
-                note.key,
-                grafana_url=self.settings.grafana_url,
-                grafana_dashboard=self.settings.grafana_dashboard,
-                top_posts=self.settings.top_posts,
-            )
-            silence = active_silence(
-                self.silences.values(), note.brand, message.severity, self.clock()
-            )
-            if silence is not None:
-                result = await self.dispatcher.record_silenced(message, note.receiver, silence.id)
-            else:
-                result = await self.dispatcher.deliver(message, note.receiver)
-            entry = LedgerEntry(
-                note.key,
-                note.incident_id,
-                note.receiver,
-                note.kind,
-                note.sequence,
-                result.outcome,
-                self.clock(),
-            )
+            if not await self._claim(claim):
+                log.info("notification %s is already handled by another worker", note.key)
+                telemetry.count(note.receiver, self._receiver_type(note.receiver), "deduplicated")
+                return
+            renewing = asyncio.create_task(self._keep_claim(claim), name=f"claim:{note.key}")
+            try:
+                result = await self._deliver(note)
+            finally:
+                renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
+            entry = replace(claim, outcome=result.outcome, at=self.clock(), until=0.0)
             # Mark it done here first: if Kafka is down, this worker still will not repeat it.
             self.ledger_view.put_local(note.key, entry.to_record())
             await self.writer.write("alerts.ledger", note.key, entry.to_record())
@@ -274,6 +283,41 @@ class AlertService:
             log.exception("notification %s could not be completed", note.key)
         finally:
             self.in_flight.pop(note.key, None)
+
+    async def _claim(self, claim: LedgerEntry) -> bool:
+        """Write the claim, read the ledger up to it: True if it is the one that counts."""
+        await self.writer.write("alerts.ledger", claim.key, claim.to_record())
+        await self.ledger_view.sync()
+        held = self.ledger.get(claim.incident_id, {}).get(claim.key)
+        return held is not None and held.claim == claim.claim and held.is_claim
+
+    async def _keep_claim(self, claim: LedgerEntry) -> None:
+        """Renew the claim while the send lasts, so that nobody else takes it over."""
+        while True:
+            await asyncio.sleep(self.settings.claim_s / 3)
+            renewed = replace(claim, until=self.clock() + self.settings.claim_s)
+            try:
+                await self.writer.write("alerts.ledger", claim.key, renewed.to_record())
+            except Exception as exc:  # noqa: BLE001 - retry at the next beat
+                log.warning("claim on %s not renewed: %s", claim.key, type(exc).__name__)
+
+    async def _deliver(self, note: Any) -> DeliveryResult:
+        message = build_message(
+            note.event,
+            note.kind,
+            note.key,
+            grafana_url=self.settings.grafana_url,
+            grafana_dashboard=self.settings.grafana_dashboard,
+            top_posts=self.settings.top_posts,
+        )
+        silence = active_silence(self.silences.values(), note.brand, message.severity, self.clock())
+        if silence is not None:
+            return await self.dispatcher.record_silenced(message, note.receiver, silence.id)
+        return await self.dispatcher.deliver(message, note.receiver)
+
+    def _receiver_type(self, name: str) -> str:
+        receiver = self.receivers.get(name)
+        return str(getattr(receiver, "type", "unknown"))
 
     # -- step 4: hand over cleanly
     async def drain(self, partitions: set[int] | None, timeout_s: float | None = None) -> None:

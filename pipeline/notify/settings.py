@@ -29,6 +29,7 @@ class AlertSettings:
     retry_after_max_s: float = 120.0
     slack_min_interval_s: float = 1.0
     tick_s: float = 1.0
+    claim_s: float = 15.0
     top_posts: int = 5
     grafana_url: str = "http://127.0.0.1:3000"
     grafana_dashboard: str = "vigie-brands"
@@ -51,6 +52,7 @@ class AlertSettings:
                 "VIGIE_SLACK_MIN_INTERVAL_S", cls.slack_min_interval_s, 0.0
             ),
             tick_s=env_float("VIGIE_ALERT_TICK_S", cls.tick_s, 0.05),
+            claim_s=env_float("VIGIE_ALERT_CLAIM_S", cls.claim_s, 1.0),
             top_posts=env_int("VIGIE_ALERT_TOP_POSTS", cls.top_posts, 0),
             grafana_url=env_str("VIGIE_GRAFANA_URL", cls.grafana_url).rstrip("/"),
             grafana_dashboard=env_str("VIGIE_GRAFANA_DASHBOARD", cls.grafana_dashboard),

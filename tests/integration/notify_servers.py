@@ -7,7 +7,9 @@ alike. It answers by a script of behaviours, then by its default:
     "429:<secs>"  429 Too Many Requests with Retry-After: <secs>
     "500"         500 (any 3-digit code works)
     "slow:<secs>" 200 after that many seconds
-    "hang"        never answers (until the server stops)
+    "hang"        never answers (until release_hanging() or the server stops: then 503)
+    "hold"        answers 200 once release_hanging() is called: a receiver that is slow
+                  for as long as the test needs
 Every request is recorded with its arrival time and the status it got.
 """
 
@@ -103,7 +105,7 @@ class HttpStandIn:
             self.default = behaviour
 
     def release_hanging(self) -> None:
-        """Let hanging requests end (with 503) so that nothing waits on them."""
+        """Let waiting requests end: "hang" ones with 503, "hold" ones with success."""
         if self._release is not None:
             self._loop.call_soon_threadsafe(self._release.set)
 
@@ -143,11 +145,13 @@ class HttpStandIn:
         with self._lock:
             self.requests.append(received)
             behaviour = self._script.popleft() if self._script else self.default
-        if behaviour == "hang":
+        if behaviour in ("hang", "hold"):
             assert self._release is not None
             await self._release.wait()
-            received.status = 503
-            return web.Response(status=503, text="released")
+            if behaviour == "hang":  # a receiver that never answered in time
+                received.status = 503
+                return web.Response(status=503, text="released")
+            behaviour = "ok"  # a slow receiver that took it in the end
         if behaviour.startswith("slow:"):
             await asyncio.sleep(float(behaviour.partition(":")[2]))
             behaviour = "ok"

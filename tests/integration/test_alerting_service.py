@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -32,6 +33,7 @@ SETTINGS = AlertSettings(
     backoff_max_s=0.1,
     slack_min_interval_s=0.0,
     tick_s=0.1,
+    claim_s=1.0,
 )
 OWNERS = {"acme": (Owner("On-call", ("pr-slack", "ops-hook"), "warning"),)}
 
@@ -71,6 +73,11 @@ async def read_all(kafka_settings, name, timeout=5.0):
     finally:
         await consumer.stop()
     return records
+
+
+def outcomes(ledger_records):
+    """What the compacted ledger ends up saying: the last record of each key."""
+    return {record["key"]: record for record in ledger_records}
 
 
 def test_one_opening_a_reminder_and_one_resolution_per_receiver(kafka_settings):
@@ -134,7 +141,7 @@ def test_dead_receiver_goes_to_the_dlq_and_the_other_still_gets_its_message(kafk
     (letter,) = dlq
     assert letter["receiver"] == "pr-slack" and letter["reason"] == "no answer within 0.5s"
     assert letter["attempts"] == 2 and letter["incident"]["incident_id"] == "acme-20261128T0212Z"
-    assert {(e["receiver"], e["outcome"]) for e in ledger} == {
+    assert {(e["receiver"], e["outcome"]) for e in outcomes(ledger).values()} == {
         ("pr-slack", "failed"),
         ("ops-hook", "sent"),
     }
@@ -142,9 +149,11 @@ def test_dead_receiver_goes_to_the_dlq_and_the_other_still_gets_its_message(kafk
 
 def test_killed_between_deciding_and_sending_sends_once_after_restart(kafka_settings):
     settings = kafka_settings
+    # Claims long enough to see one hold across the restart; no reminder meanwhile.
+    claiming = replace(SETTINGS, claim_s=4.0, repeat_interval_s=600.0)
 
     async def first_life(slack, hook):
-        svc = service(settings, slack, hook)
+        svc = service(settings, slack, hook, claiming)
         await svc.start()
         await svc.handle_incident(incident_event(), partition=0)
         await asyncio.sleep(SETTINGS.group_wait_s)
@@ -159,11 +168,13 @@ def test_killed_between_deciding_and_sending_sends_once_after_restart(kafka_sett
             await view.stop()
 
     async def second_life(slack, hook):
-        svc = service(settings, slack, hook)
+        svc = service(settings, slack, hook, claiming)
         await svc.start()
         try:
-            await ticking(svc, 1.0)
             await ticking(svc, 0.5)
+            # The first life's claims hold the keys until they expire unrenewed (claim_s).
+            assert not slack.requests[1:] and not hook.requests[1:]
+            await ticking(svc, claiming.claim_s + 0.5)
         finally:
             await svc.stop()
 
@@ -176,6 +187,66 @@ def test_killed_between_deciding_and_sending_sends_once_after_restart(kafka_sett
         slack.release_hanging()
         hook.release_hanging()
     assert len(slack.delivered()) == 1 and len(hook.delivered()) == 1
+
+
+class RacingService(AlertService):
+    """A worker whose sends wait, once decided, until the rival worker has decided too:
+    the tightest race a rebalance can cause (both decide before either claim is written)."""
+
+    def __init__(self, *args, start_line: asyncio.Barrier, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.start_line = start_line
+
+    async def _claim(self, claim):
+        await self.start_line.wait()
+        return await super()._claim(claim)
+
+
+def test_two_workers_deciding_the_same_notifications_at_once_send_each_once(kafka_settings):
+    settings = kafka_settings
+    slow = replace(SETTINGS, timeout_s=10.0)
+
+    async def scenario(slack, hook):
+        start_line = asyncio.Barrier(4)  # two notifications, decided by each worker
+        one, two = (
+            RacingService(
+                OWNERS, service(settings, slack, hook).receivers, slow, settings,
+                start_line=start_line,
+            )
+            for _ in range(2)
+        )
+        await one.start()
+        await two.start()
+        try:
+            await one.handle_incident(incident_event(), partition=0)
+            await two.states.sync()
+            await asyncio.sleep(SETTINGS.group_wait_s)
+            started = [len(await one.tick()), len(await two.tick())]
+            assert started == [2, 2]  # both decided both sends
+            await asyncio.sleep(3 * SETTINGS.claim_s)  # the winners renew their claims
+            assert len(slack.requests) == 1 and len(hook.requests) == 1
+            assert not one.in_flight.keys() & two.in_flight.keys()  # the losers gave up
+            slack.release_hanging()
+            hook.release_hanging()
+            await asyncio.gather(one.drain(None, 5), two.drain(None, 5))
+            await asyncio.gather(ticking(one, 1.0), ticking(two, 1.0))
+        finally:
+            await one.stop()
+            await two.stop()
+        return await read_all(settings, "alerts.ledger")
+
+    with HttpStandIn(default="hold") as slack, HttpStandIn(default="hold") as hook:
+        ledger = asyncio.run(scenario(slack, hook))
+    assert len(slack.delivered()) == 1 and len(hook.delivered()) == 1
+    final = outcomes(ledger)
+    assert sorted((e["receiver"], e["outcome"]) for e in final.values()) == [
+        ("ops-hook", "sent"),
+        ("pr-slack", "sent"),
+    ]
+    # Each key saw two rival claims; the outcome carries the claim that won.
+    claims = [e for e in ledger if e["outcome"] == "sending"]
+    assert len({e["claim"] for e in claims}) == 4
+    assert {e["claim"] for e in final.values()} <= {e["claim"] for e in claims}
 
 
 def test_a_silence_suppresses_and_is_recorded(kafka_settings):

@@ -29,6 +29,7 @@ FAST_ALERTS = {
     "VIGIE_ALERT_TICK_S": "0.2",
     "VIGIE_SLACK_MIN_INTERVAL_S": "0.1",
     "VIGIE_SESSION_TIMEOUT_S": "6",
+    "VIGIE_ALERT_CLAIM_S": "2",
     # Only the alert agent: these tests feed `incidents` directly, no model needed.
     "VIGIE_AGENTS": "alert",
 }
@@ -193,11 +194,19 @@ def test_worker_killed_between_deciding_and_sending_sends_once_after_restart(
         send_incidents(kafka_settings, incident_event(sequence=1, severity="critical"))
         slack.wait_for(1, timeout=30, delivered=False)
         hook.wait_for(1, timeout=10, delivered=False)
-        # The email (a live receiver) went out; wait until its ledger entry is written, so
-        # that only the two hanging sends are "decided but not sent" at the kill.
-        ledger = consume(kafka_settings, "alerts.ledger", 1, timeout_s=20, idle_s=0)
-        assert [orjson.loads(r.value)["receiver"] for r in ledger] == ["pr-email"]
-        worker.kill()  # SIGKILL while both sends are in flight: nothing recorded
+        # The email (a live receiver) went out; wait until its outcome is in the ledger, so
+        # that only the two hanging sends are "claimed but not sent" at the kill.
+        deadline = time.monotonic() + 20
+        while True:
+            ledger = [
+                orjson.loads(r.value)
+                for r in consume(kafka_settings, "alerts.ledger", timeout_s=2, idle_s=0.5)
+            ]
+            outcomes = {e["receiver"]: e["outcome"] for e in ledger}
+            if outcomes.get("pr-email") == "sent" or time.monotonic() > deadline:
+                break
+        assert outcomes == {"pr-email": "sent", "pr-slack": "sending", "ops-hook": "sending"}
+        worker.kill()  # SIGKILL while both sends are in flight: no outcome recorded
         assert not slack.delivered() and not hook.delivered()
         slack.set_default("ok")
         hook.set_default("ok")
@@ -218,13 +227,23 @@ def test_worker_killed_between_deciding_and_sending_sends_once_after_restart(
 BRANDS_ON_EACH_PARTITION = ("brand0", "brand1", "brand3", "brand9")
 
 
+def wait_for_log(worker, text, timeout):
+    deadline = time.monotonic() + timeout
+    while text not in worker.log():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not in the worker log:\n{worker.log()[-5000:]}")
+        time.sleep(0.1)
+
+
 def test_a_rebalance_in_the_middle_of_sending_sends_nothing_twice(
     kafka_settings, worker_env, start_worker, tmp_path
 ):
     from tests.integration.conftest import free_port
 
     assert kafka_settings.partitions == 4
-    with HttpStandIn(default="slow:3") as hook:
+    # Every send is held until the test lets it go: longer than the first worker may wait
+    # at the hand-over (0.8 x the 6 s session timeout) and than several claim periods.
+    with HttpStandIn(default="hold") as hook:
         path = tmp_path / "watchlist.yaml"
         path.write_text(
             "version: 1\nreceivers:\n"
@@ -241,7 +260,7 @@ def test_a_rebalance_in_the_middle_of_sending_sends_nothing_twice(
             **FAST_ALERTS,
             "VIGIE_WATCHLIST": str(path),
             "T_HOOK_SECRET": "hook-secret",
-            "VIGIE_ALERT_TIMEOUT_S": "10",
+            "VIGIE_ALERT_TIMEOUT_S": "60",
             "VIGIE_ALERT_REPEAT_INTERVAL_S": "600",
         }
         first = start_worker(env)
@@ -259,10 +278,15 @@ def test_a_rebalance_in_the_middle_of_sending_sends_nothing_twice(
             "VIGIE_STATE_DIR": str(tmp_path / "second-worker"),
         }
         start_worker(second)  # joins the group: partitions move while sends are in flight
+        # The first worker gives up partitions whose sends hang, and stops waiting for them.
+        wait_for_log(first, "handing over: waiting for", timeout=60)
+        wait_for_log(first, "still in flight after", timeout=30)
+        # The second worker now owns some of those incidents and finds their notifications
+        # due; their claims (renewed by the first worker) must keep it from sending them.
+        time.sleep(3 * float(FAST_ALERTS["VIGIE_ALERT_CLAIM_S"]))
+        assert len(hook.requests) == 4
+        hook.release_hanging()
         hook.wait_for(4, timeout=30)
-        time.sleep(6)  # time enough for any second send to show up
+        time.sleep(4)  # time enough for any second send to show up
         sent = sorted(r.json()["incident_id"] for r in hook.requests)
-    # The first worker did give up partitions whose sends were in flight...
-    assert "handing over: waiting for" in first.log()
-    # ...and yet every incident was sent exactly once.
     assert sent == sorted(f"{b}-1" for b in BRANDS_ON_EACH_PARTITION)

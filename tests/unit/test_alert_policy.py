@@ -7,9 +7,11 @@ from dataclasses import dataclass
 import pytest
 
 from pipeline.notify.policy import (
+    CLAIMED,
     AlertTimings,
     LedgerEntry,
     apply_event,
+    claim_accepted,
     is_finished,
     plan,
     receivers_for,
@@ -130,10 +132,60 @@ def test_reminders_repeat_while_open_then_one_resolution():
     state, _ = apply_event(state, event(3, "resolved"), T0 + 7300, partition=0)
     due = plan(state, ledger, OWNERS, T0 + 7300, TIMINGS)
     assert keys(due) == ["acme-1:resolved:pr-email"]
-    assert not is_finished(state, ledger)
+    assert not is_finished(state, ledger, T0 + 7300)
     ledger.record(due, T0 + 7301)
     assert plan(state, ledger, OWNERS, T0 + 99999, TIMINGS) == []
-    assert is_finished(state, ledger)
+    assert is_finished(state, ledger, T0 + 7302)
+
+
+def claim(note, at, claim_id, until):
+    return LedgerEntry(
+        note.key, note.incident_id, note.receiver, note.kind, note.sequence, CLAIMED, at,
+        claim=claim_id, until=until,
+    )
+
+
+def test_a_live_claim_holds_the_key_and_an_expired_one_frees_it():
+    state, _ = apply_event(None, event(1), T0, partition=0)
+    (opening,) = plan(state, {}, OWNERS, T0 + 10, TIMINGS)
+    ledger = {opening.key: claim(opening, T0 + 10, "a", until=T0 + 25)}
+    assert plan(state, ledger, OWNERS, T0 + 24, TIMINGS) == []  # someone is sending it
+    # Its worker died (no renewal): the same key is due again, to be claimed anew.
+    assert keys(plan(state, ledger, OWNERS, T0 + 25, TIMINGS)) == [opening.key]
+
+
+def test_a_resolution_waits_for_an_opening_still_being_sent():
+    opened, _ = apply_event(None, event(1), T0, partition=0)
+    (opening,) = plan(opened, {}, OWNERS, T0 + 10, TIMINGS)
+    ledger = Ledger({opening.key: claim(opening, T0 + 10, "a", until=T0 + 40)})
+    state, _ = apply_event(opened, event(2, "resolved"), T0 + 11, partition=0)
+    # Not finished: if the opening goes out, its receiver must hear of the resolution.
+    assert plan(state, ledger, OWNERS, T0 + 12, TIMINGS) == []
+    assert not is_finished(state, ledger, T0 + 12)
+    ledger.record([opening], T0 + 13)
+    assert keys(plan(state, ledger, OWNERS, T0 + 14, TIMINGS)) == ["acme-1:resolved:pr-email"]
+
+
+def test_the_first_claim_in_log_order_wins_and_only_its_owner_renews_it():
+    state, _ = apply_event(None, event(1), T0, partition=0)
+    (opening,) = plan(state, {}, OWNERS, T0 + 10, TIMINGS)
+    first = claim(opening, T0 + 10, "a", until=T0 + 25)
+    rival = claim(opening, T0 + 11, "b", until=T0 + 26)
+    assert claim_accepted(None, first)
+    assert not claim_accepted(first, rival)  # decided at the same time: second in the log
+    assert claim_accepted(first, claim(opening, T0 + 10, "a", until=T0 + 40))  # renewal
+    late = claim(opening, T0 + 25, "b", until=T0 + 40)
+    assert claim_accepted(first, late)  # made after the first one expired: a takeover
+    sent = LedgerEntry(opening.key, "acme-1", "pr-email", "opened", 1, "sent", T0 + 12)
+    assert claim_accepted(first, sent)  # an outcome always replaces the claim
+    assert not claim_accepted(sent, late)  # and no claim reopens a key that has one
+
+
+def test_ledger_records_written_before_claims_existed_still_read():
+    old = {"schema_version": 1, "key": "k", "incident_id": "acme-1", "receiver": "pr-email",
+           "kind": "opened", "sequence": 1, "outcome": "sent", "at": T0}
+    entry = LedgerEntry.from_record(old)
+    assert entry.outcome == "sent" and entry.claim == "" and entry.counts_at(T0 + 1e9)
 
 
 def test_nobody_told_means_no_resolution():
