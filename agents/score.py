@@ -61,7 +61,7 @@ def register(context: AgentContext) -> None:
     holder = WatchlistHolder(load_watchlist(context.worker.watchlist))
     classifier = settings.load_classifier()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigie-model")
-    batch_size = max(settings.batch_size * 4, 64)
+    posts_per_call = settings.posts_per_call
 
     def score(texts: list[str]) -> tuple[list[Any], float, int]:
         hits_before = classifier.cache_hits
@@ -72,7 +72,7 @@ def register(context: AgentContext) -> None:
     @app.agent(topics.posts_valid, name="score")
     async def score_posts(stream: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
-        async for events in stream.take_events(batch_size, within=BATCH_WITHIN_S):
+        async for events in stream.take_events(posts_per_call, within=BATCH_WITHIN_S):
             watchlist = holder.watchlist
             pending: list[tuple[dict[str, Any], str, list[str]]] = []
             for event in events:

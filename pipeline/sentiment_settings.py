@@ -8,6 +8,11 @@ from pathlib import Path
 from pipeline.settings import SettingError, env_choice, env_int, env_str, project_root
 
 RUNTIMES = ("onnx-int8", "onnx", "torch")  # same as models.sentiment.RUNTIMES
+# Posts the score agent hands the model at once, in model batches: the classifier sorts
+# each call by token count, and 32 batches' worth pad little (2,048 unique posts: 860
+# posts/s in calls of 512, 810 in calls of 256, 760 in calls of 128; models/sentiment/
+# RESULTS.md). Under light load the agent's deadline sends smaller calls sooner.
+BATCHES_PER_CALL = 32
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,11 @@ class SentimentSettings:
         )
         settings.label_map()  # fail at start-up, not on the first post
         return settings
+
+    @property
+    def posts_per_call(self) -> int:
+        """How many posts the score agent scores in one classifier call (at most)."""
+        return self.batch_size * BATCHES_PER_CALL
 
     def label_map(self) -> dict[str, str] | None:
         from models.sentiment.backends import parse_label_map

@@ -38,19 +38,29 @@ def _ort_session(path: Path, threads: int):
 
 
 class _FastTokenizer:
-    """tokenizers' Rust tokenizer with padding to the longest text of each batch."""
+    """tokenizers' Rust tokenizer: token ids per text, then padding per batch."""
 
     def __init__(self, tokenizer_json: Path, max_length: int, pad_id: int) -> None:
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
         self.tokenizer.enable_truncation(max_length=max_length)
-        self.tokenizer.enable_padding(pad_id=pad_id, pad_token=self.tokenizer.id_to_token(pad_id))
+        self.pad_id = pad_id
 
     def __call__(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        encodings = self.tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        return self.pad(self.encode(texts))
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(texts)]
+
+    def pad(self, encoded: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """input_ids and attention_mask, right-padded to the longest text of the batch."""
+        longest = max(len(ids) for ids in encoded)
+        ids = np.full((len(encoded), longest), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encoded), longest), dtype=np.int64)
+        for row, tokens in enumerate(encoded):
+            ids[row, : len(tokens)] = tokens
+            mask[row, : len(tokens)] = 1
         return ids, mask
 
 
@@ -70,8 +80,12 @@ class E5OnnxBackend:
         self.prefix = spec.prefix
         self.name = name
 
-    def probabilities(self, texts: list[str]) -> np.ndarray:
-        ids, mask = self.tokenize([self.prefix + t for t in texts])
+    def prepare(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text: the classifier batches texts of equal token counts."""
+        return self.tokenize.encode([self.prefix + t for t in texts])
+
+    def probabilities(self, encoded: list[list[int]]) -> np.ndarray:
+        ids, mask = self.tokenize.pad(encoded)
         (probs,) = self.session.run(["probabilities"], {"input_ids": ids, "attention_mask": mask})
         return probs.astype(np.float64)
 
@@ -90,10 +104,13 @@ class E5TorchBackend:
         self.name = name
         self.concurrency = 1  # torch spreads one batch over its own threads
 
-    def probabilities(self, texts: list[str]) -> np.ndarray:
+    def prepare(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenize.encode([self.prefix + t for t in texts])
+
+    def probabilities(self, encoded: list[list[int]]) -> np.ndarray:
         import torch
 
-        ids, mask = self.tokenize([self.prefix + t for t in texts])
+        ids, mask = self.tokenize.pad(encoded)
         with torch.inference_mode():
             probs = self.model(torch.from_numpy(ids), torch.from_numpy(mask))
         return probs.numpy().astype(np.float64)

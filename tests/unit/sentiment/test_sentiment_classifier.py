@@ -82,6 +82,30 @@ def test_batches_run_side_by_side_up_to_the_backend_concurrency():
     assert len(backend.threads) == 3
 
 
+def test_batches_group_texts_of_equal_token_counts_and_results_keep_the_order(model_dir):
+    clf = load_classifier(runtime="onnx", cache_dir=model_dir, threads=1, batch_size=4,
+                          cache_size=0)
+    seen: list[list[int]] = []
+    score_batch = clf.backend.probabilities
+
+    def recording(encoded):
+        seen.append([len(ids) for ids in encoded])
+        return score_batch(encoded)
+
+    clf.backend.probabilities = recording
+    # Short French words cost more tokens per character than English ones: sorted by
+    # characters these would share batches with texts of other token counts.
+    texts = [f"{word} {'!' * (i % 5)}" for i, word in enumerate(
+        ["ok", "déçu", "superbe", "inadmissible", "merci", "nul", "génial", "bof"] * 2
+    )]
+    results = clf.predict(texts)
+    counts = [len(ids) for ids in clf.backend.prepare([normalise_text(t) for t in texts])]
+    assert sorted(sum(seen, [])) == sorted(counts)  # every text scored once
+    assert sum(seen, []) == sorted(counts)  # ...in batches by increasing token count
+    alone = load_classifier(runtime="onnx", cache_dir=model_dir, batch_size=1, cache_size=0)
+    assert [r.label for r in results] == [alone.predict([t])[0].label for t in texts]
+
+
 def test_a_reshared_text_is_scored_once(model_dir):
     clf = load_classifier(cache_dir=model_dir, cache_size=100)
     original = "Scandale chez Acme : les documents internes ont fuité"
