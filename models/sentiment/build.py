@@ -26,7 +26,7 @@ import numpy as np
 from models.sentiment.head import DEFAULT_HEAD_PATH, LABELS, load_head
 
 MODEL_NAME = "vigie-e5-small"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: int8 FFN outputs split around their outlier channels
 
 # Fixed sentences (French and English, clear and borderline) on which every form of the
 # model must give the same label; the build fails otherwise.
@@ -145,7 +145,7 @@ def build_default_model(
     from models.sentiment.backends import E5OnnxBackend, E5TorchBackend
     from models.sentiment.convert import write_checkpoint
     from models.sentiment.e5_reader import find_packaged_bin, read_e5_bin
-    from models.sentiment.export import export_onnx, quantize_int8
+    from models.sentiment.export import export_onnx, ffn_outlier_channels, quantize_int8
     from models.sentiment.torch_model import load_torch_model
 
     torch.manual_seed(0)
@@ -172,16 +172,18 @@ def build_default_model(
     model = load_torch_model(built.checkpoint, head)
     export_onnx(model, built.onnx)
     log(f"{built.onnx.name} exported (fp32)")
-    quantize_int8(built.onnx, built.onnx_int8, head.spec.int8_float_ffn_layers)
-    log(f"{built.onnx_int8.name} written (dynamic int8, per-channel)")
+    forms = {"torch": E5TorchBackend(built.checkpoint, head, 2, "torch")}
+    sentences = forms["torch"].prepare(list(CHECK_SENTENCES))
+    ids, mask = forms["torch"].tokenize.pad(sentences)
+    outliers = ffn_outlier_channels(model, torch.from_numpy(ids), torch.from_numpy(mask),
+                                    head.spec.int8_float_ffn_layers or ())
+    quantize_int8(built.onnx, built.onnx_int8, head.spec.int8_float_ffn_layers, outliers)
+    log(f"{built.onnx_int8.name} written (dynamic int8, per-channel; float outlier channels "
+        f"of FFN outputs {outliers})")
     del model
 
-    sentences = list(CHECK_SENTENCES)
-    forms = {
-        "torch": E5TorchBackend(built.checkpoint, head, 2, "torch"),
-        "onnx": E5OnnxBackend(built.onnx, built.checkpoint, head.spec, 2, "onnx"),
-        "onnx-int8": E5OnnxBackend(built.onnx_int8, built.checkpoint, head.spec, 2, "int8"),
-    }
+    forms["onnx"] = E5OnnxBackend(built.onnx, built.checkpoint, head.spec, 2, "onnx")
+    forms["onnx-int8"] = E5OnnxBackend(built.onnx_int8, built.checkpoint, head.spec, 2, "int8")
     agreement = check_agreement({f: b.probabilities(sentences) for f, b in forms.items()})
     log(f"label check: all forms agree on the {agreement['decided_sentences']} clear ones of "
         f"{len(sentences)} sentences (borderline flips {agreement['borderline_flips']}); "
@@ -194,6 +196,7 @@ def build_default_model(
                    "sha256": _sha256(bin_path)},
         "head_sha256": _sha256(head_path),
         "head_spec": json.loads(head.spec.to_json()),
+        "int8_float_outlier_channels": {str(layer): c for layer, c in outliers.items()},
         "check": agreement,
         "build_seconds": round(time.monotonic() - started, 1),
     }
