@@ -9,7 +9,10 @@ brand on mentions.scored, keyed by brand, which lands in the brand's own partiti
 
 A restart re-reads the mentions after the last committed offset; the state remembers the
 offset of the last record it counted, so nothing is counted twice, and incident events
-carry (incident_id, sequence), so that a re-sent event is recognised downstream.
+carry (incident_id, sequence), so that a re-sent event is recognised downstream. A score
+worker that stops before committing scores its last posts again, and their mentions come
+at new offsets: a windowed table of the (brand, post) pairs counted in the last hour or
+two keeps them from being counted twice.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ STAGE = "detect"
 # After a long silence (a stopped pipeline, a replay of old data) the detector jumps
 # instead of closing every missed interval one by one.
 MAX_INTERVALS_PER_STEP = 1440
+# How long a counted (brand, post) pair is remembered: re-scored mentions come within
+# seconds or minutes of the originals, and any later than the allowed lateness is
+# dead-lettered as too late anyway. (Kept for one to two hours: tumbling windows.)
+RECOUNT_HORIZON = timedelta(hours=1)
 
 
 def tick_record(clock: datetime) -> bytes:
@@ -95,6 +102,10 @@ def register(context: AgentContext) -> None:
     lateness = timedelta(seconds=settings.allowed_lateness_seconds)
     states = app.Table("brand-detectors", default=None, partitions=context.kafka.partitions,
                        help="per-brand detector state")
+    counted = app.Table(
+        "mentions-counted", default=int, partitions=context.kafka.partitions,
+        help="(brand, post) pairs counted by the detector recently",
+    ).tumbling(RECOUNT_HORIZON, expires=RECOUNT_HORIZON * 2)
     newest_event = [datetime.min.replace(tzinfo=UTC)]  # for the event clock
     wall_clock = settings.clock == "wall"
 
@@ -164,6 +175,13 @@ def register(context: AgentContext) -> None:
             clock = clock_for(brand_id, states.get(brand_id))
             if offset <= clock.last_offset:
                 continue  # counted before a restart
+            post_key = None if tick else record.get("post_key")
+            pair = f"{brand_id}|{post_key}" if post_key else None
+            if pair is not None:
+                window = counted[pair]
+                if window.current() or window.delta(RECOUNT_HORIZON):
+                    metrics.MENTIONS_RECOUNTED.labels(brand=brand_id).inc()
+                    continue  # the same post, scored again after a score worker restart
             clock.last_offset = offset
             events: list[dict[str, Any]] = []
             if tick:
@@ -187,6 +205,8 @@ def register(context: AgentContext) -> None:
                     await dead(event, "invalid_mention", str(exc))
             await emit(brand_id, events)
             states[brand_id] = clock.to_state()
+            if pair is not None:
+                counted[pair] = 1  # after the state: a crash between them re-counts nothing
             if events or tick:
                 export_gauges(brand_id, clock, events)
 

@@ -32,6 +32,7 @@ __all__ = [
     "INCIDENTS_OPEN",
     "INCIDENT_EVENTS",
     "MENTIONS",
+    "MENTIONS_RECOUNTED",
     "MODEL_BATCH_SECONDS",
     "MODEL_BATCH_SIZE",
     "MODEL_CACHE_HITS",
@@ -115,6 +116,12 @@ MENTIONS = Counter(
     "vigie_mentions_total",
     "Scored brand mentions, by brand and sentiment label.",
     ["brand", "sentiment"],
+)
+MENTIONS_RECOUNTED = Counter(
+    "vigie_mentions_recounted_total",
+    "Mentions of a post the detector had already counted for the brand (re-scored after a "
+    "score worker stopped before committing), not counted again.",
+    ["brand"],
 )
 MODEL_BATCH_SIZE = Histogram(
     "vigie_model_batch_size",

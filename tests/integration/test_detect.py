@@ -3,10 +3,12 @@ and resolves it, and restarting the worker in the middle changes nothing."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from kafka import KafkaProducer
 
 from pipeline.generator import BrandProfile, Generator, Scenario
 from pipeline.producer import PostProducer
@@ -115,3 +117,48 @@ def test_a_restart_in_the_middle_changes_nothing(kafka_settings, detect_env, sta
     assert {e["incident_id"] for e in expected} == {before[0]["incident_id"]}
     assert peak(events) == peak(expected)
     assert events[-1]["resolved_at"] == expected[-1]["resolved_at"]
+
+
+def scored_mention(number: int, created_at: datetime, brand: str = "lumio") -> dict:
+    return {
+        "schema_version": 1, "brand": brand, "post_key": f"twitter:{number}",
+        "platform": "twitter", "post_id": str(number), "url": None,
+        "created_at": created_at.isoformat(), "language": "fr",
+        "author": {"handle": f"user{number}", "display_name": None, "followers": 100,
+                   "verified": False},
+        "text": "Lumio nous a menti #LumioLeaks", "reach": 100, "reshare_of": None,
+        "sentiment": {"label": "negative", "scores": {"negative": 0.9}},
+        "model": "test", "matched": ["lumio"],
+    }
+
+
+def observed(worker, name: str, labels: str) -> float | None:
+    for line in worker.metrics_text().splitlines():
+        if line.startswith(f"{name}{{{labels}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_mentions_scored_again_after_a_score_restart_count_once(kafka_settings, detect_env,
+                                                                start_worker):
+    """A score worker that stops before committing its offsets scores its last posts again
+    on restart: the same mentions reach the detector a second time, at new offsets."""
+    env = {**detect_env, "VIGIE_AGENTS": "detect", "VIGIE_DETECT_ALLOWED_LATENESS_SECONDS": "0"}
+    worker = start_worker(env)
+    minute = START + timedelta(minutes=10)
+    first = [scored_mention(n, minute + timedelta(seconds=n)) for n in range(5)]
+    later = scored_mention(99, minute + timedelta(minutes=1, seconds=5))  # closes `minute`
+    producer = KafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
+    for mention in [*first, *first, later]:  # the five again, as a restarted scorer sends them
+        producer.send(kafka_settings.topic("mentions.scored"), key=b"lumio",
+                      value=orjson.dumps(mention))
+    producer.flush()
+    producer.close()
+
+    deadline = time.monotonic() + 60
+    counted = None
+    while counted is None and time.monotonic() < deadline:
+        counted = observed(worker, "vigie_brand_observed", 'brand="lumio",measure="mentions"')
+        time.sleep(0.5)
+    assert counted == 5.0  # the closed minute holds each post once, not ten mentions
+    assert observed(worker, "vigie_mentions_recounted_total", 'brand="lumio"') == 5.0

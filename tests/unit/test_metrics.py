@@ -19,6 +19,7 @@ CONTRACT: dict[str, tuple[type, str, tuple[str, ...]]] = {
     "POSTS_DUPLICATE": (Counter, "vigie_posts_duplicate_total", ()),
     "POSTS_UNMATCHED": (Counter, "vigie_posts_unmatched_total", ()),
     "MENTIONS": (Counter, "vigie_mentions_total", ("brand", "sentiment")),
+    "MENTIONS_RECOUNTED": (Counter, "vigie_mentions_recounted_total", ("brand",)),
     "MODEL_BATCH_SIZE": (Histogram, "vigie_model_batch_size", ()),
     "MODEL_BATCH_SECONDS": (Histogram, "vigie_model_batch_duration_seconds", ()),
     "MODEL_POSTS_SCORED": (Counter, "vigie_model_posts_scored_total", ()),
