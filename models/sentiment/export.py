@@ -95,7 +95,13 @@ def sensitive_nodes(source: Path, float_ffn_layers: tuple[int, ...] | None = Non
     import onnx
 
     model = onnx.load(str(source), load_external_data=False)
-    keep = [node.name for node in model.graph.node if node.op_type == "Gemm"]
+    keep = []
+    for node in model.graph.node:
+        if node.op_type == "Gemm":
+            # Dynamic quantisation first rewrites every Gemm as MatMul + Add, the MatMul
+            # named after the Gemm with "_MatMul": excluding the Gemm's name alone is not
+            # enough to keep it in float.
+            keep += [node.name, f"{node.name}_MatMul"]
     for layer, node in enumerate(_ffn_output_matmuls(model, ffn_size, hidden_size)):
         if float_ffn_layers is None or layer in float_ffn_layers:
             keep.append(node.name)

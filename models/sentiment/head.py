@@ -29,8 +29,10 @@ class HeadSpec:
     max_length: int = 128  # tokens kept per text (tweets are far shorter)
     encoder_layers: int = 12  # encoder layers kept; the build cuts the others off
     adapter_scale: float = 0.0  # LoRA alpha / rank of the adapters stored with the head
-    # Layers whose FFN output projection int8 leaves in float (None: all of them). Measured
-    # per model: see models/sentiment/RESULTS.md.
+    # Layers whose FFN output projection is int8-sensitive (None: all of them). The build
+    # keeps only their outlier input channels in float (the rest of the projection goes
+    # int8), or the whole projection when it finds no outlier. Measured per model: see
+    # models/sentiment/RESULTS.md.
     int8_float_ffn_layers: tuple[int, ...] | None = None
 
     def to_json(self) -> str:
