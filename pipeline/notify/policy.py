@@ -225,7 +225,7 @@ def plan(
     if state.finished_at is not None:
         return due
     if state.resolved:
-        if any(e.is_claim for e in mine):
+        if any(e.is_claim and e.kind != "resolved" for e in mine):
             return due  # a message still being sent may turn a receiver into one to tell
         # Only those who were actually told of the incident hear that it is over.
         for receiver, entries in by_receiver.items():
