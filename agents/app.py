@@ -95,6 +95,9 @@ def create_app(
         producer_linger_ms=20,
         producer_max_batch_size=262_144,
         broker_max_poll_records=2000,
+        # A topic missing from the metadata when the group formed (a broker that just
+        # restarted) is noticed at the next refresh: 30 s rather than aiokafka's 5 min.
+        consumer_metadata_max_age_ms=30_000,
         stream_buffer_maxsize=8192,
     )
     context = AgentContext(app, kafka, worker, declare_topics(app, kafka))

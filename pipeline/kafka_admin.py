@@ -1,11 +1,16 @@
 """Creating Vigie's topics up front, with the configured partitions and replication.
 
 A Faust consumer that subscribes before its topic exists ignores it until its next
-metadata refresh (minutes), so every worker makes sure the topics exist before starting.
+metadata refresh, so every worker makes sure the topics exist before starting, and waits
+until the broker's metadata lists them with a leader for every partition: just after a
+broker restart, a topic created a moment ago can be missing from that metadata for a few
+seconds, and a group formed then is assigned nothing of it.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable
 
 from kafka import KafkaAdminClient
@@ -13,6 +18,8 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from pipeline.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
 
 
 def ensure_topics(kafka: KafkaSettings, names: Iterable[str], compacted: Iterable[str] = ()) -> \
@@ -37,6 +44,27 @@ def ensure_topics(kafka: KafkaSettings, names: Iterable[str], compacted: Iterabl
                 created.append(topic.name)
             except TopicAlreadyExistsError:
                 pass  # another worker created it at the same moment
+        _wait_until_listed(admin, [kafka.topic(name) for name in names])
         return created
     finally:
         admin.close()
+
+
+def _wait_until_listed(admin: KafkaAdminClient, topics: list[str], timeout_s: float = 30.0) -> None:
+    """Until every topic's metadata has all its partitions led (or the time is up)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = [
+            description["name"]
+            for description in admin.describe_topics(topics)
+            if description["error_code"] != 0
+            or not description["partitions"]
+            or any(p["leader_id"] < 0 for p in description["partitions"])
+        ]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            log.warning("topics not yet in the broker's metadata after %.0fs: %s",
+                        timeout_s, ", ".join(missing))
+            return
+        time.sleep(0.2)
