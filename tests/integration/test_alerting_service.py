@@ -150,7 +150,7 @@ def test_dead_receiver_goes_to_the_dlq_and_the_other_still_gets_its_message(kafk
 def test_killed_between_deciding_and_sending_sends_once_after_restart(kafka_settings):
     settings = kafka_settings
     # Claims long enough to see one hold across the restart; no reminder meanwhile.
-    claiming = replace(SETTINGS, claim_s=4.0, repeat_interval_s=600.0)
+    claiming = replace(SETTINGS, claim_s=6.0, repeat_interval_s=600.0)
 
     async def first_life(slack, hook):
         svc = service(settings, slack, hook, claiming)
