@@ -106,9 +106,9 @@ def main() -> None:
         for text in texts:
             extractor(prefix + text)
 
-    def fast_path(runtime: str):
+    def fast_path(runtime: str, cache_size: int = 0):
         return load_classifier(runtime=runtime, threads=args.threads, batch_size=args.batch_size,
-                               cache_size=0, cache_dir=settings.model_dir)
+                               cache_size=cache_size, cache_dir=settings.model_dir)
 
     default = fast_path("onnx-int8")
     naive_rounds, default_rounds = [], []
@@ -124,9 +124,7 @@ def main() -> None:
         results[runtime] = measure(f"fast path {clf.name}, unique texts",
                                    in_calls(clf.predict, call), items)
 
-    clf = load_classifier(runtime="onnx-int8", threads=args.threads,
-                          batch_size=args.batch_size, cache_size=10_000,
-                          cache_dir=settings.model_dir)
+    clf = fast_path("onnx-int8", cache_size=10_000)
     rng = random.Random(1)
     stream: list[str] = []
     for text in items:

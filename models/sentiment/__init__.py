@@ -29,9 +29,10 @@ Usage (the score agent's API)::
   `{"LABEL_0": "negative", "LABEL_1": "neutral", "LABEL_2": "positive"}`; without it,
   labels whose names start with neg/neu/pos are recognised.
 - Texts are normalised (NFC, whitespace collapsed) before scoring; a bounded LRU cache of
-  `cache_size` normalised texts means reshares are scored once; texts are sorted by
-  length within a window and batched `batch_size` at a time, padded to the longest; the
-  default model runs `threads` batches side by side (`clf.close()` stops those threads).
+  `cache_size` normalised texts means reshares are scored once; each call's texts are
+  sorted by length (token count for Vigie's model) and batched `batch_size` at a time,
+  padded to the longest; the default model runs `threads` batches side by side
+  (`clf.close()` stops those threads).
 
 `ensure_default_model(cache_dir) -> Path` builds the default model when it is missing
 (used by `make demo` and `make test`). This package imports nothing of Vigie's pipeline

@@ -163,7 +163,7 @@ class SentimentClassifier:
 
     def _score(self, texts: list[str]) -> list[Sentiment]:
         prepare = getattr(self.backend, "prepare", None)
-        items: list[Any] = prepare(texts) if prepare is not None and texts else texts
+        items: list[Any] = prepare(texts) if prepare is not None else texts
         batches = self._batches([len(item) for item in items])
         inputs = [[items[i] for i in batch] for batch in batches]
         if self.backend.concurrency > 1 and len(batches) > 1:
