@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = [
     "render_text",
     "render_html",
     "one_line",
+    "readable",
 ]
 
 KINDS = ("opened", "escalated", "reminder", "resolved", "test")
@@ -37,6 +39,13 @@ _TITLE_VERBS = {
     "test": "Test alert",
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+# Invisible characters a reader cannot see but that change what is seen: every Unicode
+# format character (category Cf: direction overrides, embeddings and isolates U+202A-202E
+# and U+2066-2069, marks U+200E/200F/061C, zero-width space U+200B, word joiner, BOM
+# U+FEFF, tag characters...) plus the blank-looking fillers used for "empty" names.
+# "Evil \u202emoc.elgoog\u202c" would otherwise read "Evil google.com".
+_FILLERS = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0")
+_JOINERS = frozenset("\u200c\u200d")  # ZWNJ, ZWJ
 _POST_TEXT_LIMIT = 280
 
 
@@ -75,9 +84,33 @@ class Message:
     event: dict[str, Any] = field(repr=False)
 
 
+def readable(value: object) -> str:
+    """The text as a person will read it: no invisible character that hides or reorders it.
+
+    Joiners (ZWNJ, ZWJ) are kept between two non-ASCII characters, where they shape
+    Persian or Indic words and emoji sequences, and dropped elsewhere ("goo\u200dgle").
+    """
+    text = str(value)
+    kept = []
+    for index, char in enumerate(text):
+        if char in _JOINERS:
+            before = text[index - 1] if index else ""
+            after = text[index + 1] if index + 1 < len(text) else ""
+            if before > "\x7f" and after > "\x7f" and not _hidden(before) and not _hidden(after):
+                kept.append(char)
+        elif not _hidden(char):
+            kept.append(char)
+    return "".join(kept)
+
+
+def _hidden(char: str) -> bool:
+    return char in _FILLERS or char in _JOINERS or unicodedata.category(char) == "Cf"
+
+
 def one_line(value: object, limit: int = 200) -> str:
-    """A value made safe for one line of text (headers, titles): no control characters."""
-    text = _CONTROL.sub(" ", str(value)).strip()
+    """A value made safe for one line of text (headers, titles, everything a receiver
+    shows): no control characters, no invisible characters (see `readable`)."""
+    text = _CONTROL.sub(" ", readable(value)).strip()
     text = re.sub(r"\s+", " ", text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -94,7 +127,7 @@ def human_number(value: float) -> str:
 
 def safe_url(url: object) -> str | None:
     """The URL when it is a plain http(s) link, else None (never a javascript: link)."""
-    if not isinstance(url, str) or _CONTROL.search(url) or " " in url:
+    if not isinstance(url, str) or _CONTROL.search(url) or " " in url or readable(url) != url:
         return None
     try:
         parts = urlsplit(url)

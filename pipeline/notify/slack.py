@@ -25,7 +25,11 @@ _SECTION_LIMIT = 2900  # Slack rejects section text over 3000 characters
 
 
 def mrkdwn_escape(text: str) -> str:
-    """Slack's three control characters; everything else is shown as typed."""
+    """Slack's three control characters; everything else is shown as typed.
+
+    Every field Slack parses goes through it (the `text` fallback as much as the blocks):
+    a poster's `<!channel>`, `<@U123>` or `<https://evil|click here>` is shown, not obeyed.
+    """
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -39,18 +43,21 @@ def _clip(text: str) -> str:
     return text if len(text) <= _SECTION_LIMIT else text[: _SECTION_LIMIT - 1] + "…"
 
 
+def _mrkdwn(text: str) -> dict[str, Any]:
+    # verbatim: Slack still renders our own *bold* and <url|label>, but does not turn a
+    # poster's bare "#channel", "@name" or URL into a link or mention.
+    return {"type": "mrkdwn", "text": _clip(text), "verbatim": True}
+
+
 def slack_payload(message: Message) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": message.title[:150]}},
         {
             "type": "section",
-            "text": {
-                "type": "mrkdwn",
-                "text": _clip(
-                    f"*{mrkdwn_escape(message.summary)}*\n"
-                    f"Sentiment: {mrkdwn_escape(message.sentiment_line)}"
-                ),
-            },
+            "text": _mrkdwn(
+                f"*{mrkdwn_escape(message.summary)}*\n"
+                f"Sentiment: {mrkdwn_escape(message.sentiment_line)}"
+            ),
         },
     ]
     if message.top_posts:
@@ -59,24 +66,22 @@ def slack_payload(message: Message) -> dict[str, Any]:
             who = f"{p.author} ({human_number(p.followers)} followers)"
             who = _link(p.url, who) if p.url else mrkdwn_escape(who)
             lines.append(f"• {who}: {mrkdwn_escape(p.text)}")
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": _clip("\n".join(lines))}}
-        )
+        blocks.append({"type": "section", "text": _mrkdwn("\n".join(lines))})
     if message.surging_terms:
         terms = mrkdwn_escape("Surging: " + ", ".join(message.surging_terms))
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(terms)}]})
+        blocks.append({"type": "context", "elements": [_mrkdwn(terms)]})
     blocks.append(
         {
             "type": "section",
-            "text": {
-                "type": "mrkdwn",
-                "text": f"{_link(message.dashboard_url, 'Open the Grafana dashboard')}"
-                f" · incident `{mrkdwn_escape(message.incident_id)}`",
-            },
+            "text": _mrkdwn(
+                f"{_link(message.dashboard_url, 'Open the Grafana dashboard')}"
+                f" · incident `{mrkdwn_escape(message.incident_id)}`"
+            ),
         }
     )
-    # `text` is what notifications, screen readers and old clients show.
-    return {"text": _clip(render_text(message)), "blocks": blocks}
+    # `text` is what notifications, screen readers and old clients show; Slack parses it
+    # as mrkdwn too, so it is escaped like the blocks.
+    return {"text": _clip(mrkdwn_escape(render_text(message))), "blocks": blocks}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import unicodedata
 
 import pytest
 
@@ -303,3 +304,60 @@ def test_secrets_never_reach_logs_records_or_errors(tmp_path, caplog):
     for secret in (SLACK_TOKEN, "xoxSECRETslacktoken", HOOK_SECRET, PD_KEY, "wrong-SECRET-pw"):
         assert secret not in everything
     assert "HTTP 500" in everything and "ClientConnectorError" in everything
+
+
+def hostile_message(receiver):
+    """A wave whose top post was written by an attacker: Slack commands in the text and
+    a right-to-left override in the author's name ("Evil google.com" once reordered)."""
+    event = incident_event()
+    event["top_posts"][0] = {
+        **event["top_posts"][0],
+        "author_name": "Evil \u202emoc.elgoog\u202c",
+        "author_handle": "ev\u200bil",
+        "text": "<!channel> <!here> <!everyone> <@U024BE7LH> <https://evil.example|click here>",
+    }
+    event["brand_name"] = "AC\u2066ME\u2069"
+    return build_message(
+        event,
+        "opened",
+        f"{event['incident_id']}:opened:{receiver}",
+        grafana_url="http://grafana.local:3000",
+        top_posts=5,
+    )
+
+
+def invisible(text):
+    return [hex(ord(c)) for c in text if unicodedata.category(c) == "Cf"]
+
+
+def test_slack_gets_no_mention_link_or_invisible_character_from_a_poster(http):
+    results, _ = deliver([slack(http)], [(hostile_message("pr-slack"), "pr-slack")])
+    assert results[0].outcome == "sent"
+    (request,) = http.delivered()
+    raw = request.body.decode()
+    body = request.json()
+    # Slack parses both the notification text and the blocks: nothing a poster wrote may
+    # become a mention or a disguised link in either.
+    for command in ("<!channel>", "<!here>", "<!everyone>", "<@U024BE7LH>", "<https://evil"):
+        assert command not in body["text"] and command not in str(body["blocks"])
+    assert "&lt;!channel&gt;" in body["text"] and "&lt;!channel&gt;" in str(body["blocks"])
+    assert invisible(raw) == [] and invisible(str(body)) == []
+    assert "Evil moc.elgoog (@evil)" in body["text"]
+    assert body["blocks"][0]["text"]["text"] == "[CRITICAL] ACME: Negative wave"
+
+
+def test_email_subject_text_and_html_carry_no_invisible_character():
+    with SmtpStandIn() as smtp:
+        results, _ = deliver(
+            [mail_receiver(smtp)],
+            [(hostile_message("pr-email"), "pr-email")],
+            AlertSettings(**{**FAST.__dict__, "timeout_s": 5}),
+        )
+        (mail,) = smtp.wait_for(1)
+    assert results[0].outcome == "sent"
+    text = mail.message.get_body(("plain",)).get_content()
+    page = mail.message.get_body(("html",)).get_content()
+    assert mail.message["Subject"] == "[Vigie] [CRITICAL] ACME: Negative wave"
+    for part in (mail.message["Subject"], text, page):
+        assert invisible(part) == []
+    assert "Evil moc.elgoog (@evil)" in text and "Evil moc.elgoog (@evil)" in page

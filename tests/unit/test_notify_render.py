@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import copy
+import unicodedata
 from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
+from pipeline.notify.email import build_email
+from pipeline.notify.pagerduty import pagerduty_event
 from pipeline.notify.render import (
     build_message,
     human_number,
+    readable,
     render_html,
     render_text,
     safe_url,
@@ -146,3 +150,71 @@ def test_webhook_body_and_signature():
     assert not verify_signature("other", "1795313520", raw, signature, now=1795313530)
     assert not verify_signature("s3cret", "1795313520", raw + b" ", signature, now=1795313530)
     assert not verify_signature("s3cret", "1795313520", raw, signature, now=1795313520 + 3600)
+
+
+HOSTILE_POST = {
+    "post_key": "twitter:666",
+    "url": "https://x.com/evil/status/666",
+    "author_handle": "evil",
+    "author_name": "Evil \u202emoc.elgoog\u202c",
+    "followers": 10,
+    "text": "<!channel> <!here> <!everyone> <@U024BE7LH> see <https://evil.example|click here>",
+    "sentiment": "negative",
+    "created_at": "2026-11-28T02:13:30+00:00",
+}
+
+
+def test_readable_drops_what_reorders_or_hides_text_and_keeps_real_joins():
+    assert readable("Evil \u202emoc.elgoog\u202c") == "Evil moc.elgoog"
+    overrides = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c"
+    for char in overrides + "\u200b\u200e\u200f\ufeff\u2060\u00ad\U000e0041\u3164":
+        assert readable(f"a{char}b") == "ab", hex(ord(char))
+    assert readable("goo\u200dgle") == "google"  # a joiner between ASCII letters hides nothing
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    assert readable(family) == family  # emoji sequences stay joined
+    assert readable("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645") == (
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # Persian needs its ZWNJ
+    )
+    assert readable("café ☕ Ünïcödé") == "café ☕ Ünïcödé"
+
+
+def test_no_invisible_character_reaches_anything_a_person_reads():
+    event = copy.deepcopy(INCIDENT)
+    event["brand_name"] = "AC\u202eME"
+    event["summary"] = "wave\u200b of \u2066posts\u2069"
+    event["top_posts"] = [HOSTILE_POST]
+    event["surging_terms"] = [{"term": "#le\u200bak", "lift": 3.0}]
+    msg = message(event)
+    mail = build_email(msg, "vigie@acme.example", ("pr@acme.example",))
+    shown = (
+        render_text(msg)
+        + render_html(msg)
+        + str(slack_payload(msg))
+        + str({k: v for k, v in webhook_body(msg).items() if k != "incident"})
+        + str(pagerduty_event(msg, "key"))
+        + str(mail["Subject"])
+        + mail.get_body(("plain",)).get_content()
+        + mail.get_body(("html",)).get_content()
+    )
+    invisible = [c for c in shown if unicodedata.category(c) == "Cf"]
+    assert invisible == []
+    assert "Evil moc.elgoog (@evil)" in render_text(msg)
+    assert msg.title == "[CRITICAL] ACME: Negative wave"
+    assert safe_url("https://goo\u202egle.com/") is None
+
+
+def test_slack_text_fallback_is_escaped_like_the_blocks():
+    event = copy.deepcopy(INCIDENT)
+    event["top_posts"] = [HOSTILE_POST]
+    event["summary"] = "<!channel> wave & more"
+    payload = slack_payload(message(event))
+    everything = payload["text"] + str(payload["blocks"])
+    for command in ("<!channel>", "<!here>", "<!everyone>", "<@U024BE7LH>", "<https://evil"):
+        assert command not in everything
+    assert "&lt;!channel&gt; &lt;!here&gt; &lt;!everyone&gt; &lt;@U024BE7LH&gt;" in payload["text"]
+    assert "&lt;https://evil.example|click here&gt;" in payload["text"]
+    assert "&lt;!channel&gt; wave &amp; more" in payload["text"]
+    # Our own links are still links, and Slack is told not to auto-link the poster's words.
+    assert "<https://x.com/evil/status/666|" in str(payload["blocks"])
+    mrkdwn = [b["text"] for b in payload["blocks"] if b["type"] == "section"]
+    assert mrkdwn and all(t["verbatim"] is True for t in mrkdwn)
