@@ -169,7 +169,7 @@ def register(context: AgentContext) -> None:
                 record = orjson.loads(event.value)
                 tick = record.get("tick")
                 moment = parse_timestamp(tick or record.get("created_at"))
-            except (orjson.JSONDecodeError, AttributeError, ValueError) as exc:
+            except (orjson.JSONDecodeError, AttributeError, ValueError, OverflowError) as exc:
                 await dead(event, "invalid_mention", str(exc))
                 continue
             clock = clock_for(brand_id, states.get(brand_id))

@@ -79,6 +79,13 @@ def parse_timestamp(value: Any) -> datetime:
         raise ValueError(f"not an ISO 8601 timestamp: {value[:40]!r}") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError("must include a timezone offset (e.g. +00:00 or Z)")
+    try:
+        # 0001-01-01T00:00:00+14:00 is year 0 in UTC, which Python cannot represent: every
+        # stage that compares or buckets times would fail on it, so it is refused here.
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value[:40]!r} is out of range once converted to UTC "
+                         "(years 1 to 9999)") from None
     return parsed
 
 

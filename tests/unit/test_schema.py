@@ -76,6 +76,17 @@ def test_posts_from_the_future_are_rejected():
 
 
 @pytest.mark.parametrize(
+    "created_at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
+)
+def test_a_time_out_of_range_in_utc_is_rejected_with_its_reason(created_at):
+    # Valid ISO 8601 with a valid offset, but year 0 (or 10000) once in UTC: the detector
+    # crashed on it, so validation refuses it and says why.
+    _, errors = validate_post(good(created_at=created_at), now=NOW)
+    assert [e.field for e in errors] == ["created_at"]
+    assert "out of range once converted to UTC" in errors[0].message
+
+
+@pytest.mark.parametrize(
     ("raw", "reason"),
     [
         (b"\xff\xfe{}", "bad_utf8"),
