@@ -89,9 +89,14 @@ def parse_timestamp(value: Any) -> datetime:
     return parsed
 
 
+# The largest integer every JSON reader keeps exact (2**53 - 1); a count above it is
+# not a count, and past 64 bits the producer could not even encode it.
+MAX_COUNT = 9_007_199_254_740_991
+
+
 def _count(value: Any) -> int | None:
-    """A non-negative integer, or None when the value is not one (bools are not counts)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    """A count in 0..MAX_COUNT, or None when the value is not one (bools are not counts)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
         return None
     return value
 
@@ -112,7 +117,7 @@ def _check_author(raw: Any, errors: list[FieldError]) -> dict[str, Any]:
     if followers is None:
         followers = 0
     if _count(followers) is None:
-        errors.append(FieldError("author.followers", "must be an integer >= 0"))
+        errors.append(FieldError("author.followers", f"must be an integer 0..{MAX_COUNT}"))
         followers = 0
     verified = raw.get("verified", False)
     if verified is None:
@@ -140,7 +145,7 @@ def _check_engagement(raw: Any, errors: list[FieldError]) -> dict[str, int]:
         if value is None:
             continue
         if _count(value) is None:
-            errors.append(FieldError(f"engagement.{name}", "must be an integer >= 0"))
+            errors.append(FieldError(f"engagement.{name}", f"must be an integer 0..{MAX_COUNT}"))
         else:
             engagement[name] = value
     return engagement

@@ -2,7 +2,7 @@
 
 `POST /v1/posts` takes one post (a JSON object in the post schema), a JSON array of posts,
 or `{"posts": [...]}`. Authentication, either:
-- `Authorization: Bearer <VIGIE_INGEST_TOKEN>`, or
+- `Authorization: Bearer <VIGIE_INGEST_TOKEN>` (the scheme in any case, RFC 9110), or
 - `X-Vigie-Timestamp: <unix seconds>` and `X-Vigie-Signature: sha256=<hex>` where the hex
   is HMAC-SHA256(VIGIE_INGEST_HMAC_SECRET, "<timestamp>." + body); timestamps more than
   five minutes away are refused, so a captured request cannot be replayed later.
@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from pipeline import metrics
@@ -69,6 +70,14 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + digest.hexdigest()
 
 
+def _is_utf8(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _error(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": message, **extra}, status=status)
 
@@ -94,10 +103,15 @@ class PushServer:
         return web.json_response({"status": "ok"})
 
     def _authenticate(self, request: web.Request, body: bytes) -> web.Response | None:
-        header = request.headers.get("Authorization", "")
+        for name in ("Authorization", "X-Vigie-Signature", "X-Vigie-Timestamp"):
+            # aiohttp keeps bytes that are not UTF-8 as surrogates; comparing them with
+            # a secret would raise, so such a header is refused here as malformed.
+            if not _is_utf8(request.headers.get(name, "")):
+                return _error(400, f"{name} header is not valid UTF-8")
+        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         signature = request.headers.get("X-Vigie-Signature")
-        if header.startswith("Bearer ") and self.settings.token:
-            offered = header[len("Bearer ") :].strip().encode()
+        if scheme.lower() == "bearer" and self.settings.token:
+            offered = credentials.strip().encode()
             if hmac.compare_digest(offered, self.settings.token.reveal().encode()):
                 return None
             return _error(403, "invalid token")
@@ -107,7 +121,8 @@ class PushServer:
                 skew = abs(time.time() - float(timestamp))
             except ValueError:
                 return _error(401, "X-Vigie-Timestamp is required with X-Vigie-Signature")
-            if skew > self.settings.max_skew_seconds:
+            # `nan` compares false with everything: it would pass the window below.
+            if not math.isfinite(skew) or skew > self.settings.max_skew_seconds:
                 return _error(403, "X-Vigie-Timestamp is too far from the server's clock")
             expected = sign(self.settings.hmac_secret.reveal(), timestamp, body)
             if hmac.compare_digest(signature.strip().encode(), expected.encode()):
@@ -136,8 +151,10 @@ class PushServer:
         if refused is not None:
             return refused
         try:
-            document = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            # The validate stage's parser: same numbers, same nesting limit (1024), and
+            # invalid UTF-8 or deep nesting are a 400 like any other bad JSON.
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
             return self._invalid([{"index": None, "field": "$", "message": f"not JSON: {exc}"}], 0)
         if isinstance(document, dict) and "posts" in document:
             items = document["posts"]
@@ -162,7 +179,13 @@ class PushServer:
             errors.extend(
                 {"index": index, "field": p.field, "message": p.message} for p in problems
             )
-            size = len(json.dumps(item, ensure_ascii=False).encode())
+            try:
+                # The bytes the producer will write: what cannot be encoded (an integer
+                # over 64 bits, nesting over orjson's limit) is refused now, not a 500.
+                size = len(orjson.dumps(item))
+            except orjson.JSONEncodeError as exc:
+                errors.append({"index": index, "field": "$", "message": f"cannot encode: {exc}"})
+                continue
             if size > self.settings.max_record_bytes:
                 errors.append(
                     {

@@ -177,3 +177,104 @@ def test_answers_503_when_kafka_does_not_acknowledge() -> None:
 def test_refuses_to_start_without_any_credential() -> None:
     with pytest.raises(SettingError, match="VIGIE_INGEST_TOKEN"):
         PushServer(PushSettings(port=0), MemorySink())
+
+
+async def raw_call(server: PushServer, head: bytes, body: bytes) -> tuple[int, Any]:
+    """One HTTP/1.1 request written byte for byte: header values no client library would
+    send (invalid UTF-8), as a hostile sender can."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        b"POST /v1/posts HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\n"
+        + head
+        + b"Content-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    payload = rest.partition(b"\r\n\r\n")[2]
+    try:
+        return int(status_line.split()[1]), json.loads(payload)
+    except ValueError:  # aiohttp's own "500 Internal Server Error" page is text
+        return int(status_line.split()[1]), payload.decode(errors="replace")
+
+
+def test_hostile_requests_get_a_4xx_never_a_500() -> None:
+    async def scenario() -> None:
+        sink = MemorySink()
+        server = PushServer(
+            PushSettings(port=0, token=Secret(TOKEN), hmac_secret=Secret(HMAC_SECRET)), sink
+        )
+        await server.start()
+        body = json.dumps(post(1)).encode()
+        now = str(int(time.time())).encode()
+        try:
+            status, answer = await raw_call(server, b"Authorization: Bearer \xff\xfe\r\n", body)
+            assert status == 400 and "Authorization" in answer["error"]
+            head = b"X-Vigie-Timestamp: " + now + b"\r\nX-Vigie-Signature: sha256=\xc3\x28\r\n"
+            status, answer = await raw_call(server, head, body)
+            assert status == 400 and "X-Vigie-Signature" in answer["error"]
+            # 100,000 levels of nesting: refused as bad JSON, not a crash of the parser.
+            deep = b"[" * 100_000 + b"]" * 100_000
+            status, answer = await call(server, deep, bearer())
+            assert status == 400 and answer["errors"][0]["field"] == "$"
+            # Valid JSON with a count no encoder can write (10**30 followers).
+            huge = json.dumps(post(2, author={"handle": "fan", "followers": 10**30})).encode()
+            status, answer = await call(server, huge, bearer())
+            assert status == 400 and answer["errors"][0]["field"] == "author.followers"
+            # Extra fields nested past what the producer's encoder accepts.
+            nested: Any = 1
+            for _ in range(300):
+                nested = [nested]
+            status, answer = await call(
+                server, json.dumps(post(3, extra=nested)).encode(), bearer()
+            )
+            assert status == 400 and "cannot encode" in answer["errors"][0]["message"]
+        finally:
+            await server.stop()
+        assert sink.posts == []
+
+    asyncio.run(scenario())
+
+
+def test_a_signature_with_timestamp_nan_is_refused_as_a_replay() -> None:
+    async def scenario() -> None:
+        sink = MemorySink()
+        server = await serve(sink)
+        body = json.dumps(post(5)).encode()
+        try:
+            for stamp in ("nan", "NaN", "inf", "-inf"):
+                headers = {
+                    "X-Vigie-Timestamp": stamp,
+                    "X-Vigie-Signature": sign(HMAC_SECRET, stamp, body),
+                }
+                status, answer = await call(server, body, headers)
+                assert status == 403 and "clock" in answer["error"], stamp
+        finally:
+            await server.stop()
+        assert sink.posts == []
+
+    asyncio.run(scenario())
+
+
+def test_the_bearer_scheme_is_case_insensitive() -> None:
+    async def scenario() -> None:
+        sink = MemorySink()
+        server = await serve(sink)
+        try:
+            for scheme in ("bearer", "BEARER", "Bearer"):
+                headers = {"Authorization": f"{scheme} {TOKEN}"}
+                body = json.dumps(post(len(sink.posts) + 10)).encode()
+                status, _ = await call(server, body, headers)
+                assert status == 200, scheme
+            status, _ = await call(server, body, {"Authorization": "bearer wrong"})
+            assert status == 403
+        finally:
+            await server.stop()
+        assert len(sink.posts) == 3
+
+    asyncio.run(scenario())

@@ -112,3 +112,16 @@ def test_real_language_detection_on_french_and_english():
                            "inadmissible") == "fr"
     assert detect_language("The customer service has not answered for two days, this is "
                            "unacceptable") == "en"
+
+
+def test_counts_past_what_json_keeps_exact_are_refused():
+    from pipeline.schema import MAX_COUNT
+
+    post, errors = validate_post(
+        good(author={"handle": "x", "followers": 10**30}, engagement={"views": MAX_COUNT + 1}),
+        now=NOW,
+    )
+    assert post is None
+    assert {e.field for e in errors} == {"author.followers", "engagement.views"}
+    post, _ = validate_post(good(author={"handle": "x", "followers": MAX_COUNT}), now=NOW)
+    assert post is not None and post["author"]["followers"] == MAX_COUNT
