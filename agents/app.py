@@ -17,13 +17,7 @@ from aiohttp.web import Response
 
 from agents.topics import Topics, declare_topics
 from pipeline import metrics
-from pipeline.settings import (
-    KafkaSettings,
-    SettingError,
-    WorkerSettings,
-    env_float,
-    env_str,
-)
+from pipeline.settings import KafkaSettings, WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +65,7 @@ def create_app(
         worker.app_id,
         broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
         broker_credentials=_credentials(kafka),
-        store=env_str("VIGIE_STORE", "memory://"),
+        store=worker.store,
         datadir=str(worker.state_dir),
         topic_partitions=kafka.partitions,
         topic_replication_factor=kafka.replication_factor,
@@ -83,10 +77,10 @@ def create_app(
         processing_guarantee="at_least_once",
         # How long the group waits for a silent (crashed) worker before handing its
         # partitions to the others: short enough that a restart resumes quickly.
-        broker_session_timeout=env_float("VIGIE_SESSION_TIMEOUT_S", 10.0, minimum=6.0),
+        broker_session_timeout=worker.session_timeout_s,
         broker_heartbeat_interval=2.0,
         web_port=worker.web_port,
-        web_bind=env_str("VIGIE_WEB_BIND", "127.0.0.1"),
+        web_bind=worker.web_bind,
         web_in_thread=False,
         producer_acks=-1,
         producer_compression_type="lz4",
@@ -117,22 +111,11 @@ def create_app(
     async def consumer_lag() -> None:
         await metrics.faust_consumer_lag_task(app, interval=10.0)
 
-    for module_name in enabled_agent_modules():
+    for module_name in enabled_agent_modules(worker):
         importlib.import_module(module_name).register(context)
     return app, context
 
 
-def enabled_agent_modules() -> list[str]:
-    """AGENT_MODULES, or the subset named in VIGIE_AGENTS (e.g. "score" to run a worker
-    that only scores: the model is the slow stage, scaled on its own)."""
-    wanted = env_str("VIGIE_AGENTS", "")
-    if not wanted:
-        return list(AGENT_MODULES)
-    by_name = {module.rsplit(".", 1)[-1]: module for module in AGENT_MODULES}
-    names = [name.strip() for name in wanted.split(",") if name.strip()]
-    unknown = [name for name in names if name not in by_name]
-    if unknown:
-        raise SettingError(
-            f"VIGIE_AGENTS: unknown agent(s) {', '.join(unknown)}; known: {', '.join(by_name)}"
-        )
-    return [by_name[name] for name in names]
+def enabled_agent_modules(worker: WorkerSettings) -> list[str]:
+    """The modules of the agents this worker runs (VIGIE_AGENTS), in pipeline order."""
+    return [module for module in AGENT_MODULES if module.rsplit(".", 1)[-1] in worker.agents]

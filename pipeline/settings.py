@@ -5,13 +5,22 @@ wrapped in `Secret` so that printing a settings object, logging it or putting it
 exception never shows the value. A value can also come from a file: `VIGIE_X_FILE=/path`
 is read when `VIGIE_X` is not set (the Docker/Kubernetes secrets convention).
 
+A bad value raises SettingError naming the variable. Under `collecting_errors()` (what
+`vigie config check` uses) a bad value is recorded instead and its default used, so that
+every bad variable is reported in one pass; `names_read()` then lists every variable the
+settings classes know, for a "did you mean" on misspelt ones.
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pipeline.spelling import did_you_mean
 
 
 class SettingError(ValueError):
@@ -44,7 +53,37 @@ class Secret:
         return hash(self._value)
 
 
+_NAMES_READ: set[str] = set()
+_collected: contextvars.ContextVar[list[SettingError] | None] = contextvars.ContextVar(
+    "vigie_setting_errors", default=None)
+
+
+@contextmanager
+def collecting_errors() -> Iterator[list[SettingError]]:
+    """Within this block a bad variable is appended to the yielded list, not raised."""
+    errors: list[SettingError] = []
+    token = _collected.set(errors)
+    try:
+        yield errors
+    finally:
+        _collected.reset(token)
+
+
+def names_read() -> frozenset[str]:
+    """Every `VIGIE_*` variable a settings class has looked up in this process."""
+    return frozenset(_NAMES_READ)
+
+
+def _bad(error: SettingError, default):  # noqa: ANN001, ANN202 - returns the default's type
+    errors = _collected.get()
+    if errors is None:
+        raise error
+    errors.append(error)
+    return default
+
+
 def _raw(name: str) -> str | None:
+    _NAMES_READ.add(name)
     value = os.environ.get(name)
     if value is not None:
         return value
@@ -53,7 +92,7 @@ def _raw(name: str) -> str | None:
         try:
             return Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise SettingError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
+            return _bad(SettingError(f"{name}_FILE: cannot read {path}: {exc.strerror}"), None)
     return None
 
 
@@ -73,9 +112,9 @@ def env_int(name: str, default: int, minimum: int | None = None) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise SettingError(f"{name}: expected an integer, got {value!r}") from None
+        return _bad(SettingError(f"{name}: expected an integer, got {value!r}"), default)
     if minimum is not None and number < minimum:
-        raise SettingError(f"{name}: must be at least {minimum}, got {number}")
+        return _bad(SettingError(f"{name}: must be at least {minimum}, got {number}"), default)
     return number
 
 
@@ -86,9 +125,9 @@ def env_float(name: str, default: float, minimum: float | None = None) -> float:
     try:
         number = float(value)
     except ValueError:
-        raise SettingError(f"{name}: expected a number, got {value!r}") from None
+        return _bad(SettingError(f"{name}: expected a number, got {value!r}"), default)
     if minimum is not None and number < minimum:
-        raise SettingError(f"{name}: must be at least {minimum}, got {number}")
+        return _bad(SettingError(f"{name}: must be at least {minimum}, got {number}"), default)
     return number
 
 
@@ -101,13 +140,14 @@ def env_bool(name: str, default: bool) -> bool:
         return True
     if lowered in {"0", "false", "no", "off"}:
         return False
-    raise SettingError(f"{name}: expected true or false, got {value!r}")
+    return _bad(SettingError(f"{name}: expected true or false, got {value!r}"), default)
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env_str(name, default)
     if value not in choices:
-        raise SettingError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+        return _bad(SettingError(f"{name}: expected one of {', '.join(choices)}, got {value!r}"
+                                 + did_you_mean(value, choices)), default)
     return value
 
 
@@ -182,6 +222,9 @@ class KafkaSettings:
         return config
 
 
+AGENT_NAMES = ("validate", "score", "detect", "alert")
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     """The Faust worker's own settings."""
@@ -189,10 +232,14 @@ class WorkerSettings:
     app_id: str = "vigie"
     state_dir: Path = Path(".state/worker")
     web_port: int = 6066
+    web_bind: str = "127.0.0.1"
     watchlist: Path = Path("config/watchlist.yaml")
     max_record_bytes: int = 262_144
     dedup_hours: float = 48.0
     log_level: str = "info"
+    store: str = "memory://"
+    agents: tuple[str, ...] = AGENT_NAMES
+    session_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -206,4 +253,20 @@ class WorkerSettings:
             log_level=env_choice(
                 "VIGIE_LOG_LEVEL", cls.log_level, ("debug", "info", "warning", "error")
             ),
+            web_bind=env_str("VIGIE_WEB_BIND", cls.web_bind),
+            store=env_str("VIGIE_STORE", cls.store),
+            agents=_agent_names(env_str("VIGIE_AGENTS", "")),
+            session_timeout_s=env_float("VIGIE_SESSION_TIMEOUT_S", cls.session_timeout_s, 6.0),
         )
+
+
+def _agent_names(wanted: str) -> tuple[str, ...]:
+    """VIGIE_AGENTS: all agents, or the comma list given (e.g. "score" for a worker that
+    only scores: the model is the slow stage, scaled on its own)."""
+    names = tuple(name.strip() for name in wanted.split(",") if name.strip())
+    unknown = [name for name in names if name not in AGENT_NAMES]
+    if unknown:
+        return _bad(SettingError(f"VIGIE_AGENTS: unknown agent(s) {', '.join(unknown)}"
+                                 f"{did_you_mean(unknown[0], AGENT_NAMES)}; known: "
+                                 f"{', '.join(AGENT_NAMES)}"), AGENT_NAMES)
+    return names or AGENT_NAMES

@@ -1,11 +1,11 @@
 """The brand watchlist: one YAML file of brands, their owners and the receivers that reach them.
 
-Loading checks every field and reports the first problem with the file, the line and the
-field path (`config/watchlist.yaml:12: brands[0].owners[1].receivers: unknown receiver`).
+Loading checks every field and reports every problem with the file, line, column and the
+field path (`config/watchlist.yaml:12:9: brands[0].owners[1].receivers: unknown receiver`).
 Matching finds which brands a post mentions: it ignores accents and case ("Société
 Générale" = "societe generale" = "#SocieteGenerale"), respects word boundaries, knows
 @handles and #hashtags, honours exclusions ("apple pie"), and may return several brands.
-The format is documented in the README and in config/watchlist.example.yaml.
+The format is documented in the README; config/watchlist.yaml is a working example.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from pipeline.spelling import did_you_mean
+
 SEVERITIES = ("info", "warning", "critical")
 RECEIVER_TYPES = ("slack", "email", "webhook", "pagerduty")
 _BRAND_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -26,16 +28,46 @@ _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _TOKEN = re.compile(r"@[\w.-]*\w|#\w+|\w+")
 
 
-class WatchlistError(ValueError):
-    """A watchlist that cannot be used; says where and what."""
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a configuration file, where an editor can jump to it."""
 
-    def __init__(self, path: Path | str, line: int | None, field: str, message: str) -> None:
+    path: Path
+    line: int | None
+    column: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = str(self.path)
+        if self.line:
+            where += f":{self.line}" + (f":{self.column}" if self.column else "")
+        return f"{where}: {self.field}: {self.message}" if self.field \
+            else f"{where}: {self.message}"
+
+
+class WatchlistError(ValueError):
+    """A watchlist that cannot be used: every problem found, each with file, line, column.
+
+    `line`, `column`, `field` and `message` are the first problem's; `problems` lists all
+    of them (one per line in the message), so a user fixes the file in one pass.
+    """
+
+    def __init__(self, path: Path | str, line: int | None, field: str, message: str,
+                 column: int | None = None, problems: list[Problem] | None = None) -> None:
         self.path = Path(path)
         self.line = line
+        self.column = column
         self.field = field
         self.message = message
-        where = f"{self.path}:{line}" if line else str(self.path)
-        super().__init__(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+        self.problems = problems or [Problem(self.path, line, column, field, message)]
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+
+    @classmethod
+    def of(cls, problems: list[Problem]) -> WatchlistError:
+        first = problems[0]
+        return cls(first.path, first.line, first.field, first.message, first.column,
+                   list(problems))
 
 
 @dataclass(frozen=True)
@@ -55,10 +87,17 @@ class ReceiverSpec:
     options: dict[str, Any]
     line: int
     path: Path
+    # Where each option's key is written, so an error points at the option, not the receiver.
+    option_marks: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
+
+    def mark_of(self, option: str) -> tuple[int | None, int | None]:
+        return self.option_marks.get(option, (self.line or None, None))
 
     def error(self, option: str, message: str) -> WatchlistError:
         """An error about one of this receiver's options, for the notifier's own checks."""
-        return WatchlistError(self.path, self.line, f"receivers.{self.name}.{option}", message)
+        line, column = self.mark_of(option)
+        return WatchlistError(self.path, line, f"receivers.{self.name}.{option}", message,
+                              column)
 
 
 @dataclass(frozen=True)
@@ -85,80 +124,102 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(fold(text))
 
 
-# -- YAML with line numbers -----------------------------------------------------------------
+# -- YAML with line and column numbers -----------------------------------------------------
+
+Mark = tuple[int | None, int | None]  # (line, column), both counted from 1
 
 
 class _Mapping(dict):
-    line: int = 0
-    key_lines: dict[str, int]
+    mark: Mark = (None, None)
+    key_marks: dict[str, Mark]
 
 
 class _Sequence(list):
-    line: int = 0
-    item_lines: list[int]
+    mark: Mark = (None, None)
+    item_marks: list[Mark]
 
 
 class _LineLoader(yaml.SafeLoader):
     pass
 
 
+def _mark(node: yaml.Node) -> Mark:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Mapping:
-    seen: dict[Any, int] = {}
+    seen: dict[Any, Mark] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first on line {seen[key]})",
+                None, None, f"duplicate key {key!r} (first on line {seen[key][0]})",
                 key_node.start_mark,
             )
-        seen[key] = key_node.start_mark.line + 1
+        seen[key] = _mark(key_node)
     mapping = _Mapping(loader.construct_mapping(node, deep=True))
-    mapping.line = node.start_mark.line + 1
-    mapping.key_lines = {str(k): line for k, line in seen.items()}
+    mapping.mark = _mark(node)
+    mapping.key_marks = {str(k): mark for k, mark in seen.items()}
     return mapping
 
 
 def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> _Sequence:
     sequence = _Sequence(loader.construct_sequence(node, deep=True))
-    sequence.line = node.start_mark.line + 1
-    sequence.item_lines = [item.start_mark.line + 1 for item in node.value]
+    sequence.mark = _mark(node)
+    sequence.item_marks = [_mark(item) for item in node.value]
     return sequence
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
+# PyYAML notices some mistakes only on the next token: a key without its ':' is reported
+# where the next line starts, an unclosed quote or bracket at the end of the file. Its
+# "context" then marks where the faulty key, string or list began: the place to fix.
+_CONTEXTS_TO_BLAME = ("while scanning a", "while parsing a flow")
+
+
+def yaml_problem(path: Path, exc: yaml.YAMLError) -> Problem:
+    """A YAML syntax error at the line and column the user must fix."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return Problem(path, None, None, "", f"invalid YAML: {exc}")
+    problem, context = exc.problem_mark, exc.context_mark
+    message = f"invalid YAML: {exc.problem}"
+    blame = problem
+    if context is not None and (exc.context or "").startswith(_CONTEXTS_TO_BLAME) \
+            and (context.line, context.column) < (problem.line, problem.column):
+        blame = context
+        message += (f" ({exc.context} that starts here; noticed at line {problem.line + 1},"
+                    f" column {problem.column + 1})")
+    return Problem(path, blame.line + 1, blame.column + 1, "", message)
+
 
 class _Reader:
-    """Walks the parsed YAML and turns each problem into a WatchlistError with its line."""
+    """Walks the parsed YAML and records every problem with its line and column; a reader
+    goes on after a problem (skipping the bad part) so that all are reported at once."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.problems: list[Problem] = []
 
-    def fail(self, line: int | None, field_path: str, message: str) -> WatchlistError:
-        return WatchlistError(self.path, line, field_path, message)
+    def report(self, mark: Mark, field_path: str, message: str) -> None:
+        self.problems.append(Problem(self.path, mark[0], mark[1], field_path, message))
 
-    def line_of(self, parent: Any, key: str | int) -> int | None:
+    def mark_of(self, parent: Any, key: str | int) -> Mark:
         if isinstance(parent, _Mapping):
-            return parent.key_lines.get(str(key), parent.line)
-        if isinstance(parent, _Sequence) and isinstance(key, int) and key < len(parent.item_lines):
-            return parent.item_lines[key]
-        return None
-
-    def mapping(self, parent: Any, key: str | int, field_path: str, required: bool = True) -> Any:
-        value = parent.get(key) if isinstance(parent, dict) else parent[key]
-        if value is None and not required:
-            return _Mapping()
-        if not isinstance(value, dict):
-            raise self.fail(self.line_of(parent, key), field_path, "must be a mapping")
-        return value
+            return parent.key_marks.get(str(key), parent.mark)
+        if isinstance(parent, _Sequence) and isinstance(key, int) and key < len(parent.item_marks):
+            return parent.item_marks[key]
+        return (None, None)
 
     def string(self, parent: dict, key: str, field_path: str, required: bool = True) -> str:
         value = parent.get(key)
         if value is None and not required:
             return ""
         if not isinstance(value, str) or not value.strip():
-            raise self.fail(self.line_of(parent, key), field_path, "required non-empty string")
+            message = "is required" if value is None else "must be a non-empty string"
+            self.report(self.mark_of(parent, key), field_path, message)
+            return ""
         return value.strip()
 
     def strings(self, parent: dict, key: str, field_path: str) -> list[str]:
@@ -168,20 +229,25 @@ class _Reader:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list):
-            raise self.fail(self.line_of(parent, key), field_path, "must be a list of strings")
+            self.report(self.mark_of(parent, key), field_path, "must be a list of strings")
+            return []
+        good = []
         for index, item in enumerate(value):
             if not isinstance(item, str) or not item.strip():
-                line = self.line_of(value, index) or self.line_of(parent, key)
-                raise self.fail(line, f"{field_path}[{index}]", "must be a non-empty string")
-        return [item.strip() for item in value]
+                mark = self.mark_of(value, index)
+                self.report(mark if mark[0] else self.mark_of(parent, key),
+                            f"{field_path}[{index}]", "must be a non-empty string")
+            else:
+                good.append(item.strip())
+        return good
 
     def check_keys(self, mapping: dict, allowed: set[str], field_path: str) -> None:
         for key in mapping:
             if key not in allowed:
-                raise self.fail(
-                    self.line_of(mapping, key), f"{field_path}.{key}".lstrip("."),
-                    f"unknown field (expected one of: {', '.join(sorted(allowed))})",
-                )
+                hint = did_you_mean(str(key), allowed) \
+                    or f" (expected one of: {', '.join(sorted(allowed))})"
+                self.report(self.mark_of(mapping, key), f"{field_path}.{key}".lstrip("."),
+                            f"unknown key {str(key)!r}{hint}")
 
 
 _BRAND_FIELDS = {"id", "name", "aliases", "handles", "hashtags", "exclude", "languages",
@@ -258,89 +324,117 @@ class Watchlist:
 
 
 def load_watchlist(path: Path | str) -> Watchlist:
+    """The watchlist in `path`; WatchlistError lists every problem with its line and column."""
+    watchlist, problems = inspect_watchlist(path)
+    if problems or watchlist is None:
+        raise WatchlistError.of(problems)
+    return watchlist
+
+
+def inspect_watchlist(path: Path | str) -> tuple[Watchlist | None, list[Problem]]:
+    """Everything wrong with the file at `path`, and what could be read of it (None when
+    the file cannot be read or parsed): what `vigie config check` reports."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise WatchlistError(path, None, "", "file not found") from None
+        return None, [Problem(path, None, None, "", "file not found")]
+    except IsADirectoryError:
+        return None, [Problem(path, None, None, "", "is a folder, not a file")]
     except UnicodeDecodeError as exc:
-        raise WatchlistError(path, None, "", f"not UTF-8 (byte {exc.start})") from None
-    return parse_watchlist(text, path)
+        return None, [Problem(path, None, None, "", f"not UTF-8 (byte {exc.start})")]
+    except OSError as exc:
+        return None, [Problem(path, None, None, "", f"cannot read: {exc.strerror}")]
+    return _parse(text, path)
 
 
 def parse_watchlist(text: str, path: Path | str = "<watchlist>") -> Watchlist:
-    path = Path(path)
+    watchlist, problems = _parse(text, Path(path))
+    if problems or watchlist is None:
+        raise WatchlistError.of(problems)
+    return watchlist
+
+
+def _parse(text: str, path: Path) -> tuple[Watchlist | None, list[Problem]]:
     try:
         document = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise WatchlistError(path, line, "", f"invalid YAML: {exc.problem}") from None
     except yaml.YAMLError as exc:
-        raise WatchlistError(path, None, "", f"invalid YAML: {exc}") from None
+        return None, [yaml_problem(path, exc)]
     reader = _Reader(path)
     if not isinstance(document, dict):
-        raise reader.fail(1, "", "the file must hold a mapping with 'brands' (and 'receivers')")
+        reader.report((1, 1), "", "the file must hold a mapping with 'brands' (and 'receivers')")
+        return None, reader.problems
     reader.check_keys(document, {"version", "receivers", "brands"}, "")
     version = document.get("version", 1)
     if version != 1:
-        raise reader.fail(reader.line_of(document, "version"), "version", "only version 1 exists")
+        reader.report(reader.mark_of(document, "version"), "version", "only version 1 exists")
     receivers = _read_receivers(reader, document)
     brands = _read_brands(reader, document, receivers)
-    return Watchlist(path=path, brands=brands, receivers=receivers)
+    return Watchlist(path=path, brands=brands, receivers=receivers), reader.problems
 
 
 def _read_receivers(reader: _Reader, document: dict) -> dict[str, ReceiverSpec]:
-    raw = reader.mapping(document, "receivers", "receivers", required=False)
+    raw = document.get("receivers")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        reader.report(reader.mark_of(document, "receivers"), "receivers", "must be a mapping")
+        return {}
     receivers: dict[str, ReceiverSpec] = {}
     for name, spec in raw.items():
         field_path = f"receivers.{name}"
-        line = reader.line_of(raw, name)
+        mark = reader.mark_of(raw, name)
         if not isinstance(spec, dict):
-            raise reader.fail(line, field_path, "must be a mapping with a 'type'")
+            reader.report(mark, field_path, "must be a mapping with a 'type'")
+            continue
         kind = spec.get("type")
         if kind not in RECEIVER_TYPES:
-            raise reader.fail(
-                reader.line_of(spec, "type"), f"{field_path}.type",
-                f"must be one of {', '.join(RECEIVER_TYPES)}",
-            )
+            hint = did_you_mean(str(kind), RECEIVER_TYPES) if isinstance(kind, str) else ""
+            reader.report(reader.mark_of(spec, "type"), f"{field_path}.type",
+                          f"must be one of {', '.join(RECEIVER_TYPES)}{hint}")
+            continue
         options = {k: v for k, v in spec.items() if k != "type"}
-        receivers[str(name)] = ReceiverSpec(str(name), kind, options, line or 0, reader.path)
+        marks = getattr(spec, "key_marks", {})
+        receivers[str(name)] = ReceiverSpec(str(name), kind, options, mark[0] or 0, reader.path,
+                                            {k: m for k, m in marks.items() if k != "type"})
     return receivers
 
 
 def _read_brands(reader: _Reader, document: dict, receivers: dict) -> dict[str, Brand]:
     raw = document.get("brands")
     if not isinstance(raw, list) or not raw:
-        raise reader.fail(reader.line_of(document, "brands"), "brands",
-                          "required non-empty list of brands")
+        reader.report(reader.mark_of(document, "brands"), "brands",
+                      "required non-empty list of brands")
+        return {}
     brands: dict[str, Brand] = {}
     for index, item in enumerate(raw):
         prefix = f"brands[{index}]"
-        line = reader.line_of(raw, index)
+        mark = reader.mark_of(raw, index)
         if not isinstance(item, dict):
-            raise reader.fail(line, prefix, "must be a mapping")
+            reader.report(mark, prefix, "must be a mapping")
+            continue
         reader.check_keys(item, _BRAND_FIELDS, prefix)
         brand_id = reader.string(item, "id", f"{prefix}.id")
-        if not _BRAND_ID.match(brand_id):
-            raise reader.fail(reader.line_of(item, "id"), f"{prefix}.id",
-                              "lowercase letters, digits, '-' and '_' only")
-        if brand_id in brands:
-            raise reader.fail(reader.line_of(item, "id"), f"{prefix}.id",
-                              f"duplicate brand id {brand_id!r}")
+        if brand_id and not _BRAND_ID.match(brand_id):
+            reader.report(reader.mark_of(item, "id"), f"{prefix}.id",
+                          "lowercase letters, digits, '-' and '_' only")
+        elif brand_id in brands:
+            reader.report(reader.mark_of(item, "id"), f"{prefix}.id",
+                          f"duplicate brand id {brand_id!r}")
         name = reader.string(item, "name", f"{prefix}.name")
         languages = reader.strings(item, "languages", f"{prefix}.languages")
         for position, code in enumerate(languages):
             if not _LANGUAGE.match(code):
-                raise reader.fail(reader.line_of(item, "languages"),
-                                  f"{prefix}.languages[{position}]",
-                                  "must be an ISO 639 code such as 'fr'")
+                reader.report(reader.mark_of(item, "languages"),
+                              f"{prefix}.languages[{position}]",
+                              "must be an ISO 639 code such as 'fr'")
         thresholds = item.get("thresholds") or {}
         if not isinstance(thresholds, dict):
-            raise reader.fail(reader.line_of(item, "thresholds"), f"{prefix}.thresholds",
-                              "must be a mapping")
+            reader.report(reader.mark_of(item, "thresholds"), f"{prefix}.thresholds",
+                          "must be a mapping")
+            thresholds = {}
         _check_thresholds(reader, thresholds, f"{prefix}.thresholds")
-        brands[brand_id] = Brand(
+        brand = Brand(
             id=brand_id,
             name=name,
             aliases=tuple(reader.strings(item, "aliases", f"{prefix}.aliases")),
@@ -352,21 +446,29 @@ def _read_brands(reader: _Reader, document: dict, receivers: dict) -> dict[str, 
             languages=tuple(languages),
             owners=_read_owners(reader, item, prefix, receivers),
             thresholds=dict(thresholds),
-            line=line or 0,
+            line=mark[0] or 0,
         )
+        if brand_id and brand_id not in brands:
+            brands[brand_id] = brand
     return brands
 
 
 def _check_thresholds(reader: _Reader, thresholds: dict, field_path: str) -> None:
     """The detector's own check, so that a typo fails at load time with its line."""
     from models.detection import DetectorConfig
+    from models.detection.config import OVERRIDABLE_KEYS
 
     for key, value in thresholds.items():
+        if key not in OVERRIDABLE_KEYS:
+            reader.report(reader.mark_of(thresholds, key), f"{field_path}.{key}",
+                          f"unknown threshold {str(key)!r}"
+                          + (did_you_mean(str(key), OVERRIDABLE_KEYS)
+                             or f" (allowed: {', '.join(OVERRIDABLE_KEYS)})"))
+            continue
         try:
             DetectorConfig().with_overrides({key: value})
         except ValueError as exc:
-            raise reader.fail(reader.line_of(thresholds, key), f"{field_path}.{key}",
-                              str(exc)) from None
+            reader.report(reader.mark_of(thresholds, key), f"{field_path}.{key}", str(exc))
 
 
 def _read_owners(reader: _Reader, item: dict, prefix: str, receivers: dict) -> tuple[Owner, ...]:
@@ -374,23 +476,25 @@ def _read_owners(reader: _Reader, item: dict, prefix: str, receivers: dict) -> t
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise reader.fail(reader.line_of(item, "owners"), f"{prefix}.owners", "must be a list")
+        reader.report(reader.mark_of(item, "owners"), f"{prefix}.owners", "must be a list")
+        return ()
     owners = []
     for index, owner in enumerate(raw):
         field_path = f"{prefix}.owners[{index}]"
         if not isinstance(owner, dict):
-            raise reader.fail(reader.line_of(raw, index), field_path, "must be a mapping")
+            reader.report(reader.mark_of(raw, index), field_path, "must be a mapping")
+            continue
         reader.check_keys(owner, {"name", "receivers", "min_severity"}, field_path)
         names = reader.strings(owner, "receivers", f"{field_path}.receivers")
         for name in names:
             if name not in receivers:
-                raise reader.fail(reader.line_of(owner, "receivers"), f"{field_path}.receivers",
-                                  f"unknown receiver {name!r}")
+                reader.report(reader.mark_of(owner, "receivers"), f"{field_path}.receivers",
+                              f"unknown receiver {name!r}" + did_you_mean(name, receivers))
         severity = owner.get("min_severity", "warning")
         if severity not in SEVERITIES:
-            raise reader.fail(reader.line_of(owner, "min_severity"),
-                              f"{field_path}.min_severity",
-                              f"must be one of {', '.join(SEVERITIES)}")
+            reader.report(reader.mark_of(owner, "min_severity"), f"{field_path}.min_severity",
+                          f"must be one of {', '.join(SEVERITIES)}")
+            severity = "warning"
         owners.append(Owner(reader.string(owner, "name", f"{field_path}.name"),
                             tuple(names), severity))
     return tuple(owners)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
+
+from pipeline.cli import exits
 
 # One module per command group; each defines a click command or group named `command`.
 # Imported lazily so that `vigie kafka status` does not pay for loading the model stack.
 COMMAND_MODULES: dict[str, str] = {
+    "config": "pipeline.cli.config",
     "kafka": "pipeline.cli.kafka",
     "ingest": "pipeline.cli.ingest",
     "worker": "agents.worker",  # the Faust app lives in agents/; loaded by name
@@ -30,6 +34,19 @@ class LazyGroup(click.Group):
         if module_name is None:
             return None
         return importlib.import_module(module_name).command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # One place turns a configuration error into its message and exit 2, whatever the
+        # command: a bad VIGIE_* value or watchlist must not end in a traceback.
+        from pipeline.settings import SettingError
+        from pipeline.watchlist import WatchlistError
+
+        try:
+            return super().invoke(ctx)
+        except (SettingError, WatchlistError) as exc:
+            command = f"{ctx.command_path} {ctx.invoked_subcommand or ''}".strip()
+            click.echo(f"{command}: configuration error:\n{exc}", err=True)
+            ctx.exit(exits.CONFIG_ERROR)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

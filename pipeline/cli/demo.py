@@ -88,7 +88,8 @@ def _count(kafka: KafkaSettings, topic: str) -> int:
 
 
 @click.command(name="demo")
-@click.option("--web-port", default=6066, show_default=True, help="The worker's /metrics port.")
+@click.option("--web-port", default=6066, show_default=True,
+              help="The worker's /metrics port (its VIGIE_WEB_PORT).")
 @click.option("--seed", default=7, show_default=True)
 def command(web_port: int, seed: int) -> None:
     """Run the whole pipeline on the local Kafka with a scripted crisis, until alerts appear."""

@@ -16,6 +16,7 @@ from kafka.errors import KafkaError
 from tqdm import tqdm
 
 from pipeline import metrics
+from pipeline.cli.exits import ConfigError
 from pipeline.cli.sources import SOURCE_COMMANDS
 from pipeline.generator import BrandProfile, Generator, Scenario
 from pipeline.producer import PostProducer
@@ -129,7 +130,7 @@ def brand_profiles(watchlist_path: Path, base_rate: float) -> list[BrandProfile]
     try:
         watchlist = load_watchlist(watchlist_path)
     except WatchlistError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise ConfigError(str(exc)) from None
     return [
         BrandProfile(
             id=brand.id, names=(brand.name, *brand.aliases), hashtags=brand.hashtags,

@@ -6,10 +6,11 @@ import sys
 
 import click
 
+from pipeline.cli import exits
 from pipeline.kafka_local import KafkaLocalError, LocalKafka
 
 # `status` exit codes follow the LSB convention so that scripts can branch on them.
-EXIT_NOT_RUNNING = 3
+EXIT_NOT_RUNNING = exits.NOT_RUNNING
 
 
 @click.group(name="kafka")

@@ -73,7 +73,8 @@ def build(model_dir: Path | None, force: bool) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Fine-tuning epochs (default: the recipe's 4).")
 @click.option("--model-dir", type=click.Path(path_type=Path), default=None,
-              help="Cache folder for the converted encoder.")
+              help="Cache folder for the converted encoder (default: VIGIE_MODEL_DIR, "
+                   "else .state/models).")
 @click.option("--frozen-head", is_flag=True,
               help="Train only an MLP head on frozen encoder features (the previous recipe; "
                    "needs --out).")

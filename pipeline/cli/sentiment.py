@@ -29,9 +29,12 @@ def command() -> None:
 @click.option("--runtime", type=click.Choice(RUNTIMES), default=None,
               help="Default: VIGIE_MODEL_RUNTIME (onnx-int8).")
 @click.option("--label-map", "label_map", default=None,
-              help="Model labels onto Vigie's, e.g. 'LABEL_0=negative,LABEL_1=neutral,...'.")
-@click.option("--threads", type=click.IntRange(min=1), default=None)
-@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+              help="Model labels onto Vigie's, e.g. 'LABEL_0=negative,LABEL_1=neutral,...' "
+                   "(default: VIGIE_MODEL_LABELS).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Inference threads (default: VIGIE_MODEL_THREADS, 2).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Texts per model batch (default: VIGIE_MODEL_BATCH_SIZE, 16).")
 def evaluate(texts_path: Path, labels_path: Path, model: str | None, runtime: str | None,
              label_map: str | None, threads: int | None, batch_size: int | None) -> None:
     """Print n, accuracy, macro_recall, macro_f1, recall per class, posts_per_s, model."""

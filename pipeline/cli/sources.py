@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 
+from pipeline.cli.exits import ConfigError
 from pipeline.settings import SettingError, WorkerSettings, env_choice
 from pipeline.sources.base import (
     Connector,
@@ -99,8 +100,8 @@ def _run(
         text_filter, terms = _watch(use_filter, watchlist)
         connector = build(terms)
         settings = RunnerSettings.from_env()
-    except (SettingError, FatalSourceError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except (SettingError, FatalSourceError) as exc:  # before any connection: configuration
+        raise ConfigError(str(exc)) from None
     _start_metrics()
     sink = _sink(source, dry_run)
     runner = SourceRunner(
@@ -346,7 +347,7 @@ def serve(host: str | None, port: int | None, dry_run: bool) -> None:
         sink = _sink("push", dry_run)
         server = PushServer(settings, sink)
     except SettingError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise ConfigError(str(exc)) from None
     _start_metrics()
 
     async def main() -> None:

@@ -1,7 +1,12 @@
 """Receivers from the watchlist: each `ReceiverSpec`'s options checked and turned into a
 ready receiver. Secrets only come from `*_env` (an environment variable's name) or
 `*_file` (a file's path, e.g. a Docker/Kubernetes secret); a secret written inline in the
-YAML is refused. Every error names the watchlist file, the receiver's line and the field.
+YAML is refused. Every error names the watchlist file, the option's line and column and
+the field; a misspelt option is reported as unknown with the option it was probably meant
+to be, not as a missing one.
+
+`RECEIVER_OPTIONS` is the one schema of receiver options: `build_receiver` reads only
+options declared there, and `vigie config check` validates against it.
 """
 
 from __future__ import annotations
@@ -21,11 +26,35 @@ from pipeline.notify.settings import AlertSettings
 from pipeline.notify.slack import SlackReceiver
 from pipeline.notify.webhook import WebhookReceiver
 from pipeline.settings import Secret
-from pipeline.watchlist import WatchlistError
+from pipeline.spelling import closest
+from pipeline.watchlist import Problem, WatchlistError
 
-__all__ = ["build_receiver", "build_receivers", "RECEIVER_TYPES"]
+__all__ = ["build_receiver", "build_receivers", "check_receivers", "RECEIVER_OPTIONS",
+           "RECEIVER_TYPES"]
 
 RECEIVER_TYPES = ("slack", "email", "webhook", "pagerduty")
+
+
+def _secret(base: str) -> tuple[str, str, str]:
+    """A secret option: inline (refused unless allowed), `<base>_env` or `<base>_file`."""
+    return base, f"{base}_env", f"{base}_file"
+
+
+# Every option each receiver type accepts (besides `type`). An option read by
+# build_receiver must be declared here, or reading it fails loudly in every test.
+RECEIVER_OPTIONS: dict[str, frozenset[str]] = {
+    "slack": frozenset(_secret("url")),
+    "webhook": frozenset({*_secret("url"), *_secret("secret")}),
+    "pagerduty": frozenset({"url", *_secret("routing_key")}),
+    "email": frozenset({"to", "from", "host", "port", "security", "username", "ca_file",
+                        *_secret("password")}),
+}
+
+
+class MissingOption(WatchlistError):
+    """A required option is absent (perhaps because it was misspelt)."""
+
+    options: tuple[str, ...] = ()
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 
 
@@ -44,19 +73,55 @@ class _Options:
         self.spec = spec
         self.path = path
         self.env = env
-        self.options = dict(spec.options)
+        self.known = RECEIVER_OPTIONS.get(spec.type, frozenset())
+        self.options = {k: v for k, v in spec.options.items() if k in self.known}
         self.used: set[str] = set()
+        # Unknown options, and the known option each was probably meant to be.
+        self.unknown = {str(k): closest(str(k), self.known)
+                        for k in spec.options if k not in self.known}
 
-    def error(self, option: str, message: str) -> WatchlistError:
-        return WatchlistError(
-            self.path, self.spec.line, f"receivers.{self.spec.name}.{option}", message
-        )
+    def mark_of(self, option: str) -> tuple[int | None, int | None]:
+        marks = getattr(self.spec, "option_marks", {})
+        return marks.get(option, (self.spec.line or None, None))
+
+    def error(self, option: str, message: str, kind: type[WatchlistError] = WatchlistError
+              ) -> WatchlistError:
+        line, column = self.mark_of(option)
+        return kind(self.path, line, f"receivers.{self.spec.name}.{option}", message, column)
+
+    def missing(self, option: str, message: str, *options: str) -> MissingOption:
+        error = self.error(option, message, MissingOption)
+        assert isinstance(error, MissingOption)
+        error.options = options or (option,)
+        return error
+
+    def unknown_problems(self) -> list[Problem]:
+        problems = []
+        for option, meant in self.unknown.items():
+            hint = f", did you mean {meant!r}?" if meant else \
+                f" (expected one of: {', '.join(sorted(self.known))})"
+            line, column = self.mark_of(option)
+            problems.append(Problem(self.path, line, column, f"receivers.{self.spec.name}."
+                                    f"{option}", f"unknown option {option!r}{hint}"))
+        return problems
+
+    def explained_by_typo(self, error: WatchlistError) -> bool:
+        """A missing option that a misspelt one was meant to be: the typo says it all."""
+        return isinstance(error, MissingOption) and \
+            any(meant in error.options for meant in self.unknown.values())
+
+    def declare(self, *options: str) -> None:
+        undeclared = set(options) - self.known
+        if undeclared:
+            raise RuntimeError(f"{self.spec.type} receiver reads {sorted(undeclared)}, "
+                               "which RECEIVER_OPTIONS does not declare")
+        self.used.update(options)
 
     def text(self, option: str, default: str | None = None) -> str:
-        self.used.add(option)
+        self.declare(option)
         value = self.options.get(option, default)
         if value is None:
-            raise self.error(option, "is required")
+            raise self.missing(option, "is required")
         if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
             raise self.error(option, "must be a non-empty string")
         value = str(value).strip()
@@ -65,7 +130,7 @@ class _Options:
         return value
 
     def integer(self, option: str, default: int) -> int:
-        self.used.add(option)
+        self.declare(option)
         value = self.options.get(option, default)
         if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
             raise self.error(option, f"must be a port number, got {value!r}")
@@ -85,7 +150,7 @@ class _Options:
     def secret(self, base: str, *, required: bool = True, inline_ok: bool = False) -> Secret:
         """`<base>_env` (variable name) or `<base>_file` (path); inline only if allowed."""
         names = [n for n in (base, f"{base}_env", f"{base}_file") if n in self.options]
-        self.used.update((base, f"{base}_env", f"{base}_file"))
+        self.declare(base, f"{base}_env", f"{base}_file")
         if base in names and not inline_ok:
             raise self.error(
                 base, f"is a secret: give {base}_env (a variable name) or {base}_file (a path)"
@@ -94,7 +159,8 @@ class _Options:
             raise self.error(base, f"give only one of {', '.join(names)}")
         if not names:
             if required:
-                raise self.error(f"{base}_env", f"is required ({base}_env or {base}_file)")
+                raise self.missing(f"{base}_env", f"is required ({base}_env or {base}_file)",
+                                   f"{base}_env", f"{base}_file", base)
             return Secret("")
         (name,) = names
         if name == base:
@@ -121,10 +187,6 @@ class _Options:
             raise self.error(option, "must be an http:// or https:// URL")
         return value
 
-    def finish(self) -> None:
-        unknown = sorted(set(self.options) - self.used)
-        if unknown:
-            raise self.error(unknown[0], "unknown option")
 
 
 def build_receiver(
@@ -132,10 +194,25 @@ def build_receiver(
     settings: AlertSettings | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Receiver:
-    """A ready receiver from one watchlist entry (secrets read now, from env or file)."""
-    settings = settings or AlertSettings()
+    """A ready receiver from one watchlist entry (secrets read now, from env or file).
+
+    Nothing is sent. WatchlistError lists the unknown options and the first other problem.
+    """
+    opts = _Options(spec, spec.path, os.environ if env is None else env)
+    problems = opts.unknown_problems()
+    receiver: Receiver | None = None
+    try:
+        receiver = _build_receiver(spec, settings or AlertSettings(), opts)
+    except WatchlistError as exc:
+        if not opts.explained_by_typo(exc):
+            problems += exc.problems
+    if problems or receiver is None:
+        raise WatchlistError.of(problems)
+    return receiver
+
+
+def _build_receiver(spec: SpecLike, settings: AlertSettings, opts: _Options) -> Receiver:
     path = spec.path
-    opts = _Options(spec, path, os.environ if env is None else env)
     receiver: Receiver
     if spec.type == "slack":
         url = opts.secret("url")
@@ -153,7 +230,7 @@ def build_receiver(
             url=opts.http_url("url", opts.text("url", PAGERDUTY_URL)),
         )
     elif spec.type == "email":
-        opts.used.add("to")
+        opts.declare("to")
         raw_to = spec.options.get("to")
         recipients = [raw_to] if isinstance(raw_to, str) else raw_to
         if not isinstance(recipients, list) or not recipients:
@@ -185,7 +262,6 @@ def build_receiver(
             f"receivers.{spec.name}.type",
             f"unknown receiver type {spec.type!r} (expected {', '.join(RECEIVER_TYPES)})",
         )
-    opts.finish()
     return receiver
 
 
@@ -194,5 +270,24 @@ def build_receivers(
     settings: AlertSettings | None = None,
     env: Mapping[str, str] | None = None,
 ) -> dict[str, Receiver]:
-    """Every receiver of a watchlist (`watchlist.receivers`); the first error is raised."""
-    return {name: build_receiver(spec, settings, env) for name, spec in specs.items()}
+    """Every receiver of a watchlist (`watchlist.receivers`); one error lists every problem."""
+    receivers, problems = check_receivers(specs, settings, env)
+    if problems:
+        raise WatchlistError.of(problems)
+    return receivers
+
+
+def check_receivers(
+    specs: Mapping[str, SpecLike],
+    settings: AlertSettings | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Receiver], list[Problem]]:
+    """The receivers that could be built, and every problem of the others (nothing sent)."""
+    receivers: dict[str, Receiver] = {}
+    problems: list[Problem] = []
+    for name, spec in specs.items():
+        try:
+            receivers[name] = build_receiver(spec, settings, env)
+        except WatchlistError as exc:
+            problems += exc.problems
+    return receivers, problems

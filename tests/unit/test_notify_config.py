@@ -54,7 +54,7 @@ def test_all_four_types_from_env_and_files(tmp_path):
 
 def test_errors_name_file_line_and_field():
     message = error_of("    type: slack\n    url: https://hooks.slack.example/services/x\n")
-    assert message.startswith("/etc/vigie/watchlist.yaml:3: receivers.r.url: is a secret")
+    assert message.startswith("/etc/vigie/watchlist.yaml:5:5: receivers.r.url: is a secret")
     assert "hooks.slack.example" not in message
     assert "receivers.r.url_env: environment variable NOPE is not set" in error_of(
         "    type: slack\n    url_env: NOPE\n"
@@ -75,3 +75,35 @@ def test_errors_name_file_line_and_field():
     assert "receivers.r.url: must be an http:// or https:// URL" in error_of(
         "    type: webhook\n    url: file:///etc/passwd\n    secret_env: S\n", {"S": "s"}
     )
+
+
+def test_a_misspelt_option_is_unknown_with_a_suggestion_not_a_missing_one():
+    message = error_of("    type: slack\n    url_evn: SLACK_URL\n")
+    assert message == ("/etc/vigie/watchlist.yaml:5:5: receivers.r.url_evn: unknown option "
+                       "'url_evn', did you mean 'url_env'?")
+
+
+def test_a_misspelt_option_is_reported_at_its_own_line():
+    message = error_of(
+        "    type: email\n    to: a@x.example\n    from: v@x.example\n    username: vigie\n"
+        "    pasword_env: PW\n", {"PW": "pw"})
+    assert message == ("/etc/vigie/watchlist.yaml:8:5: receivers.r.pasword_env: unknown "
+                       "option 'pasword_env', did you mean 'password_env'?")
+
+
+def test_every_receiver_is_checked_and_every_typo_listed():
+    text = ("version: 1\nreceivers:\n"
+            "  a: {type: slack, url_evn: X}\n"
+            "  b: {type: pagerduty, routing_key_env: UNSET, urll: 'https://x.example'}\n"
+            "  c: {type: webhook, url: 'https://h.example', secret_env: S, colour: red}\n"
+            + BRANDS.replace("[r]", "[a, b, c]"))
+    watchlist = parse_watchlist(text, "w.yaml")
+    with pytest.raises(WatchlistError) as caught:
+        build_receivers(watchlist.receivers, AlertSettings(), {"S": "s"})
+    assert [str(problem) for problem in caught.value.problems] == [
+        "w.yaml:3:20: receivers.a.url_evn: unknown option 'url_evn', did you mean 'url_env'?",
+        "w.yaml:4:48: receivers.b.urll: unknown option 'urll', did you mean 'url'?",
+        "w.yaml:4:24: receivers.b.routing_key_env: environment variable UNSET is not set",
+        "w.yaml:5:63: receivers.c.colour: unknown option 'colour' (expected one of: secret,"
+        " secret_env, secret_file, url, url_env, url_file)",
+    ]

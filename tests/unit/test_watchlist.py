@@ -104,7 +104,7 @@ brands:
 """)
     assert (error.line, error.field) == (9, "brands[0].owners[0].receivers")
     assert "unknown receiver 'slack-nope'" in str(error)
-    assert str(error).startswith("conf/brands.yaml:9: ")
+    assert str(error).startswith("conf/brands.yaml:9:9: ")
 
 
 @pytest.mark.parametrize(
@@ -134,7 +134,9 @@ def test_each_bad_field_is_located(text, line, field):
 
 
 def test_yaml_syntax_and_duplicate_keys_are_located():
-    assert error_of("brands:\n  - id: a\n    name: [unclosed\n").line == 4
+    # The list that is never closed starts on line 3, column 11: that is what to fix.
+    unclosed = error_of("brands:\n  - id: a\n    name: [unclosed\n")
+    assert (unclosed.line, unclosed.column) == (3, 11)
     duplicate = error_of("brands:\n  - id: a\n    name: A\n    name: B\n")
     assert duplicate.line == 4 and "duplicate key 'name'" in str(duplicate)
 
@@ -142,3 +144,38 @@ def test_yaml_syntax_and_duplicate_keys_are_located():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(WatchlistError, match="file not found"):
         load_watchlist(tmp_path / "nope.yaml")
+
+
+def test_a_key_without_its_colon_is_reported_on_its_own_line_and_column():
+    # PyYAML notices the missing ':' only on the next line; the user must fix this one.
+    text = "brands:\n  - id: a\n    name ACME\n    aliases: [x]\n"
+    error = error_of(text)
+    assert (error.line, error.column) == (3, 5)
+    assert str(error).startswith("conf/brands.yaml:3:5: invalid YAML: could not find "
+                                 "expected ':'")
+
+
+def test_every_problem_is_reported_at_once_with_suggestions():
+    error = error_of("""version: 1
+receivers:
+  mail: {type: email, to: [a@b.c]}
+brands:
+  - id: acme
+    nmae: ACME
+    owners:
+      - {name: PR, receivers: [mial], min_severty: warning}
+  - id: Bad
+    name: B
+    thresholds: {sensitvity: 2}
+""")
+    assert [str(problem) for problem in error.problems] == [
+        "conf/brands.yaml:6:5: brands[0].nmae: unknown key 'nmae', did you mean 'name'?",
+        "conf/brands.yaml:5:5: brands[0].name: is required",
+        "conf/brands.yaml:8:39: brands[0].owners[0].min_severty: unknown key 'min_severty', "
+        "did you mean 'min_severity'?",
+        "conf/brands.yaml:8:20: brands[0].owners[0].receivers: unknown receiver 'mial', "
+        "did you mean 'mail'?",
+        "conf/brands.yaml:9:5: brands[1].id: lowercase letters, digits, '-' and '_' only",
+        "conf/brands.yaml:11:18: brands[1].thresholds.sensitvity: unknown threshold "
+        "'sensitvity', did you mean 'sensitivity'?",
+    ]
