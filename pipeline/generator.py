@@ -104,6 +104,69 @@ LEAK_TEMPLATES: dict[str, list[str]] = {
 }
 
 
+# Scripted storylines for `mixed-wave` scenarios: each is one story told in French and
+# English, by an original post (reshared) and paraphrases. As in real crises, paraphrases
+# share the story's hashtag or key facts (names, figures) more often than its wording.
+STORYLINES: dict[str, dict[str, list[str]]] = {
+    "data-leak": {
+        "fr": [
+            "EXCLUSIF : le fichier clients de {b} revendu à des courtiers, 3 millions de "
+            "comptes exposés #DataGate",
+            "Fuite de données chez {b} : noms, adresses et IBAN de 3 millions de clients en "
+            "vente #DataGate",
+            "{b} a laissé fuiter le fichier clients, la CNIL doit enquêter #DataGate",
+            "Mes données vendues par {b} ? Je veux savoir si mon compte est dans le fichier "
+            "#DataGate",
+            "Le fichier clients de {b} est en vente sur un forum, 3 millions de comptes",
+            "Plainte à la CNIL contre {b} pour la fuite du fichier clients",
+        ],
+        "en": [
+            "{b} customer file sold to data brokers, 3 million accounts exposed #DataGate",
+            "Data leak at {b}: names, addresses and IBANs of 3 million customers for sale "
+            "#DataGate",
+            "Is my account in the leaked {b} customer file? #DataGate",
+            "{b} leaked its customer file and said nothing for months #DataGate",
+            "Regulators must investigate the {b} customer data leak, 3 million accounts",
+        ],
+    },
+    "price-rise": {
+        "fr": [
+            "{b} augmente ses tarifs de 30 % au 1er janvier, sans prévenir personne "
+            "#HausseDesPrix",
+            "+30 % sur ma facture {b}, cette hausse des tarifs est scandaleuse #HausseDesPrix",
+            "Hausse de 30 % des tarifs {b} : je change de fournisseur",
+            "{b} justifie la hausse des tarifs par l'inflation, personne n'y croit "
+            "#HausseDesPrix",
+            "Ma facture {b} explose avec la nouvelle hausse des tarifs #HausseDesPrix",
+        ],
+        "en": [
+            "{b} raises prices by 30% from January with no notice #HausseDesPrix",
+            "My {b} bill jumps 30% after the price hike, outrageous #HausseDesPrix",
+            "The {b} price hike is a disgrace, switching supplier #HausseDesPrix",
+            "{b} blames inflation for the 30% price hike, nobody buys it",
+        ],
+    },
+    "blackout": {
+        "fr": [
+            "Panne géante chez {b} : plus d'électricité dans tout le quartier depuis ce matin "
+            "#Blackout",
+            "Toujours pas de courant, {b} ne répond pas, panne générale #Blackout",
+            "Coupure de courant {b} depuis 6 heures, frigo perdu #Blackout",
+            "{b} en panne, 200 000 foyers sans électricité #Blackout",
+            "Panne {b} : le service client annonce un retour du courant ce soir #Blackout",
+        ],
+        "en": [
+            "Massive {b} blackout, no power in the whole area since this morning #Blackout",
+            "Still no power, {b} is not answering, 200,000 homes in the dark #Blackout",
+            "{b} power cut for 6 hours now, lost everything in the fridge #Blackout",
+            "{b} blackout: support says power back tonight, we'll see",
+        ],
+    },
+}
+DEFAULT_STORYLINES = ("data-leak", "price-rise", "blackout")
+STORYLINE_WEIGHTS = (0.55, 0.3, 0.15)  # how a mixed wave splits between its storylines
+
+
 @dataclass(frozen=True)
 class BrandProfile:
     """What the generator needs to know of a brand."""
@@ -126,8 +189,11 @@ class Scenario:
     start_minute: float
     duration_minutes: float = 30.0
     peak_per_minute: float = 400.0
+    # `mixed-wave` only: the scripted storylines (names in STORYLINES) and their weights.
+    storylines: tuple[str, ...] = DEFAULT_STORYLINES
+    weights: tuple[float, ...] = STORYLINE_WEIGHTS
 
-    KINDS = ("wikirevelation", "outage", "slow-burn", "praise")
+    KINDS = ("wikirevelation", "outage", "slow-burn", "praise", "mixed-wave")
 
 
 @dataclass
@@ -161,6 +227,9 @@ def scenario_rate(scenario: Scenario, minute: float) -> float:
         if elapsed < rise:
             return min(peak, 0.5 * 2 ** (elapsed / 1.5))
         return peak * math.exp(-(elapsed - rise) / (scenario.duration_minutes / 2))
+    if scenario.kind == "mixed-wave":
+        # Like a wikirévélation's rise, without its decay: each storyline keeps spreading.
+        return min(peak, 0.5 * 2 ** (elapsed / 1.5)) if elapsed < 12 else peak
     if scenario.kind == "outage":
         return peak if elapsed < scenario.duration_minutes * 0.7 else peak * 0.3
     if scenario.kind == "slow-burn":
@@ -178,6 +247,10 @@ class Generator:
     scenarios: list[Scenario] = field(default_factory=list)
     omit_language_share: float = 0.2  # some sources do not say the language
     reshare_share: float = 0.25
+    # post key -> the scripted storyline it belongs to ("" for background chatter) and
+    # its scripted sentiment; filled only when asked (for measuring storylines).
+    record_truth: bool = False
+    truth: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -194,6 +267,11 @@ class Generator:
                 )
             if scenario.brand not in {b.id for b in self.brands}:
                 raise ValueError(f"scenario {scenario.kind}: unknown brand {scenario.brand!r}")
+            unknown = [name for name in scenario.storylines if name not in STORYLINES]
+            if unknown or len(scenario.weights) < len(scenario.storylines):
+                raise ValueError(f"scenario {scenario.kind}: unknown storyline(s) {unknown} or "
+                                 "fewer weights than storylines")
+        self._story_roots: dict[tuple[str, float, str], dict[str, Any]] = {}
 
     def _make_author(self, index: int) -> Author:
         # Pareto audiences: most accounts have a few hundred followers, a few have millions.
@@ -256,20 +334,60 @@ class Generator:
                                  else self._authors)
         if recent and self.rng.random() < self.reshare_share:
             original = self.rng.choice(recent)
-            return self._post(brand, moment, original["text"], original.get("language", "fr"),
+            post = self._post(brand, moment, original["text"], original.get("language", "fr"),
                               author, reshare_of=original)
+            self._remember(post, "", "neutral")
+            return post
         roll = self.rng.random()
         sentiment = ("negative" if roll < brand.negative_share else
                      "positive" if roll < brand.negative_share + brand.positive_share else
                      "neutral")
         language = "fr" if self.rng.random() < 0.6 else "en"
         template = self.rng.choice(TEMPLATES[language][sentiment])
-        return self._post(brand, moment, template.format(b=self._brand_word(brand)),
+        post = self._post(brand, moment, template.format(b=self._brand_word(brand)),
                           language, author)
+        self._remember(post, "", sentiment)
+        return post
+
+    def _remember(self, post: dict[str, Any], storyline: str, sentiment: str) -> None:
+        if self.record_truth:
+            key = f"{post['platform']}:{post['id']}"
+            original = post.get("reshare_of")
+            # A reshare belongs where its original does.
+            self.truth[key] = self.truth.get(original, (storyline, sentiment)) if original \
+                else (storyline, sentiment)
+
+    def _storyline_post(self, scenario: Scenario, brand: BrandProfile,
+                        moment: datetime) -> dict[str, Any]:
+        """One post of a mixed wave: an original, a reshare of it, or a paraphrase."""
+        name = self.rng.choices(scenario.storylines,
+                                weights=scenario.weights[: len(scenario.storylines)])[0]
+        script = STORYLINES[name]
+        key = (scenario.brand, scenario.start_minute, name)
+        root = self._story_roots.get(key)
+        author = (self.rng.choice(self._influencers) if self.rng.random() < 0.05
+                  else self.rng.choice(self._authors))
+        if root is None:
+            text = script["fr"][0].format(b=brand.names[0])
+            root = self._post(brand, moment, text, "fr", self.rng.choice(self._authors[:500]),
+                              platform="twitter")
+            self._story_roots[key] = root
+            self._remember(root, name, "negative")
+            return root
+        if self.rng.random() < 0.4:
+            post = self._post(brand, moment, root["text"], "fr", author, reshare_of=root)
+        else:
+            language = "fr" if self.rng.random() < 0.6 else "en"
+            text = self.rng.choice(script[language]).format(b=self._brand_word(brand))
+            post = self._post(brand, moment, text, language, author)
+        self._remember(post, name, "negative")
+        return post
 
     def _incident_post(self, scenario: Scenario, brand: BrandProfile,
                        moment: datetime) -> dict[str, Any]:
         key = (scenario.brand, scenario.start_minute)
+        if scenario.kind == "mixed-wave":
+            return self._storyline_post(scenario, brand, moment)
         if scenario.kind == "praise":
             language = "fr" if self.rng.random() < 0.6 else "en"
             template = self.rng.choice(TEMPLATES[language]["positive"])
@@ -319,8 +437,14 @@ class Generator:
             batch.sort(key=lambda item: item[0])
             for offset, brand, scenario in batch:
                 moment = minute_start + timedelta(seconds=offset * 60)
-                yield (self._background(brand, moment) if scenario is None
-                       else self._incident_post(scenario, brand, moment))
+                if scenario is None:
+                    yield self._background(brand, moment)
+                    continue
+                post = self._incident_post(scenario, brand, moment)
+                if scenario.kind != "mixed-wave":
+                    self._remember(post, scenario.kind,
+                                   "positive" if scenario.kind == "praise" else "negative")
+                yield post
 
     def _poisson(self, mean: float) -> int:
         if mean <= 0:

@@ -28,6 +28,7 @@ Layers, each usable alone:
 - `TailCalibrator` (calibration.py): how rare a surprise is for this series.
 - `SpikeDetector` (spike.py): the two together, plus the decision to trigger.
 - `IncidentLifecycle` (lifecycle.py): opened / updated / resolved with hysteresis.
+- `StorylineSet` (storylines.py): the stories a wave is made of, grouped as posts arrive.
 - `SeriesDetector`, `run_series` (series.py): the detector on a plain count series
   (`vigie detect series`, NAB); `BrandMonitor` (monitor.py): the detector on mentions.
 - `nab.py`: the NAB scoring rules; `scenarios.py`: synthetic crisis waves.

@@ -1,11 +1,11 @@
 """Per-brand monitor: mentions in, interval by interval; incident events out.
 
 `BrandMonitor` counts the mentions of the open interval (volume, negative volume, reach of
-the negative posts, the top negative posts by reach, their terms), and when the interval
-is closed it judges the evidence window (the last `window_minutes`) with a `SpikeDetector`
-on negative volume, plus plain expectations of mention volume and negative reach. It keeps
-one incident at a time through `IncidentLifecycle` and returns the incident events
-(docs/records.md, "Incident event") that this interval produced:
+the negative posts, the top negative posts by reach, their terms, their storylines), and
+when the interval is closed it judges the evidence window (the last `window_minutes`) with
+a `SpikeDetector` on negative volume, plus plain expectations of mention volume and
+negative reach. It keeps one incident at a time through `IncidentLifecycle` and returns
+the incident events (docs/records.md, "Incident event") that this interval produced:
 
 - `opened` when the negative volume of the window triggers (see `SpikeDetector`);
 - `updated` when the severity rises (`escalated: true`), when the window's negative volume
@@ -25,16 +25,18 @@ from models.detection.config import DetectorConfig
 from models.detection.lifecycle import SEVERITIES, IncidentLifecycle
 from models.detection.series import severity_of
 from models.detection.spike import SpikeDetector, Surprise
+from models.detection.storylines import StorylineSet, merge_storylines, summarise
 from models.detection.terms import TermBaseline, extract_terms
 from models.detection.volume import VolumeDetector, VolumeScore
 
 __all__ = ["BrandMonitor", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: incident events carry `storylines`, trend points `expected`
 STATE_VERSION = 1
 LABELS = ("negative", "neutral", "positive")
 GROWTH_FOR_UPDATE = 1.5  # an open incident is re-announced when its negative volume grows x1.5
 MAX_TEXT = 500  # characters of a post's text carried in an incident
+TOP_STORYLINES = 5  # storylines carried in an incident event
 
 
 def _utc(moment: datetime) -> datetime:
@@ -74,6 +76,7 @@ class _Interval:
     top: list[dict[str, Any]] = field(default_factory=list)  # negative posts, by reach
     negative_terms: Counter[str] = field(default_factory=Counter)
     all_terms: Counter[str] = field(default_factory=Counter)
+    storylines: StorylineSet = field(default_factory=StorylineSet)
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -86,6 +89,7 @@ class _Interval:
             "top": self.top,
             "negative_terms": dict(self.negative_terms),
             "all_terms": dict(self.all_terms),
+            "storylines": self.storylines.to_state(),
         }
 
     @classmethod
@@ -100,6 +104,8 @@ class _Interval:
             top=list(state["top"]),
             negative_terms=Counter(state["negative_terms"]),
             all_terms=Counter(state["all_terms"]),
+            # States written before storylines existed have none: an empty set.
+            storylines=StorylineSet.from_state(state.get("storylines")),
         )
 
 
@@ -135,6 +141,10 @@ class BrandMonitor:
         self.terms = TermBaseline()
         self.current = _Interval()
         self._ignored_terms = {brand.lower(), brand_name.lower()}
+        # Storylines of the intervals that left the evidence window while an incident is
+        # open: with the window's own, they make the incident's storylines.
+        self.wave_storylines = StorylineSet()
+        self.storylines_enabled = True  # off only to measure what storylines cost
 
     # -- input -------------------------------------------------------------------------
     def add_mention(self, mention: dict[str, Any]) -> None:
@@ -157,18 +167,22 @@ class BrandMonitor:
         if not isinstance(text, str):
             raise ValueError("mention.text must be a string")
         matched = mention.get("matched") or []
-        terms = extract_terms(text, [*self._ignored_terms, *map(str, matched)])
+        ignored = [*self._ignored_terms, *map(str, matched)]
+        terms = extract_terms(text, ignored)
 
         interval = self.current
         interval.mentions += 1
         setattr(interval, label, getattr(interval, label) + 1)
         interval.all_terms.update(terms)
+        evidence = _post_evidence(mention, label, reach)
         if label == "negative":
             interval.reach_negative += reach
             interval.negative_terms.update(terms)
-            interval.top.append(_post_evidence(mention, label, reach))
+            interval.top.append(evidence)
             interval.top.sort(key=lambda post: -post["followers"])
             del interval.top[self.config.top_posts :]
+        if self.storylines_enabled:
+            interval.storylines.add(evidence, label == "negative", reach, ignored)
 
     def add_counts(
         self, negative: int = 0, neutral: int = 0, positive: int = 0, reach_negative: int = 0
@@ -211,6 +225,10 @@ class BrandMonitor:
         )
         step = self.lifecycle.step(negative.trigger, negative.active, severity)
 
+        # What this interval's negative volume would normally be (the detector expects
+        # the window's sum): the "expected" curve of the alert's chart.
+        self.trend[-1]["expected_negative"] = round(
+            negative.volume.expected / config.window_intervals, 2)
         self.negative.learn_one(start, totals["negative"], negative)
         self.mentions.learn_one(start, totals["mentions"])
         self.reach.learn_one(start, totals["reach_negative"])
@@ -226,6 +244,7 @@ class BrandMonitor:
                 "peak_negative": 0,
                 "top_posts": [],
                 "surging_terms": [],
+                "storylines": [],
             }
         if self.incident is not None:
             self.incident["peak_negative"] = max(self.incident["peak_negative"], totals["negative"])
@@ -239,6 +258,7 @@ class BrandMonitor:
                 events.append(self._event("resolved", False, end, totals, negative, mentions,
                                           reach))
                 self.incident = None
+                self.wave_storylines = StorylineSet()
             elif (grew or resurged) and self.lifecycle.is_open:
                 events.append(self._event("updated", False, end, totals, negative, mentions,
                                           reach))
@@ -259,6 +279,9 @@ class BrandMonitor:
         ):
             leaving = self.window.pop(0)
             self.terms.learn(leaving.all_terms, leaving.mentions, decay)
+            if self.lifecycle.is_open:
+                self.wave_storylines = merge_storylines(
+                    [self.wave_storylines, leaving.storylines])
 
     def _window_totals(self) -> dict[str, int]:
         keys = ("mentions", "negative", "neutral", "positive", "reach_negative")
@@ -308,6 +331,7 @@ class BrandMonitor:
         )
         if kind == "resolved":
             top_posts, surging = incident["top_posts"], incident["surging_terms"]
+            storylines = incident.get("storylines", [])
             summary = (
                 f"Resolved: {totals['negative']} negative posts in the last "
                 f"{config.window_minutes} min ({_ratio_text(totals['negative'], expected_negative)}"
@@ -323,6 +347,10 @@ class BrandMonitor:
                 wave_terms.update(interval.negative_terms)
             surging = self.terms.surging(wave_terms, totals["negative"], config.top_terms)
             incident["top_posts"], incident["surging_terms"] = top_posts, surging
+            storylines = summarise(merge_storylines(
+                [self.wave_storylines, *(interval.storylines for interval in self.window)]),
+                TOP_STORYLINES)
+            incident["storylines"] = storylines
             incident["reported_negative"] = totals["negative"]
             summary = (
                 f"{totals['negative']} negative posts in {config.window_minutes} min, "
@@ -360,6 +388,7 @@ class BrandMonitor:
             "sentiment": {label: totals[label] for label in LABELS},
             "top_posts": [dict(post) for post in top_posts],
             "surging_terms": [dict(term) for term in surging],
+            "storylines": [dict(storyline) for storyline in storylines],
             "trend": [dict(point) for point in self.trend],
         }
 
@@ -379,6 +408,7 @@ class BrandMonitor:
             "trend": [dict(point) for point in self.trend],
             "terms": self.terms.to_state(),
             "current": self.current.to_state(),
+            "wave_storylines": self.wave_storylines.to_state(),
         }
 
     @classmethod
@@ -404,6 +434,7 @@ class BrandMonitor:
             monitor.trend = [dict(point) for point in state["trend"]]
             monitor.terms.load_state(state["terms"])
             monitor.current = _Interval.from_state(state["current"])
+            monitor.wave_storylines = StorylineSet.from_state(state.get("wave_storylines"))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"brand monitor state is incomplete or malformed: {exc!r}") from None
         if monitor.lifecycle.is_open != (monitor.incident is not None):

@@ -65,6 +65,9 @@ __all__ = [
 log = logging.getLogger("vigie.alert")
 
 _EVENTS = ("opened", "updated", "resolved")
+# 2 added `storylines` (and `expected_negative` in the trend); 1 is still read, so that
+# events written before an upgrade are alerted on.
+INCIDENT_SCHEMA_VERSIONS = (1, 2)
 
 
 def _now_iso() -> str:
@@ -86,8 +89,8 @@ def validate_incident(value: Any) -> list[dict[str, str]]:
         errors.append({"field": "sequence", "message": "must be an integer >= 0"})
     if value.get("severity") not in SEVERITIES:
         errors.append({"field": "severity", "message": f"must be one of {', '.join(SEVERITIES)}"})
-    if value.get("schema_version") != 1:
-        errors.append({"field": "schema_version", "message": "must be 1"})
+    if value.get("schema_version") not in INCIDENT_SCHEMA_VERSIONS:
+        errors.append({"field": "schema_version", "message": "must be 1 or 2"})
     return errors
 
 

@@ -11,6 +11,7 @@ import pytest
 from kafka import KafkaProducer
 
 from pipeline.generator import BrandProfile, Generator, Scenario
+from pipeline.mentions import mention_record
 from pipeline.producer import PostProducer
 from tests.integration.conftest import consume
 
@@ -162,3 +163,41 @@ def test_mentions_scored_again_after_a_score_restart_count_once(kafka_settings, 
         time.sleep(0.5)
     assert counted == 5.0  # the closed minute holds each post once, not ten mentions
     assert observed(worker, "vigie_mentions_recounted_total", 'brand="lumio"') == 5.0
+
+
+def test_the_incident_carries_the_wave_s_storylines(kafka_settings, detect_env, start_worker):
+    """Mentions of a generated three-storyline wave (sentiment as scripted, no model) go
+    through the detect agent: the incident names the three storylines, biggest first."""
+    mixed = Scenario("mixed-wave", "lumio", WARMUP, CRISIS, 80)
+    generator = Generator(BRANDS[1:], START, seed=4, scenarios=[mixed], record_truth=True)
+    posts = list(generator.posts(WARMUP + CRISIS + AFTER))
+    worker = start_worker({**detect_env, "VIGIE_AGENTS": "detect"})
+    producer = KafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
+    for post in posts:
+        label = generator.truth[f"{post['platform']}:{post['id']}"][1]
+        matched = [w for w in ("lumio", "#lumioleaks", "@lumio_energie")
+                   if w in post["text"].lower()]
+        value = mention_record(post, "lumio", matched, label, {label: 1.0}, "script")
+        producer.send(kafka_settings.topic("mentions.scored"), key=b"lumio",
+                      value=orjson.dumps(value))
+    producer.flush()
+    producer.close()
+    events = incident_events(kafka_settings, timeout_s=180)
+    worker.stop()
+
+    assert [e["event"] for e in events].count("opened") == 1
+    assert events[-1]["event"] == "resolved"
+    assert all(e["schema_version"] == 2 for e in events)
+    biggest = [e for e in events if e["event"] != "resolved"][-1]
+    storylines = biggest["storylines"]
+    assert len(storylines) == 3, [s["label"] for s in storylines]
+    headlines = [s["headline"] for s in storylines]
+    assert headlines[0].startswith("EXCLUSIF : le fichier clients de Lumio Energie")
+    assert headlines[1].startswith("Lumio Energie augmente ses tarifs")
+    assert headlines[2].startswith("Panne géante chez Lumio Energie")
+    leak = storylines[0]
+    root = next(p for p in posts if generator.truth[f"{p['platform']}:{p['id']}"][0]
+                == "data-leak")
+    assert leak["first_post"]["author_handle"] == root["author"]["handle"]
+    assert leak["first_post"]["created_at"] == root["created_at"]
+    assert events[-1]["storylines"] == storylines

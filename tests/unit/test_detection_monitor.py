@@ -18,7 +18,7 @@ EVENT_KEYS = {
     "schema_version", "incident_id", "brand", "brand_name", "event", "sequence", "severity",
     "escalated", "opened_at", "updated_at", "resolved_at", "interval_seconds", "summary",
     "observed", "expected", "score", "window_minutes", "sentiment", "top_posts",
-    "surging_terms", "trend",
+    "surging_terms", "storylines", "trend",
 }
 POST_KEYS = {"post_key", "url", "author_handle", "author_name", "followers", "text",
              "sentiment", "created_at"}
@@ -102,7 +102,7 @@ def test_one_wave_gives_one_incident_opened_then_resolved(reference: list[dict])
 def test_events_follow_the_incident_record(reference: list[dict]) -> None:
     for event in reference:
         assert set(event) == EVENT_KEYS
-        assert event["schema_version"] == 1 and event["brand"] == "acme"
+        assert event["schema_version"] == 2 and event["brand"] == "acme"
         assert event["severity"] in ("info", "warning", "critical")
         assert set(event["observed"]) == set(event["expected"]) == {
             "mentions", "negative", "negative_share", "reach_negative"}
@@ -112,6 +112,7 @@ def test_events_follow_the_incident_record(reference: list[dict]) -> None:
         assert all(set(post) == POST_KEYS for post in event["top_posts"])
         assert len(event["trend"]) <= CONFIG.trend_intervals
         assert event["trend"][-1]["start"] < event["updated_at"]
+        assert all(point["expected_negative"] >= 0 for point in event["trend"][:-1])
         json.dumps(event)  # JSON-serialisable as is
 
 
