@@ -23,7 +23,7 @@ from pipeline.notify.config import build_receiver
 from pipeline.notify.render import Message
 from pipeline.notify.service import AlertService
 from pipeline.notify.settings import AlertSettings
-from pipeline.watchlist import WatchlistError, load_watchlist
+from pipeline.watchlist import Owner, Watchlist, WatchlistError
 
 log = logging.getLogger("vigie.alert")
 
@@ -52,16 +52,22 @@ class MisconfiguredReceiver:
 def register(context: AgentContext) -> None:
     app, topics = context.app, context.topics
     settings = AlertSettings.from_env()
-    watchlist = load_watchlist(context.worker.watchlist)
-    receivers: dict[str, Any] = {}
-    for name, spec in watchlist.receivers.items():
-        try:
-            receivers[name] = build_receiver(spec, settings)
-        except WatchlistError as exc:
-            log.error("receiver %s unusable, its notifications will be dead letters: %s", name, exc)
-            receivers[name] = MisconfiguredReceiver(name, spec.type, exc)
-    owners = {brand.id: brand.owners for brand in watchlist.brands.values()}
-    service = AlertService(owners, receivers, settings, context.kafka)
+
+    def routing(watchlist: Watchlist) -> tuple[dict[str, tuple[Owner, ...]], dict[str, Any]]:
+        receivers: dict[str, Any] = {}
+        for name, spec in watchlist.receivers.items():
+            try:
+                receivers[name] = build_receiver(spec, settings)
+            except WatchlistError as exc:
+                log.error("receiver %s unusable, its notifications will be dead letters: %s",
+                          name, exc)
+                receivers[name] = MisconfiguredReceiver(name, spec.type, exc)
+        return {brand.id: brand.owners for brand in watchlist.brands.values()}, receivers
+
+    service = AlertService(*routing(context.watchlist.watchlist), settings, context.kafka)
+    # A new watchlist version: new brands' owners and changed receivers apply to the next
+    # notification planned (one in flight finishes with the receiver it started with).
+    context.watchlist.on_change(lambda watchlist: service.update_routing(*routing(watchlist)))
     ready = asyncio.Event()
     incidents_topic = context.kafka.topic("incidents")
     # A revocation must finish well within the session timeout, or the group evicts us.

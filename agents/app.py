@@ -18,6 +18,8 @@ from aiohttp.web import Response
 from agents.topics import Topics, declare_topics
 from pipeline import metrics
 from pipeline.settings import KafkaSettings, WorkerSettings
+from pipeline.watchlist_watch import CHECK_INTERVAL_S as WATCHLIST_CHECK_INTERVAL_S
+from pipeline.watchlist_watch import WatchlistWatcher
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ class AgentContext:
     kafka: KafkaSettings
     worker: WorkerSettings
     topics: Topics
+    # The one current watchlist of this worker: every agent reads it here, and agents that
+    # derive state from it register `watchlist.on_change` callbacks.
+    watchlist: WatchlistWatcher
 
 
 def _credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
@@ -61,6 +66,7 @@ def create_app(
     kafka = kafka or KafkaSettings.from_env()
     worker = worker or WorkerSettings.from_env()
     worker.state_dir.mkdir(parents=True, exist_ok=True)
+    watchlist = WatchlistWatcher(worker.watchlist)  # a bad file stops here, before Kafka
     app = faust.App(
         worker.app_id,
         broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
@@ -94,7 +100,7 @@ def create_app(
         consumer_metadata_max_age_ms=30_000,
         stream_buffer_maxsize=8192,
     )
-    context = AgentContext(app, kafka, worker, declare_topics(app, kafka))
+    context = AgentContext(app, kafka, worker, declare_topics(app, kafka), watchlist)
 
     @app.page("/metrics")
     async def metrics_page(_web: object, _request: object) -> Response:
@@ -106,6 +112,11 @@ def create_app(
         # Ready once this worker has its partitions and has recovered its tables.
         ready = app.rebalancing is False and app.tables.recovery.completed.is_set()
         return Response(text="ready" if ready else "starting", status=200 if ready else 503)
+
+    @app.timer(interval=WATCHLIST_CHECK_INTERVAL_S)
+    async def reload_watchlist() -> None:
+        # On the event loop, between records: no agent sees half of a reload.
+        watchlist.check()
 
     @app.task
     async def consumer_lag() -> None:

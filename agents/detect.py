@@ -30,7 +30,7 @@ from pipeline import metrics
 from pipeline.deadletter import dead_letter
 from pipeline.detect_settings import DetectionSettings
 from pipeline.schema import FieldError, parse_timestamp
-from pipeline.watchlist import load_watchlist
+from pipeline.watchlist import Watchlist
 
 log = logging.getLogger(__name__)
 STAGE = "detect"
@@ -95,10 +95,23 @@ class BrandClock:
 def register(context: AgentContext) -> None:
     app, topics = context.app, context.topics
     settings = DetectionSettings.from_env()
-    watchlist = load_watchlist(context.worker.watchlist)
     base_config = settings.to_config()
-    configs = {brand_id: base_config.with_overrides(brand.thresholds)
-               for brand_id, brand in watchlist.brands.items()}
+    configs: dict[str, DetectorConfig] = {}
+    live: dict[str, BrandClock] = {}
+
+    def use_watchlist(watchlist: Watchlist) -> None:
+        """Per-brand settings from this watchlist version: a new brand is counted from its
+        next mention, a removed one is dead-lettered as unknown, and a brand whose
+        thresholds changed is rebuilt from its table state with the new ones."""
+        fresh = {brand_id: base_config.with_overrides(brand.thresholds)
+                 for brand_id, brand in watchlist.brands.items()}
+        for brand_id in [b for b in live if fresh.get(b) != configs.get(b)]:
+            del live[brand_id]
+        configs.clear()
+        configs.update(fresh)
+
+    use_watchlist(context.watchlist.watchlist)
+    context.watchlist.on_change(use_watchlist)
     lateness = timedelta(seconds=settings.allowed_lateness_seconds)
     states = app.Table("brand-detectors", default=None, partitions=context.kafka.partitions,
                        help="per-brand detector state")
@@ -108,8 +121,6 @@ def register(context: AgentContext) -> None:
     ).tumbling(RECOUNT_HORIZON, expires=RECOUNT_HORIZON * 2)
     newest_event = [datetime.min.replace(tzinfo=UTC)]  # for the event clock
     wall_clock = settings.clock == "wall"
-
-    live: dict[str, BrandClock] = {}
 
     def clock_for(brand_id: str, state: dict[str, Any] | None) -> BrandClock:
         """The brand's clock: the live object while the table agrees with it, else rebuilt
@@ -121,7 +132,7 @@ def register(context: AgentContext) -> None:
             return cached
         config = configs[brand_id]
         if state is None:
-            brand = watchlist.brands[brand_id]
+            brand = context.watchlist.watchlist.brands[brand_id]
             clock = BrandClock(BrandMonitor(brand_id, brand.name, config), None, -1)
         else:
             clock = BrandClock.from_state(state, config)
@@ -219,6 +230,6 @@ def register(context: AgentContext) -> None:
         else:
             return
         value = tick_record(now)
-        for brand_id in configs:
+        for brand_id in list(configs):  # a reload may change it between sends
             await topics.mentions_scored.send(key=brand_id.encode(), value=value)
 

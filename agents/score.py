@@ -22,7 +22,6 @@ from pipeline.deadletter import dead_letter
 from pipeline.mentions import mention_record
 from pipeline.schema import FieldError
 from pipeline.sentiment_settings import SentimentSettings
-from pipeline.watchlist import Watchlist, WatchlistError, load_watchlist
 
 log = logging.getLogger(__name__)
 STAGE = "score"
@@ -30,35 +29,10 @@ STAGE = "score"
 BATCH_WITHIN_S = 0.25
 
 
-class WatchlistHolder:
-    """The current watchlist, reloaded when its file changes (a bad edit keeps the old one)."""
-
-    def __init__(self, watchlist: Watchlist) -> None:
-        self.watchlist = watchlist
-        self._mtime = self._stat()
-
-    def _stat(self) -> float:
-        try:
-            return self.watchlist.path.stat().st_mtime
-        except OSError:
-            return 0.0
-
-    def reload_if_changed(self) -> None:
-        mtime = self._stat()
-        if mtime == self._mtime:
-            return
-        self._mtime = mtime
-        try:
-            self.watchlist = load_watchlist(self.watchlist.path)
-            log.info("watchlist reloaded: %d brands", len(self.watchlist.brands))
-        except WatchlistError as exc:
-            log.error("watchlist not reloaded, keeping the previous one: %s", exc)
-
-
 def register(context: AgentContext) -> None:
     app, topics = context.app, context.topics
     settings = SentimentSettings.from_env()
-    holder = WatchlistHolder(load_watchlist(context.worker.watchlist))
+    holder = context.watchlist  # reloaded by the app when the file changes
     classifier = settings.load_classifier()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigie-model")
     posts_per_call = settings.posts_per_call
@@ -115,7 +89,3 @@ def register(context: AgentContext) -> None:
                 metrics.MENTIONS.labels(brand=brand_id, sentiment=result.label).inc()
                 await topics.mentions_scored.send(key=brand_id.encode(),
                                                   value=orjson.dumps(mention))
-
-    @app.timer(interval=30.0)
-    async def reload_watchlist() -> None:
-        holder.reload_if_changed()

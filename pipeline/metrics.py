@@ -48,6 +48,11 @@ __all__ = [
     "SOURCE_ITEMS",
     "SOURCE_LAG_SECONDS",
     "SOURCE_RECONNECTS",
+    "WATCHLIST_BRANDS",
+    "WATCHLIST_INFO",
+    "WATCHLIST_LOADED_TIMESTAMP",
+    "WATCHLIST_RELOAD_ERRORS",
+    "WATCHLIST_RELOAD_FAILING",
     "MetricsSettings",
     "TopicPartitionLike",
     "all_metrics",
@@ -189,6 +194,32 @@ ALERT_END_TO_END_SECONDS = Histogram(
     "sent: the delay a brand owner actually experiences.",
     unit="seconds",
     buckets=(1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600),
+)
+
+# --- Watchlist (worker) ---------------------------------------------------------------------
+
+WATCHLIST_INFO = Gauge(
+    "vigie_watchlist_info",
+    "1 for the watchlist version every stage of this worker uses now (version = the first "
+    "12 hex digits of the file's SHA-256); compare across workers.",
+    ["version"],
+)
+WATCHLIST_BRANDS = Gauge(
+    "vigie_watchlist_brands",
+    "Brands in the watchlist this worker uses now.",
+)
+WATCHLIST_LOADED_TIMESTAMP = Gauge(
+    "vigie_watchlist_loaded_timestamp_seconds",
+    "Unix time when the watchlist this worker uses was loaded.",
+    unit="seconds",
+)
+WATCHLIST_RELOAD_ERRORS = Counter(
+    "vigie_watchlist_reload_errors_total",
+    "Edits of the watchlist file that could not be used (the last good version stays).",
+)
+WATCHLIST_RELOAD_FAILING = Gauge(
+    "vigie_watchlist_reload_failing",
+    "1 while the watchlist file on disk is unusable and the worker runs an older version.",
 )
 
 # --- Kafka consumption (worker) -------------------------------------------------------------

@@ -133,6 +133,14 @@ class AlertService:
         self.dispatcher = Dispatcher(self.receivers, settings, KafkaSink(self.writer))
         self.in_flight: dict[str, tuple[asyncio.Task[None], int | None]] = {}
 
+    def update_routing(
+        self, owners_by_brand: Mapping[str, Iterable[Any]], receivers: Mapping[str, Receiver]
+    ) -> None:
+        """A new watchlist version: who owns each brand, and the receivers to reach them."""
+        self.owners_by_brand = {brand: tuple(owners) for brand, owners in owners_by_brand.items()}
+        self.receivers = dict(receivers)
+        self.dispatcher.receivers = self.receivers
+
     # -- views
     def _on_ledger(self, key: str, value: dict[str, Any] | None) -> None:
         if value is None:
