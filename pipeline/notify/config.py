@@ -24,7 +24,7 @@ from pipeline.notify.pagerduty import PagerDutyReceiver
 from pipeline.notify.render import safe_url
 from pipeline.notify.settings import AlertSettings
 from pipeline.notify.slack import SlackReceiver
-from pipeline.notify.webhook import WebhookReceiver
+from pipeline.notify.webhook import SIGNATURE_SCHEMES, WebhookReceiver, standard_keys
 from pipeline.settings import Secret
 from pipeline.spelling import closest
 from pipeline.watchlist import Problem, WatchlistError
@@ -44,7 +44,7 @@ def _secret(base: str) -> tuple[str, str, str]:
 # build_receiver must be declared here, or reading it fails loudly in every test.
 RECEIVER_OPTIONS: dict[str, frozenset[str]] = {
     "slack": frozenset(_secret("url")),
-    "webhook": frozenset({*_secret("url"), *_secret("secret")}),
+    "webhook": frozenset({*_secret("url"), *_secret("secret"), "signature"}),
     "pagerduty": frozenset({"url", *_secret("routing_key")}),
     "email": frozenset({"to", "from", "host", "port", "security", "username", "ca_file",
                         *_secret("password")}),
@@ -222,7 +222,17 @@ def _build_receiver(spec: SpecLike, settings: AlertSettings, opts: _Options) -> 
         url = opts.secret("url", inline_ok=True)
         where = next(n for n in ("url", "url_env", "url_file") if n in spec.options)
         opts.http_url(where, url.reveal())
-        receiver = WebhookReceiver(name=spec.name, url=url, secret=opts.secret("secret"))
+        scheme = opts.choice("signature", "vigie", SIGNATURE_SCHEMES)
+        secret = opts.secret("secret")
+        if scheme == "standard":
+            try:
+                standard_keys(secret.reveal())
+            except ValueError as exc:
+                where = "secret_env" if "secret_env" in spec.options else "secret_file"
+                raise opts.error(where, f"signature standard: {exc}") from None
+        elif len(secret.reveal().split()) > 1:
+            raise opts.error("secret", "several secrets (rotation) need signature: standard")
+        receiver = WebhookReceiver(name=spec.name, url=url, secret=secret, scheme=scheme)
     elif spec.type == "pagerduty":
         receiver = PagerDutyReceiver(
             name=spec.name,

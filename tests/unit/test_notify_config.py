@@ -105,5 +105,5 @@ def test_every_receiver_is_checked_and_every_typo_listed():
         "w.yaml:4:48: receivers.b.urll: unknown option 'urll', did you mean 'url'?",
         "w.yaml:4:24: receivers.b.routing_key_env: environment variable UNSET is not set",
         "w.yaml:5:63: receivers.c.colour: unknown option 'colour' (expected one of: secret,"
-        " secret_env, secret_file, url, url_env, url_file)",
+        " secret_env, secret_file, signature, url, url_env, url_file)",
     ]
