@@ -52,7 +52,6 @@ class MisconfiguredReceiver:
 def register(context: AgentContext) -> None:
     app, topics = context.app, context.topics
     settings = AlertSettings.from_env()
-
     def routing(watchlist: Watchlist) -> tuple[dict[str, tuple[Owner, ...]], dict[str, Any]]:
         receivers: dict[str, Any] = {}
         for name, spec in watchlist.receivers.items():
@@ -64,10 +63,19 @@ def register(context: AgentContext) -> None:
                 receivers[name] = MisconfiguredReceiver(name, spec.type, exc)
         return {brand.id: brand.owners for brand in watchlist.brands.values()}, receivers
 
-    service = AlertService(*routing(context.watchlist.watchlist), settings, context.kafka)
+    def timezones(watchlist: Watchlist) -> dict[str, str]:
+        return {brand.id: brand.timezone for brand in watchlist.brands.values()}
+
+    service = AlertService(*routing(context.watchlist.watchlist), settings, context.kafka,
+                           timezones=timezones(context.watchlist.watchlist))
+
+    def reload(watchlist: Watchlist) -> None:
+        service.update_routing(*routing(watchlist))
+        service.timezones = timezones(watchlist)
+
     # A new watchlist version: new brands' owners and changed receivers apply to the next
     # notification planned (one in flight finishes with the receiver it started with).
-    context.watchlist.on_change(lambda watchlist: service.update_routing(*routing(watchlist)))
+    context.watchlist.on_change(reload)
     ready = asyncio.Event()
     incidents_topic = context.kafka.topic("incidents")
     # A revocation must finish well within the session timeout, or the group evicts us.

@@ -112,6 +112,9 @@ class Brand:
     owners: tuple[Owner, ...] = ()
     thresholds: dict[str, Any] = field(default_factory=dict)
     line: int = 0
+    # IANA time zone in which the brand's people read times (email alerts); Slack shows
+    # each reader's own zone.
+    timezone: str = "UTC"
 
 
 def fold(text: str) -> str:
@@ -251,7 +254,7 @@ class _Reader:
 
 
 _BRAND_FIELDS = {"id", "name", "aliases", "handles", "hashtags", "exclude", "languages",
-                 "owners", "thresholds"}
+                 "owners", "thresholds", "timezone"}
 
 
 @dataclass
@@ -434,6 +437,13 @@ def _read_brands(reader: _Reader, document: dict, receivers: dict) -> dict[str, 
                           "must be a mapping")
             thresholds = {}
         _check_thresholds(reader, thresholds, f"{prefix}.thresholds")
+        timezone = reader.string(item, "timezone", f"{prefix}.timezone", required=False) \
+            or "UTC"
+        if not _known_timezone(timezone):
+            reader.report(reader.mark_of(item, "timezone"), f"{prefix}.timezone",
+                          f"unknown time zone {timezone!r} (an IANA name such as "
+                          "'Europe/Paris')")
+            timezone = "UTC"
         brand = Brand(
             id=brand_id,
             name=name,
@@ -447,10 +457,21 @@ def _read_brands(reader: _Reader, document: dict, receivers: dict) -> dict[str, 
             owners=_read_owners(reader, item, prefix, receivers),
             thresholds=dict(thresholds),
             line=mark[0] or 0,
+            timezone=timezone,
         )
         if brand_id and brand_id not in brands:
             brands[brand_id] = brand
     return brands
+
+
+def _known_timezone(name: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def _check_thresholds(reader: _Reader, thresholds: dict, field_path: str) -> None:

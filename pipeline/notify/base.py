@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Protocol
@@ -10,7 +11,17 @@ import aiohttp
 
 from pipeline.notify.render import Message
 
-__all__ = ["DeliveryError", "Receiver", "post", "parse_retry_after", "redact"]
+__all__ = ["Delivered", "DeliveryError", "Receiver", "post", "parse_retry_after", "redact"]
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A successful send that leaves something to remember: the HTTP status, and where
+    the message is (`thread`, e.g. Slack's "<channel>/<ts>"), so that the incident's
+    later messages can reply to it. A plain status (int or None) means nothing to keep."""
+
+    status: int | None
+    thread: str | None = None
 
 
 class DeliveryError(Exception):
@@ -50,8 +61,11 @@ class Receiver(Protocol):
         """Every secret value, so that error text can be scrubbed of them."""
         ...
 
-    async def send(self, message: Message, http: aiohttp.ClientSession) -> int | None:
-        """Deliver once; return the status code (None when not HTTP) or raise DeliveryError."""
+    async def send(
+        self, message: Message, http: aiohttp.ClientSession
+    ) -> int | None | Delivered:
+        """Deliver once; return the status code (None when not HTTP), or `Delivered` when
+        there is a thread to remember; raise DeliveryError on failure."""
         ...
 
 

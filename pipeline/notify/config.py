@@ -24,6 +24,8 @@ from pipeline.notify.pagerduty import PagerDutyReceiver
 from pipeline.notify.render import safe_url
 from pipeline.notify.settings import AlertSettings
 from pipeline.notify.slack import SlackReceiver
+from pipeline.notify.slack_bot import DEFAULT_API_URL as SLACK_API_URL
+from pipeline.notify.slack_bot import SlackBotReceiver
 from pipeline.notify.webhook import SIGNATURE_SCHEMES, WebhookReceiver, standard_keys
 from pipeline.settings import Secret
 from pipeline.spelling import closest
@@ -43,7 +45,8 @@ def _secret(base: str) -> tuple[str, str, str]:
 # Every option each receiver type accepts (besides `type`). An option read by
 # build_receiver must be declared here, or reading it fails loudly in every test.
 RECEIVER_OPTIONS: dict[str, frozenset[str]] = {
-    "slack": frozenset(_secret("url")),
+    # Incoming webhook (url) or bot token (token, channel, api_url: one thread per incident).
+    "slack": frozenset({*_secret("url"), *_secret("token"), "channel", "api_url"}),
     "webhook": frozenset({*_secret("url"), *_secret("secret"), "signature"}),
     "pagerduty": frozenset({"url", *_secret("routing_key")}),
     "email": frozenset({"to", "from", "host", "port", "security", "username", "ca_file",
@@ -214,7 +217,16 @@ def build_receiver(
 def _build_receiver(spec: SpecLike, settings: AlertSettings, opts: _Options) -> Receiver:
     path = spec.path
     receiver: Receiver
-    if spec.type == "slack":
+    if spec.type == "slack" and any(k in spec.options for k in _secret("token")):
+        if any(k in spec.options for k in _secret("url")):
+            raise opts.error("token", "give a webhook url or a bot token, not both")
+        receiver = SlackBotReceiver(
+            name=spec.name,
+            token=opts.secret("token"),
+            channel=opts.text("channel"),
+            api_url=opts.http_url("api_url", opts.text("api_url", SLACK_API_URL)),
+        )
+    elif spec.type == "slack":
         url = opts.secret("url")
         opts.http_url("url_env" if "url_env" in spec.options else "url_file", url.reveal())
         receiver = SlackReceiver(name=spec.name, url=url)

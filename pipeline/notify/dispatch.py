@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from pipeline.notify import telemetry
-from pipeline.notify.base import DeliveryError, Receiver, redact
+from pipeline.notify.base import Delivered, DeliveryError, Receiver, redact
 from pipeline.notify.render import Message
 from pipeline.notify.settings import AlertSettings
 
@@ -72,6 +72,7 @@ class DeliveryResult:
     attempts: int
     status: int | None = None
     error: str | None = None
+    thread: str | None = None  # where the receiver put it (Slack bot: "<channel>/<ts>")
 
     @property
     def ok(self) -> bool:
@@ -243,6 +244,9 @@ class Dispatcher:
                     retryable=False,
                 )
             else:
+                thread = None
+                if isinstance(status, Delivered):
+                    status, thread = status.status, status.thread
                 elapsed = time.monotonic() - delivery_started  # retries included
                 record = self._attempt(message, receiver, attempt, "sent", status, None, started)
                 await self._safe(self.sink.log_attempt, record.to_record())
@@ -252,7 +256,8 @@ class Dispatcher:
                     telemetry.observe_end_to_end(message.event, self._clock())
                 log.info("sent %s to %s (attempt %d)", message.key, receiver.name, attempt)
                 return DeliveryResult(
-                    message.key, receiver.name, receiver.type, "sent", attempt, status
+                    message.key, receiver.name, receiver.type, "sent", attempt, status,
+                    thread=thread,
                 )
             final = not error.retryable or attempt == settings.max_attempts
             outcome = "failed" if final else "retried"

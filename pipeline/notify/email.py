@@ -1,6 +1,11 @@
 """Email over SMTP (plain, STARTTLS or implicit TLS, optional login).
 
-The message is multipart/alternative: the same content as text and as HTML. Header
+The message is multipart/alternative: the same content as text and as HTML, the HTML with
+the incident's trend as an inline PNG (a related part named by Content-ID). All messages
+about one incident to one receiver form one thread: the opening's Message-ID is derived
+from the incident id and the receiver, and every later message (escalation, reminder,
+resolution) names it in In-Reply-To and References, so a restarted worker keeps the
+chain. Times are written in the brand's time zone (the watchlist's `timezone`). Header
 values go through `one_line` (no CR/LF or control characters) *and* the stdlib's
 `email.policy.SMTP`, which refuses a header with a line break, so a post text or a brand
 name can never add a header. smtplib is blocking, so it runs in a thread with the same
@@ -10,6 +15,8 @@ timeout as the dispatcher's.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -19,6 +26,7 @@ from email.utils import formatdate, make_msgid
 
 import aiohttp
 
+from pipeline.charts import trend_png
 from pipeline.notify.base import DeliveryError, redact
 from pipeline.notify.render import Message, one_line, render_html, render_text
 from pipeline.settings import Secret
@@ -27,18 +35,76 @@ __all__ = ["EmailReceiver", "build_email", "SECURITY_MODES"]
 
 SECURITY_MODES = ("none", "starttls", "tls")
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
+log = logging.getLogger("vigie.alert")
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def build_email(message: Message, sender: str, to: tuple[str, ...]) -> EmailMessage:
+def _id_part(value: str) -> str:
+    return _ID_UNSAFE.sub("-", value).strip("-.")[:120] or "x"
+
+
+def message_id(sender: str, incident_id: str, step: str, receiver: str) -> str:
+    """`<lumio-20261128T0347Z.escalated-7.pr-email@example.org>`: the same on every worker
+    and after every restart (the domain is the sender's)."""
+    domain = _id_part(sender.rpartition("@")[2]) or "vigie.local"
+    parts = ".".join(_id_part(p) for p in (incident_id, step, receiver))
+    return f"<{parts}@{domain}>"
+
+
+def chart_png(message: Message) -> bytes | None:
+    """The trend chart, or None when there is too little trend to draw (or it fails)."""
+    if len(message.trend) < 2:
+        return None
+    try:
+        return trend_png(
+            [p.start for p in message.trend],
+            [float(p.negative) for p in message.trend],
+            [p.expected for p in message.trend],
+            _parse(message.opened_at), _parse(message.resolved_at),
+            f"{message.brand_name}: negative posts vs normal", message.timezone,
+            end_at=_parse(message.updated_at),
+        )
+    except Exception as exc:  # noqa: BLE001 - an alert without its chart beats no alert
+        log.warning("chart for %s not drawn: %s", message.key, type(exc).__name__)
+        return None
+
+
+def _parse(iso: str | None):
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(iso) if iso else None
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+
+
+def build_email(message: Message, sender: str, to: tuple[str, ...],
+                receiver: str = "email") -> EmailMessage:
     email = EmailMessage(policy=SMTP_POLICY)
     email["Subject"] = one_line(f"[Vigie] {message.title}", 200)
     email["From"] = sender
     email["To"] = ", ".join(to)
     email["Date"] = formatdate(localtime=False)
-    email["Message-ID"] = make_msgid(domain="vigie.local")
+    step = message.key.split(":")[-2] if message.key.count(":") >= 2 else message.kind
+    if message.kind == "test":
+        email["Message-ID"] = make_msgid(domain="vigie.local")
+    else:
+        email["Message-ID"] = message_id(sender, message.incident_id, step, receiver)
+        if message.kind != "opened":
+            opening = message_id(sender, message.incident_id, "opened", receiver)
+            email["In-Reply-To"] = opening
+            email["References"] = opening
     email["X-Vigie-Notification-Key"] = one_line(message.key, 300)
     email.set_content(render_text(message))
-    email.add_alternative(render_html(message), subtype="html")
+    png = chart_png(message)
+    chart_id = make_msgid(domain="vigie.local")  # Content-ID, with its angle brackets
+    email.add_alternative(render_html(message, chart_id[1:-1] if png else None),
+                          subtype="html")
+    if png:
+        html_part = email.get_payload()[1]
+        html_part.add_related(png, maintype="image", subtype="png", cid=chart_id,
+                              filename="trend.png", disposition="inline")
     return email
 
 
@@ -83,8 +149,10 @@ class EmailReceiver:
             client.send_message(email, from_addr=self.sender, to_addrs=list(self.to))
 
     async def send(self, message: Message, http: aiohttp.ClientSession) -> int | None:
-        email = build_email(message, self.sender, self.to)
         try:
+            # In the thread too: drawing the chart takes tens of milliseconds.
+            email = await asyncio.to_thread(build_email, message, self.sender, self.to,
+                                            self.name)
             await asyncio.to_thread(self._send_blocking, email)
         except smtplib.SMTPResponseException as exc:
             text = (

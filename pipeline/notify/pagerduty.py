@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 
 from pipeline.notify.base import post
-from pipeline.notify.render import Message
+from pipeline.notify.render import Message, sparkline, storyline_sentence, trend_line
 from pipeline.settings import Secret
 
 __all__ = ["PagerDutyReceiver", "pagerduty_event", "DEFAULT_URL"]
@@ -35,7 +35,9 @@ def pagerduty_event(message: Message, routing_key: str) -> dict[str, Any]:
         "event_action": "trigger",
         "dedup_key": message.incident_id,
         "payload": {
-            "summary": f"{message.title} — {message.summary}"[:1024],
+            "summary": " — ".join(
+                part for part in (message.title, storyline_sentence(message), message.summary)
+                if part)[:1024],
             "source": f"vigie/{message.brand}",
             "severity": _SEVERITY.get(message.severity, "error"),
             "timestamp": message.updated_at or None,
@@ -44,6 +46,10 @@ def pagerduty_event(message: Message, routing_key: str) -> dict[str, Any]:
             "class": "negative-wave",
             "custom_details": {
                 "brand": message.brand_name,
+                "storylines": storyline_sentence(message),
+                "trend": trend_line(message),
+                "trend_sparkline": sparkline([float(p.negative) for p in message.trend]),
+                "dashboard": message.dashboard_url,
                 "sentiment": message.sentiment,
                 "surging_terms": list(message.surging_terms),
                 "top_posts": [

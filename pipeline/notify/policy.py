@@ -143,6 +143,7 @@ class LedgerEntry:
     at: float
     claim: str = ""  # id of the claim (one per send attempt), to tell concurrent claims apart
     until: float = 0.0  # a claim stops counting then, unless renewed
+    thread: str = ""  # where the receiver put the message (Slack bot: "<channel>/<ts>")
 
     @property
     def is_claim(self) -> bool:
@@ -157,7 +158,7 @@ class LedgerEntry:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> LedgerEntry:
-        # claim/until are optional: entries written before claims existed lack them.
+        # claim/until/thread are optional: older entries lack them.
         fields = cls.__dataclass_fields__
         return cls(**{name: record[name] for name in fields if name in record})
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
     "KINDS",
@@ -24,9 +26,17 @@ __all__ = [
     "safe_url",
     "summary_sentence",
     "render_text",
+    "reader_time",
+    "trend_line",
+    "storyline_rows",
     "render_html",
     "one_line",
     "readable",
+    "StorylineLine",
+    "TrendPoint",
+    "local_time",
+    "sparkline",
+    "storyline_sentence",
 ]
 
 KINDS = ("opened", "escalated", "reminder", "resolved", "test")
@@ -62,6 +72,33 @@ class PostLine:
 
 
 @dataclass(frozen=True)
+class StorylineLine:
+    """One of the wave's storylines, with only safe, displayable values."""
+
+    label: str
+    headline: str
+    share: float  # of the wave's negative posts
+    negative_share: float  # of the storyline's own posts
+    posts: int
+    negative: int
+    reach: int
+    started_by: str  # "@handle", or "" when unknown
+    started_at: datetime | None
+    top_author: str
+    top_followers: int
+    top_url: str | None
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """One interval of the incident's trend: negative posts observed and expected."""
+
+    start: datetime
+    negative: int
+    expected: float | None
+
+
+@dataclass(frozen=True)
 class Message:
     """One notification's content, independent of the receiver."""
 
@@ -82,6 +119,10 @@ class Message:
     updated_at: str
     resolved_at: str | None
     event: dict[str, Any] = field(repr=False)
+    storylines: tuple[StorylineLine, ...] = ()
+    trend: tuple[TrendPoint, ...] = ()
+    timezone: str = "UTC"  # where times are written for the reader (email, text)
+    thread: str | None = None  # where the incident's opening message is (Slack bot)
 
 
 def readable(value: object) -> str:
@@ -223,6 +264,103 @@ def _terms(event: dict[str, Any]) -> tuple[str, ...]:
     return tuple(terms)
 
 
+def local_time(moment: datetime | None, timezone: str, fmt: str = "%H:%M") -> str:
+    """`moment` in `timezone` ("10:07"), with the zone's abbreviation when `fmt` has %Z."""
+    if moment is None:
+        return ""
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    return moment.astimezone(zone).strftime(fmt)
+
+
+_SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 24) -> str:
+    """'▁▁▂▅█▇' — at most `width` characters, each the largest of its share of the values
+    (so a one-interval spike still shows), scaled from 0 to the largest."""
+    if len(values) > width:
+        size = len(values) / width
+        values = [max(values[int(i * size): max(int(i * size) + 1, int((i + 1) * size))])
+                  for i in range(width)]
+    top = max(values, default=0)
+    if top <= 0:
+        return _SPARKS[0] * len(values)
+    return "".join(_SPARKS[min(7, int(v / top * 7 + 0.5))] for v in values)
+
+
+def _storylines(event: dict[str, Any]) -> tuple[StorylineLine, ...]:
+    lines = []
+    for item in (event.get("storylines") or [])[:3]:
+        if not isinstance(item, dict):
+            continue
+        first = item.get("first_post") if isinstance(item.get("first_post"), dict) else {}
+        top = item.get("top_post") if isinstance(item.get("top_post"), dict) else {}
+        handle = first.get("author_handle")
+        top_handle = top.get("author_handle")
+        try:
+            lines.append(StorylineLine(
+                label=one_line(item.get("label") or item.get("headline") or "?", 60),
+                headline=one_line(item.get("headline") or "", 100),
+                share=float(item.get("share") or 0),
+                negative_share=float(item.get("negative_share") or 0),
+                posts=int(item.get("posts") or 0),
+                negative=int(item.get("negative") or 0),
+                reach=int(item.get("reach") or 0),
+                started_by=one_line(f"@{handle}", 60) if handle else "",
+                started_at=_parse_time(first.get("created_at")),
+                top_author=one_line(f"@{top_handle}", 60) if top_handle else "",
+                top_followers=int(top.get("followers") or 0),
+                top_url=safe_url(top.get("url")),
+            ))
+        except (TypeError, ValueError):
+            continue  # a malformed storyline is left out, not the whole alert
+    return tuple(lines)
+
+
+def _trend(event: dict[str, Any]) -> tuple[TrendPoint, ...]:
+    points = []
+    for item in event.get("trend") or []:
+        if not isinstance(item, dict):
+            continue
+        start = _parse_time(item.get("start"))
+        expected = item.get("expected_negative")
+        try:
+            negative = int(item.get("negative") or 0)
+            expected = float(expected) if isinstance(expected, int | float) else None
+        except (TypeError, ValueError):
+            continue
+        if start is not None:
+            points.append(TrendPoint(start, negative, expected))
+    return tuple(points)
+
+
+def storyline_sentence(
+    message: Message, when: Callable[[datetime | None], str] | None = None
+) -> str:
+    """'2 storylines: leak · données (78 %, started by @x at 10:07), price rise (22 %)'.
+
+    `when` writes the first post's time for this reader (Slack date token, local time);
+    by default the message's time zone. Empty when the incident has no storylines.
+    """
+    if not message.storylines:
+        return ""
+    when = when or (lambda moment: local_time(moment, message.timezone))
+    total = len(message.event.get("storylines") or message.storylines)
+    parts = []
+    for index, line in enumerate(message.storylines):
+        detail = f"{line.share * 100:.0f} %"
+        if index == 0 and line.started_by:
+            detail += f", started by {line.started_by}"
+            if line.started_at is not None:
+                detail += f" at {when(line.started_at)}"
+        parts.append(f"{line.label} ({detail})")
+    noun = "storyline" if total == 1 else "storylines"
+    return f"{total} {noun}: " + ", ".join(parts)
+
+
 def build_message(
     event: dict[str, Any],
     kind: str,
@@ -231,6 +369,8 @@ def build_message(
     grafana_url: str,
     grafana_dashboard: str = "vigie-brands",
     top_posts: int = 5,
+    timezone: str = "UTC",
+    thread: str | None = None,
 ) -> Message:
     """The content of notification `key` (`kind` in KINDS) about incident `event`."""
     if kind not in KINDS:
@@ -261,16 +401,77 @@ def build_message(
         updated_at=one_line(event.get("updated_at", ""), 40),
         resolved_at=one_line(event["resolved_at"], 40) if event.get("resolved_at") else None,
         event=event,
+        storylines=_storylines(event),
+        trend=_trend(event),
+        timezone=timezone,
+        thread=thread,
     )
+
+
+def reader_time(message: Message, iso: str | None) -> str:
+    """An ISO time of the incident as its reader writes it: '2026-11-28 04:47 CET'."""
+    moment = _parse_time(iso)
+    if moment is None:
+        return iso or ""
+    return local_time(moment, message.timezone, "%Y-%m-%d %H:%M %Z")
+
+
+def trend_line(message: Message) -> str:
+    """'Negative posts, last 30 min: ▁▁▂▅█▇ (now 80, peak 95, normally about 2)' (per
+    interval)."""
+    if len(message.trend) < 2:
+        return ""
+    values = [float(p.negative) for p in message.trend]
+    minutes = max(1, round((message.trend[-1].start - message.trend[0].start).total_seconds()
+                           / 60 + (int(message.event.get("interval_seconds") or 60) / 60)))
+    expected = [p.expected for p in message.trend if p.expected is not None]
+    normal = f", normally about {expected[-1]:.0f}" if expected else ""
+    return (f"Negative posts, last {minutes} min: {sparkline(values)} "
+            f"(now {values[-1]:.0f}, peak {max(values):.0f}{normal})")
+
+
+def storyline_rows(message: Message, when: Callable[[datetime | None], str] | None = None
+                   ) -> list[str]:
+    """One line per storyline: share, counts, reach, who started it, the most-reached post."""
+    when = when or (lambda moment: local_time(moment, message.timezone, "%H:%M %Z"))
+    rows = []
+    for line in message.storylines:
+        row = (f"{line.label}: {line.share * 100:.0f} % of negative posts "
+               f"({line.negative} of {line.posts} posts negative), reach "
+               f"{human_number(line.reach)}")
+        if line.started_by:
+            row += f"; started by {line.started_by}"
+            if line.started_at is not None:
+                row += f" at {when(line.started_at)}"
+        if line.top_author:
+            row += (f"; most reached: {line.top_author} "
+                    f"({human_number(line.top_followers)} followers)")
+        if line.headline:
+            row += f" — “{line.headline}”"
+        rows.append(row)
+    return rows
 
 
 def render_text(message: Message) -> str:
     """The plain-text version (email text part, Slack fallback, CLI)."""
-    lines = [message.title, "", message.summary, f"Sentiment: {message.sentiment_line}"]
+    lines = [message.title, ""]
+    sentence = storyline_sentence(message)
+    if sentence:
+        lines.append(sentence)
+    lines += [message.summary, f"Sentiment: {message.sentiment_line}"]
     if message.kind == "resolved" and message.resolved_at:
-        lines.append(f"Resolved at {message.resolved_at} (opened {message.opened_at})")
+        lines.append(f"Resolved at {reader_time(message, message.resolved_at)} "
+                     f"(opened {reader_time(message, message.opened_at)})")
     else:
-        lines.append(f"Opened at {message.opened_at}, last update {message.updated_at}")
+        lines.append(f"Opened at {reader_time(message, message.opened_at)}, last update "
+                     f"{reader_time(message, message.updated_at)}")
+    trend = trend_line(message)
+    if trend:
+        lines.append(trend)
+    if message.storylines:
+        lines += ["", "Storylines:"]
+        for row in storyline_rows(message):
+            lines.append(f"- {row}")
     if message.top_posts:
         lines += ["", "Top posts:"]
         for post in message.top_posts:
@@ -283,26 +484,39 @@ def render_text(message: Message) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_html(message: Message) -> str:
-    """The HTML version: same content as render_text, every value escaped."""
+def render_html(message: Message, chart_cid: str | None = None) -> str:
+    """The HTML version: same content as render_text, every value escaped; `chart_cid`
+    names the inline PNG of the trend (an email's related part), if any."""
 
     def esc(value: object) -> str:
         return html.escape(str(value), quote=True)
 
-    parts = [
-        "<!DOCTYPE html><html><body>",
-        f"<h2>{esc(message.title)}</h2>",
+    parts = ["<!DOCTYPE html><html><body>", f"<h2>{esc(message.title)}</h2>"]
+    sentence = storyline_sentence(message)
+    if sentence:
+        parts.append(f"<p><strong>{esc(sentence)}</strong></p>")
+    parts += [
         f"<p><strong>{esc(message.summary)}</strong></p>",
         f"<p>Sentiment: {esc(message.sentiment_line)}</p>",
     ]
     if message.kind == "resolved" and message.resolved_at:
         parts.append(
-            f"<p>Resolved at {esc(message.resolved_at)} (opened {esc(message.opened_at)})</p>"
+            f"<p>Resolved at {esc(reader_time(message, message.resolved_at))} "
+            f"(opened {esc(reader_time(message, message.opened_at))})</p>"
         )
     else:
         parts.append(
-            f"<p>Opened at {esc(message.opened_at)}, last update {esc(message.updated_at)}</p>"
+            f"<p>Opened at {esc(reader_time(message, message.opened_at))}, last update "
+            f"{esc(reader_time(message, message.updated_at))}</p>"
         )
+    if chart_cid:
+        parts.append(f'<p><img src="cid:{esc(chart_cid)}" alt="{esc(trend_line(message))}" '
+                     'width="640"></p>')
+    if message.storylines:
+        parts.append("<h3>Storylines</h3><ul>")
+        for row in storyline_rows(message):
+            parts.append(f"<li>{esc(row)}</li>")
+        parts.append("</ul>")
     if message.top_posts:
         parts.append("<h3>Top posts</h3><ul>")
         for post in message.top_posts:

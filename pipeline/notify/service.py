@@ -47,6 +47,7 @@ from pipeline.notify.policy import (
     apply_event,
     claim_accepted,
     is_finished,
+    notification_key,
     plan,
 )
 from pipeline.notify.render import build_message
@@ -116,7 +117,9 @@ class AlertService:
         kafka: KafkaSettings,
         clock: Callable[[], float] = time.time,
         retention_s: float = 7 * 86400.0,
+        timezones: Mapping[str, str] | None = None,
     ) -> None:
+        self.timezones = dict(timezones or {})  # brand id -> its readers' time zone
         self.owners_by_brand = {brand: tuple(owners) for brand, owners in owners_by_brand.items()}
         self.receivers = dict(receivers)
         self.settings = settings
@@ -286,7 +289,8 @@ class AlertService:
                 renewing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await renewing
-            entry = replace(claim, outcome=result.outcome, at=self.clock(), until=0.0)
+            entry = replace(claim, outcome=result.outcome, at=self.clock(), until=0.0,
+                            thread=result.thread or "")
             # Mark it done here first: if Kafka is down, this worker still will not repeat it.
             self.ledger_view.put_local(note.key, entry.to_record())
             await self.writer.write("alerts.ledger", note.key, entry.to_record())
@@ -312,6 +316,12 @@ class AlertService:
             except Exception as exc:  # noqa: BLE001 - retry at the next beat
                 log.warning("claim on %s not renewed: %s", claim.key, type(exc).__name__)
 
+    def _thread_of(self, incident_id: str, receiver: str) -> str | None:
+        """Where this receiver's opening message about the incident is, if it said."""
+        opening = self.ledger.get(incident_id, {}).get(
+            notification_key(incident_id, "opened", receiver))
+        return opening.thread if opening is not None and opening.thread else None
+
     async def _deliver(self, note: Any) -> DeliveryResult:
         message = build_message(
             note.event,
@@ -320,6 +330,9 @@ class AlertService:
             grafana_url=self.settings.grafana_url,
             grafana_dashboard=self.settings.grafana_dashboard,
             top_posts=self.settings.top_posts,
+            timezone=self.timezones.get(note.brand, "UTC"),
+            thread=None if note.kind == "opened" else self._thread_of(note.incident_id,
+                                                                     note.receiver),
         )
         silence = active_silence(self.silences.values(), note.brand, message.severity, self.clock())
         if silence is not None:

@@ -9,14 +9,24 @@ appears in a log line or an error.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 import orjson
 
 from pipeline.notify.base import post
-from pipeline.notify.render import Message, human_number, render_text
+from pipeline.notify.render import (
+    Message,
+    human_number,
+    local_time,
+    render_text,
+    storyline_rows,
+    storyline_sentence,
+    trend_line,
+)
 from pipeline.settings import Secret
 
 __all__ = ["SlackReceiver", "slack_payload", "mrkdwn_escape"]
@@ -49,17 +59,53 @@ def _mrkdwn(text: str) -> dict[str, Any]:
     return {"type": "mrkdwn", "text": _clip(text), "verbatim": True}
 
 
+_DATE = "\x00date{}\x00"  # stands for a date token until the text around it is escaped
+
+
+def date_token(moment: datetime, fallback_zone: str = "UTC") -> str:
+    """Slack writes the time in each reader's own zone; the fallback is for old clients."""
+    epoch = int(moment.timestamp())
+    fallback = local_time(moment, fallback_zone, "%H:%M %Z")
+    return f"<!date^{epoch}^{{time}}|{mrkdwn_escape(fallback)}>"
+
+
+def _with_dates(build: Callable[[Callable[[datetime | None], str]], str]) -> str:
+    """Text built by `build(when)`, escaped, its times then made Slack date tokens."""
+    moments: list[datetime] = []
+
+    def when(moment: datetime | None) -> str:
+        if moment is None:
+            return ""
+        moments.append(moment)
+        return _DATE.format(len(moments) - 1)
+
+    text = mrkdwn_escape(build(when))
+    for index, moment in enumerate(moments):
+        text = text.replace(_DATE.format(index), date_token(moment))
+    return text
+
+
 def slack_payload(message: Message) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": message.title[:150]}},
-        {
-            "type": "section",
-            "text": _mrkdwn(
-                f"*{mrkdwn_escape(message.summary)}*\n"
-                f"Sentiment: {mrkdwn_escape(message.sentiment_line)}"
-            ),
-        },
     ]
+    # The storylines first: what happened, in one line.
+    sentence = _with_dates(lambda when: storyline_sentence(message, when))
+    if sentence:
+        blocks.append({"type": "section", "text": _mrkdwn(f"*{sentence}*")})
+    trend = trend_line(message)
+    blocks.append({
+        "type": "section",
+        "text": _mrkdwn(
+            f"*{mrkdwn_escape(message.summary)}*\n"
+            f"Sentiment: {mrkdwn_escape(message.sentiment_line)}"
+            + (f"\n{mrkdwn_escape(trend)}" if trend else "")
+        ),
+    })
+    if message.storylines:
+        rows = _with_dates(lambda when: "\n".join(
+            f"• {row}" for row in storyline_rows(message, when)))
+        blocks.append({"type": "context", "elements": [_mrkdwn(rows)]})
     if message.top_posts:
         lines = []
         for p in message.top_posts:

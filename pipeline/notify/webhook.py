@@ -27,7 +27,7 @@ import aiohttp
 import orjson
 
 from pipeline.notify.base import post
-from pipeline.notify.render import Message
+from pipeline.notify.render import Message, storyline_sentence
 from pipeline.settings import Secret
 
 __all__ = ["WebhookReceiver", "webhook_body", "sign", "verify_signature", "sign_standard",
@@ -103,6 +103,7 @@ def webhook_body(message: Message) -> dict[str, Any]:
         "severity": message.severity,
         "title": message.title,
         "summary": message.summary,
+        "storyline_summary": storyline_sentence(message),
         "sentiment": message.sentiment,
         "top_posts": [
             {

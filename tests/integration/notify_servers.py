@@ -35,6 +35,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 __all__ = [
     "HttpStandIn",
+    "SlackApiStandIn",
     "ReceivedRequest",
     "SmtpStandIn",
     "free_port",
@@ -166,6 +167,71 @@ class HttpStandIn:
             )
         received.status = int(behaviour)
         return web.Response(status=received.status, text="server trouble")
+
+
+class SlackApiStandIn(HttpStandIn):
+    """Slack's Web API as far as Vigie uses it: `chat.postMessage` (a new message, or a
+    reply when `thread_ts` is given) and `chat.update`, with a bot token. Like Slack it
+    answers HTTP 200 with {"ok": false, "error": ...} for a bad token, an unknown method
+    or an unknown message. `messages` holds the channel as a reader would see it."""
+
+    def __init__(self, token: str, channel_id: str = "C0VIGIE") -> None:
+        super().__init__()
+        self.token = token
+        self.channel_id = channel_id
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.messages: dict[str, dict[str, Any]] = {}  # ts -> the message as it is now
+        self._next_ts = 1_700_000_000
+
+    def api_url(self) -> str:
+        return self.url("/api/")
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        received = ReceivedRequest(request.path, dict(request.headers), body, time.monotonic())
+        with self._lock:
+            self.requests.append(received)
+            behaviour = self._script.popleft() if self._script else "ok"
+        if behaviour != "ok":
+            received.status = int(behaviour.partition(":")[0])
+            headers = {"Retry-After": behaviour.partition(":")[2] or "1"}
+            return web.json_response({"ok": False, "error": "ratelimited"},
+                                     status=received.status, headers=headers)
+        received.status = 200
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        if request.content_type == "application/json":
+            payload = orjson.loads(body)
+        else:
+            payload = dict(await request.post())
+        method = request.path.rsplit("/", 1)[-1]
+        with self._lock:
+            self.calls.append((method, payload))
+            if method == "chat.postMessage":
+                self._next_ts += 1
+                ts = f"{self._next_ts}.000100"
+                thread = payload.get("thread_ts")
+                if thread is not None and thread not in self.messages:
+                    return web.json_response({"ok": False, "error": "thread_not_found"})
+                self.messages[ts] = {**payload, "ts": ts, "edits": 0}
+                return web.json_response({"ok": True, "channel": self.channel_id, "ts": ts,
+                                          "message": {"text": payload.get("text")}})
+            if method == "chat.update":
+                ts = payload.get("ts")
+                if payload.get("channel") != self.channel_id or ts not in self.messages:
+                    return web.json_response({"ok": False, "error": "message_not_found"})
+                edits = self.messages[ts]["edits"] + 1
+                self.messages[ts] = {**self.messages[ts], **payload, "edits": edits}
+                return web.json_response({"ok": True, "channel": self.channel_id, "ts": ts})
+        return web.json_response({"ok": False, "error": "unknown_method"})
+
+    def top_level(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [m for m in self.messages.values() if not m.get("thread_ts")]
+
+    def thread(self, ts: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [m for m in self.messages.values() if m.get("thread_ts") == ts]
 
 
 def self_signed_cert(folder: Path) -> tuple[Path, Path]:

@@ -16,11 +16,12 @@ from pipeline.notify.service import AlertService
 from pipeline.notify.settings import AlertSettings
 from pipeline.notify.silences import new_silence
 from pipeline.notify.slack import SlackReceiver
+from pipeline.notify.slack_bot import SlackBotReceiver
 from pipeline.notify.webhook import WebhookReceiver
 from pipeline.settings import Secret
 from pipeline.watchlist import Owner
 from tests.incidents import incident_event
-from tests.integration.notify_servers import HttpStandIn
+from tests.integration.notify_servers import HttpStandIn, SlackApiStandIn
 
 pytestmark = pytest.mark.integration
 
@@ -294,3 +295,41 @@ def test_only_the_partitions_this_worker_owns(kafka_settings):
     with HttpStandIn() as slack, HttpStandIn() as hook:
         asyncio.run(scenario(slack, hook))
     assert not slack.requests and not hook.requests
+
+
+def test_the_slack_thread_survives_a_restart(kafka_settings):
+    """Slack bot mode: the opening's ts is kept in alerts.ledger, so a restarted worker
+    replies in the incident's thread and edits its opening message."""
+    settings = kafka_settings
+    token = "xoxb-restart-test-token"
+    owners = {"acme": (Owner("On-call", ("crisis",), "info"),)}
+    quiet = replace(SETTINGS, repeat_interval_s=600.0)
+
+    def bot_service(api):
+        bot = SlackBotReceiver("crisis", Secret(token), "#crisis", api.api_url())
+        return AlertService(owners, {"crisis": bot}, quiet, settings,
+                            timezones={"acme": "Europe/Paris"})
+
+    async def life(api, events):
+        svc = bot_service(api)
+        await svc.start()
+        try:
+            for event in events:
+                await svc.handle_incident(event, partition=0)
+                await ticking(svc, 1.0)
+        finally:
+            await svc.stop()
+
+    with SlackApiStandIn(token) as api:
+        asyncio.run(life(api, [incident_event(severity="warning", storylines=True)]))
+        (opening,) = api.top_level()
+        asyncio.run(life(api, [  # a new worker: nothing in memory
+            incident_event(event="updated", sequence=2, escalated=True, storylines=True),
+            incident_event(event="resolved", sequence=3, storylines=True)]))
+        assert len(api.top_level()) == 1
+        replies = api.thread(opening["ts"])
+        opening_now = api.messages[opening["ts"]]
+    assert [r["text"].splitlines()[0] for r in replies] == [
+        "[CRITICAL] ACME: Escalated to critical", "[CRITICAL] ACME: Resolved"]
+    assert opening_now["edits"] == 2
+    assert opening_now["text"].startswith("[CRITICAL] ACME: Resolved")

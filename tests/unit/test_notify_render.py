@@ -218,3 +218,19 @@ def test_slack_text_fallback_is_escaped_like_the_blocks():
     assert "<https://x.com/evil/status/666|" in str(payload["blocks"])
     mrkdwn = [b["text"] for b in payload["blocks"] if b["type"] == "section"]
     assert mrkdwn and all(t["verbatim"] is True for t in mrkdwn)
+
+
+def test_storylines_come_first_in_one_line_with_the_first_post_in_the_reader_s_zone():
+    from pipeline.notify.render import sparkline, storyline_sentence
+    from tests.incidents import incident_event
+
+    event = incident_event(storylines=True)
+    paris = build_message(event, "opened", "k", grafana_url="http://g", timezone="Europe/Paris")
+    assert storyline_sentence(paris) == ("2 storylines: customer-data leak (78 %, started by "
+                                         "@leaker at 03:07), price rise (22 %)")
+    assert render_text(paris).splitlines()[2] == storyline_sentence(paris)
+    utc = build_message(event, "opened", "k", grafana_url="http://g")
+    assert "started by @leaker at 02:07" in storyline_sentence(utc)
+    older = build_message(incident_event(), "opened", "k", grafana_url="http://g")
+    assert storyline_sentence(older) == "" and "storylines" not in render_text(older)
+    assert sparkline([0, 1, 2, 7]) == "▁▂▃█" and len(sparkline(list(range(100)))) == 24

@@ -179,3 +179,12 @@ brands:
         "conf/brands.yaml:11:18: brands[1].thresholds.sensitvity: unknown threshold "
         "'sensitvity', did you mean 'sensitivity'?",
     ]
+
+
+def test_a_brand_time_zone_is_an_iana_name():
+    brands = parse_watchlist(
+        "brands:\n  - {id: acme, name: ACME, timezone: Europe/Paris}\n"
+        "  - {id: lumio, name: Lumio}\n").brands
+    assert brands["acme"].timezone == "Europe/Paris" and brands["lumio"].timezone == "UTC"
+    error = error_of("brands:\n  - {id: acme, name: ACME, timezone: Paris/France}\n")
+    assert "brands[0].timezone" in str(error) and "unknown time zone 'Paris/France'" in str(error)

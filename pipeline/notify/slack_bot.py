@@ -1,0 +1,108 @@
+"""Slack with a bot token (Web API, the official `slack_sdk`): one thread per incident.
+
+The opening message is posted to the channel (`chat.postMessage`); every later message
+about the incident (escalation, reminder, resolution) is a reply in its thread
+(`thread_ts`), and on escalation and resolution the opening message itself is edited
+(`chat.update`) so that the channel shows the incident's current state at a glance.
+
+Where the opening message is: `send` returns it as the delivery's `thread`
+("<channel id>/<ts>"), the alert service keeps it in the opening's `alerts.ledger` entry
+(a compacted topic, so it survives restarts and moves between workers with the
+partition), and hands it back in `Message.thread` for the incident's later messages.
+Without one (the opening failed for good, or was sent by the webhook receiver before a
+switch) a later message opens a new thread.
+
+The token is a `Secret`: never logged, and scrubbed from every error. slack_sdk's own
+retries are off: the dispatcher retries (and honours Retry-After on `ratelimited`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from pipeline.notify.base import Delivered, DeliveryError, parse_retry_after, redact
+from pipeline.notify.render import Message
+from pipeline.notify.slack import slack_payload
+from pipeline.settings import Secret
+
+__all__ = ["SlackBotReceiver", "DEFAULT_API_URL"]
+
+DEFAULT_API_URL = "https://slack.com/api/"
+# Web API errors worth another try; any other error (invalid_auth, channel_not_found,
+# not_in_channel, msg_too_long...) will not go away by itself.
+_RETRYABLE = {"ratelimited", "internal_error", "fatal_error", "service_unavailable",
+              "request_timeout"}
+_EDITED_ON = ("escalated", "resolved")
+
+
+@dataclass(frozen=True)
+class SlackBotReceiver:
+    name: str
+    token: Secret
+    channel: str  # a channel id (C0123...) or name (#crisis)
+    api_url: str = DEFAULT_API_URL
+    type: str = "slack"
+
+    @property
+    def rate_limit_key(self) -> str:
+        # chat.postMessage allows about one message per second per channel.
+        digest = hashlib.sha256(f"{self.token.reveal()}|{self.channel}".encode()).hexdigest()
+        return "slack:" + digest[:16]
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.token.reveal(),)
+
+    def _client(self, http: aiohttp.ClientSession) -> AsyncWebClient:
+        base = self.api_url if self.api_url.endswith("/") else self.api_url + "/"
+        return AsyncWebClient(token=self.token.reveal(), base_url=base, session=http,
+                              retry_handlers=[])
+
+    async def send(self, message: Message, http: aiohttp.ClientSession) -> Delivered:
+        client = self._client(http)
+        payload = slack_payload(message)
+        opening = _parse_thread(message.thread)
+        try:
+            if opening is None:
+                response = await client.chat_postMessage(channel=self.channel, **payload)
+                thread = f"{response['channel']}/{response['ts']}"
+                return Delivered(int(response.status_code), thread)
+            channel, ts = opening
+            response = await client.chat_postMessage(channel=channel, thread_ts=ts, **payload)
+            if message.kind in _EDITED_ON:
+                # The channel shows the opening message: make it say where things stand.
+                await client.chat_update(channel=channel, ts=ts, **payload)
+            return Delivered(int(response.status_code), message.thread)
+        except SlackApiError as exc:
+            raise self._error(exc) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryError(
+                f"{type(exc).__name__}: {redact(str(exc), self.secrets())}"[:300],
+                retryable=True) from None
+
+    def _error(self, exc: SlackApiError) -> DeliveryError:
+        response = exc.response
+        status = getattr(response, "status_code", None)
+        code = ""
+        try:
+            code = str(response.get("error") or "")
+        except (AttributeError, TypeError):
+            pass
+        headers = getattr(response, "headers", {}) or {}
+        retry_after = parse_retry_after(
+            next((v for k, v in headers.items() if k.lower() == "retry-after"), None))
+        retryable = code in _RETRYABLE or status in (408, 429) or (status or 0) >= 500
+        reason = redact(f"Slack API {status}: {code or 'error'}", self.secrets())
+        return DeliveryError(reason, retryable=retryable, status=status,
+                             retry_after=retry_after)
+
+
+def _parse_thread(thread: str | None) -> tuple[str, str] | None:
+    if not thread or "/" not in thread:
+        return None
+    channel, _, ts = thread.partition("/")
+    return (channel, ts) if channel and ts else None

@@ -1,0 +1,185 @@
+"""Alerts worth reading, against real servers on 127.0.0.1: the storylines first, the
+trend as an inline PNG (email) or a sparkline (Slack, PagerDuty), one email thread and one
+Slack thread per incident (Slack's Web API played by a stand-in, through slack_sdk)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from email.message import EmailMessage
+
+import pytest
+from PIL import Image
+
+from pipeline.notify.dispatch import Dispatcher, MemorySink
+from pipeline.notify.email import EmailReceiver
+from pipeline.notify.pagerduty import PagerDutyReceiver
+from pipeline.notify.render import build_message
+from pipeline.notify.settings import AlertSettings
+from pipeline.notify.slack import SlackReceiver
+from pipeline.notify.slack_bot import SlackBotReceiver
+from pipeline.settings import Secret
+from tests.incidents import incident_event
+from tests.integration.notify_servers import HttpStandIn, SlackApiStandIn, SmtpStandIn
+
+FAST = AlertSettings(timeout_s=5, max_attempts=2, backoff_s=0.05, backoff_max_s=0.1,
+                     slack_min_interval_s=0.0)
+BOT_TOKEN = "xoxb-1111-2222-SECRETbottoken"
+INCIDENT = "acme-20261128T0212Z"
+# The incident's life: opened, escalated, a reminder, resolved (step names as the policy's).
+LIFE = [("opened", "opened", "opened", 1, "warning"),
+        ("escalated", "escalated-2", "updated", 2, "critical"),
+        ("reminder", "reminder-1", "updated", 2, "critical"),
+        ("resolved", "resolved", "resolved", 3, "critical")]
+
+
+def message(kind, step, event, sequence, severity, receiver, thread=None, timezone="UTC"):
+    incident = incident_event(event=event, sequence=sequence, severity=severity,
+                              escalated=kind == "escalated", storylines=True)
+    return build_message(incident, kind, f"{INCIDENT}:{step}:{receiver}",
+                         grafana_url="http://grafana.local:3000", timezone=timezone,
+                         thread=thread)
+
+
+def deliver(receiver, msg):
+    async def run():
+        async with Dispatcher({receiver.name: receiver}, FAST, MemorySink()) as dispatcher:
+            return await dispatcher.deliver(msg, receiver.name)
+
+    return asyncio.run(run())
+
+
+def related_png(mail: EmailMessage) -> tuple[bytes, str]:
+    """The inline image of the HTML part and the Content-ID the HTML refers to."""
+    html = mail.get_body(preferencelist=("html",))
+    images = [part for part in mail.walk() if part.get_content_type() == "image/png"]
+    assert len(images) == 1
+    (image,) = images
+    cid = image["Content-ID"].strip("<>")
+    assert f'src="cid:{cid}"' in html.get_content()
+    return image.get_content(), cid
+
+
+def test_email_threads_the_incident_and_shows_its_curve_in_the_reader_s_time_zone():
+    with SmtpStandIn() as smtp:
+        receiver = EmailReceiver("pr-email", ("pr@acme.example",), "vigie@acme.example",
+                                 "127.0.0.1", smtp.port)
+        for kind, step, event, sequence, severity in LIFE:
+            result = deliver(receiver, message(kind, step, event, sequence, severity,
+                                               "pr-email", timezone="Europe/Paris"))
+            assert result.outcome == "sent", result.error
+        mails = [m.message for m in smtp.wait_for(4)]
+
+    # One thread: the opening's id is derived from the incident, the others refer to it.
+    opening = mails[0]["Message-ID"]
+    assert opening == "<acme-20261128T0212Z.opened.pr-email@acme.example>"
+    assert "In-Reply-To" not in mails[0]
+    for mail in mails[1:]:
+        assert mail["In-Reply-To"] == opening and mail["References"] == opening
+    assert len({m["Message-ID"] for m in mails}) == 4
+    # A restarted worker would give the same ids (nothing random in them).
+    again = deliver_id = None
+    with SmtpStandIn() as smtp:
+        receiver = EmailReceiver("pr-email", ("pr@acme.example",), "vigie@acme.example",
+                                 "127.0.0.1", smtp.port)
+        deliver(receiver, message(*LIFE[1], "pr-email"))
+        again = smtp.wait_for(1)[0].message
+    deliver_id = again["Message-ID"]
+    assert deliver_id == mails[1]["Message-ID"] and again["In-Reply-To"] == opening
+
+    # The plain text reads well: storylines first, times in Paris (UTC+1 in November).
+    text = mails[0].get_body(preferencelist=("plain",)).get_content()
+    lines = text.splitlines()
+    assert lines[0] == "[WARNING] ACME: Negative wave"
+    assert lines[2] == ("2 storylines: customer-data leak (78 %, started by @leaker at "
+                        "03:07), price rise (22 %)")
+    assert "Opened at 2026-11-28 03:12 CET" in text
+    assert "Negative posts, last 120 min: " in text and "normally about 2" in text
+
+    # The inline PNG is the incident's trend: a real image, quiet then a wave, marked.
+    png, _ = related_png(mails[0])
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    assert image.format == "PNG" and image.size == (640, 240)
+    pixels = image.convert("RGB")
+    colours = pixels.getcolors(maxcolors=100_000)
+    assert colours is not None and len(colours) > 50  # a drawing, not a blank
+    red = sum(n for n, (r, g, b) in colours if r > 180 and g < 120 and b < 120)
+    dark = sum(n for n, (r, g, b) in colours if r < 80 and g < 80 and b < 80)
+    assert red > 100  # the incident's opening, marked
+    assert dark > 300  # the observed line, axes and labels
+    # The wave is at the right: the dark observed line climbs high only there (the
+    # legend sits at the top left, left of 30 %).
+    width, height = image.size
+    high = [x for x in range(int(width * 0.3), width) for y in range(int(height * 0.15),
+                                                                      int(height * 0.4))
+            if sum(pixels.getpixel((x, y))) < 150]
+    assert high and min(high) > width * 0.8
+
+
+def test_slack_bot_posts_one_message_threads_updates_and_edits_it():
+    with SlackApiStandIn(BOT_TOKEN) as api:
+        bot = SlackBotReceiver("crisis", Secret(BOT_TOKEN), "#crisis", api.api_url())
+        thread = None
+        for kind, step, event, sequence, severity in LIFE:
+            result = deliver(bot, message(kind, step, event, sequence, severity, "crisis",
+                                          thread=thread))
+            assert result.outcome == "sent", result.error
+            if kind == "opened":
+                thread = result.thread
+        (top,) = api.top_level()
+        replies = api.thread(top["ts"])
+        methods = [method for method, _ in api.calls]
+
+    assert thread == f"C0VIGIE/{top['ts']}"
+    assert methods == ["chat.postMessage", "chat.postMessage", "chat.update",
+                       "chat.postMessage", "chat.postMessage", "chat.update"]
+    assert [r["text"].splitlines()[0] for r in replies] == [
+        "[CRITICAL] ACME: Escalated to critical", "[CRITICAL] ACME: Still open",
+        "[CRITICAL] ACME: Resolved"]
+    # The channel shows where things stand: the opening message, edited twice.
+    assert top["edits"] == 2 and top["text"].startswith("[CRITICAL] ACME: Resolved")
+    assert top["channel"] == "C0VIGIE"
+    blocks = str(top["blocks"])
+    assert "2 storylines: customer-data leak (78 %, started by @leaker at <!date^" in blocks
+    assert "|02:07 UTC>), price rise (22 %)" in blocks
+    assert "Open the Grafana dashboard" in blocks and "▁" in blocks
+
+
+def test_slack_bot_token_never_reaches_logs_or_errors(caplog):
+    caplog.set_level(logging.DEBUG)
+    with SlackApiStandIn("xoxb-the-right-one") as api:
+        bot = SlackBotReceiver("crisis", Secret(BOT_TOKEN), "#crisis", api.api_url())
+        result = deliver(bot, message(*LIFE[0], "crisis"))
+    assert result.outcome == "failed" and result.attempts == 1  # invalid_auth: final
+    assert result.error == "Slack API 200: invalid_auth"
+    assert BOT_TOKEN not in caplog.text and "SECRETbottoken" not in caplog.text
+
+
+def test_webhook_slack_and_pagerduty_show_the_storylines_first_and_the_trend():
+    with HttpStandIn() as http:
+        slack = SlackReceiver("pr-slack", Secret(http.url("/services/T/B/x")))
+        pagerduty = PagerDutyReceiver("pd", Secret("R0UT1NG"), http.url("/pd"))
+        for receiver in (slack, pagerduty):
+            assert deliver(receiver, message(*LIFE[0], receiver.name)).outcome == "sent"
+        slack_body, pd_body = (r.json() for r in http.delivered())
+    first_section = slack_body["blocks"][1]["text"]["text"]
+    assert first_section.startswith("*2 storylines: customer-data leak (78 %, started by "
+                                    "@leaker at <!date^1795831632^{time}|02:07 UTC>)")
+    assert "▁" in str(slack_body["blocks"]) and "grafana.local" in str(slack_body["blocks"])
+    payload = pd_body["payload"]
+    assert payload["summary"].startswith("[WARNING] ACME: Negative wave — 2 storylines: "
+                                         "customer-data leak (78 %, started by @leaker at "
+                                         "02:07), price rise (22 %) — 312 negative")
+    details = payload["custom_details"]
+    assert len(details["trend_sparkline"]) == 24 and details["trend_sparkline"][-1] == "█"
+    assert details["dashboard"].startswith("http://grafana.local:3000/d/")
+    assert pd_body["dedup_key"] == INCIDENT
+
+
+@pytest.mark.parametrize("kind", ["opened", "resolved"])
+def test_an_event_without_storylines_or_trend_still_renders(kind):
+    incident = incident_event(event="resolved" if kind == "resolved" else "opened")
+    msg = build_message(incident, kind, f"{INCIDENT}:{kind}:r", grafana_url="http://g")
+    assert msg.storylines == () and len(msg.trend) == 1
