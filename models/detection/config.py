@@ -64,7 +64,9 @@ class DetectorConfig:
     alarming_share: float = 0.6
     top_posts: int = 5
     top_terms: int = 10
-    trend_intervals: int = 30
+    # The incident's `trend` (and its alert chart): 2 hours of 1-minute intervals, enough
+    # to see the wave against its normal (about 13 KiB in each event and in the state).
+    trend_intervals: int = 120
     tail_half_life_days: float = 3.0
     tail_prior_days: float = 2.0
     volume: VolumeParams = VolumeParams()

@@ -198,6 +198,8 @@ def plot_command(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from pipeline.charts import EXPECTED_COLOR, INCIDENT_COLOR, OBSERVED_COLOR
+
     timestamps, values = read_series(csv_path)
     points = run_series(zip(timestamps, values, strict=True), _config_for(timestamps, sensitivity))
     keep = [
@@ -213,9 +215,10 @@ def plot_command(
         [points[i].surprise.volume.upper for i in keep],
         color="#9ecae1", alpha=0.5, linewidth=0, label="expected band (±3 spreads)",
     )
-    axis.plot(times, [points[i].surprise.volume.expected for i in keep], color="#3182bd",
+    axis.plot(times, [points[i].surprise.volume.expected for i in keep], color=EXPECTED_COLOR,
               linewidth=0.8, label="expected")
-    axis.plot(times, [values[i] for i in keep], color="#252525", linewidth=0.6, label="observed")
+    axis.plot(times, [values[i] for i in keep], color=OBSERVED_COLOR, linewidth=0.6,
+              label="observed")
     if windows_path is not None:
         shown = [
             (a, b) for a, b in _read_windows(windows_path).get(csv_path.name, [])
@@ -231,12 +234,12 @@ def plot_command(
         if point.step.event == "opened":
             open_since = point.timestamp
         if open_since is not None and (point.step.event == "resolved" or i == keep[-1]):
-            axis.axvspan(open_since, point.timestamp, color="#de2d26", alpha=0.12,
+            axis.axvspan(open_since, point.timestamp, color=INCIDENT_COLOR, alpha=0.12,
                          label=None if shaded else "incident open")
             shaded, open_since = True, None
     alert_rows = [i for i in keep if points[i].alert]
     axis.scatter([timestamps[i] for i in alert_rows], [values[i] for i in alert_rows],
-                 color="#de2d26", s=18, zorder=3, label="alert (opened / escalated)")
+                 color=INCIDENT_COLOR, s=18, zorder=3, label="alert (opened / escalated)")
     axis.set_xlim(times[0], times[-1])
     axis.set_yscale("symlog", linthresh=10)
     axis.set_ylim(bottom=0, top=max(values[i] for i in keep) * 4 + 10)
