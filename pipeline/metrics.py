@@ -38,6 +38,7 @@ __all__ = [
     "MODEL_CACHE_HITS",
     "MODEL_POSTS_SCORED",
     "NOTIFICATIONS",
+    "NOTIFICATIONS_PENDING",
     "NOTIFICATION_SECONDS",
     "POSTS_DUPLICATE",
     "POSTS_INVALID",
@@ -180,6 +181,12 @@ NOTIFICATIONS = Counter(
     "Notification attempts by receiver and outcome "
     "(sent, retried, failed, silenced, deduplicated).",
     ["receiver", "receiver_type", "outcome"],
+)
+NOTIFICATIONS_PENDING = Gauge(
+    "vigie_notifications_pending",
+    "Notifications this process is delivering and has not yet sent or given up on, by "
+    "receiver: above 0 for minutes means the receiver is down and retries are running.",
+    ["receiver", "receiver_type"],
 )
 NOTIFICATION_SECONDS = Histogram(
     "vigie_notification_delivery_duration_seconds",

@@ -1,8 +1,11 @@
 """Delivery: retries with backoff and jitter, per-receiver timeouts and rate limits.
 
 Every receiver is tried in its own task, each attempt bounded by `timeout_s`, so a slow
-or dead receiver only delays itself. Every attempt is reported to the sink (`alerts.log`
-in the worker); the last failed attempt also goes to the dead letters (`alerts.dlq`).
+or dead receiver only delays itself. A notification is retried until `give_up_after_s`
+after its first attempt (an hour by default: receivers' outages last minutes, and a page
+lost to one is worse than a late page); `vigie_notifications_pending` shows those
+waiting. Every attempt is reported to the sink (`alerts.log` in the worker); the last
+failed attempt also goes to the dead letters (`alerts.dlq`).
 Errors are already scrubbed of secrets by the receivers; anything unexpected is reduced
 to its exception type and scrubbed again here.
 """
@@ -212,7 +215,13 @@ class Dispatcher:
         log.info("silenced %s (silence %s)", message.key, silence_id)
         return DeliveryResult(message.key, receiver.name, receiver.type, "silenced", 0)
 
-    async def deliver(self, message: Message, receiver_name: str) -> DeliveryResult:
+    async def deliver(
+        self, message: Message, receiver_name: str, *, since: float | None = None
+    ) -> DeliveryResult:
+        """Send until it is delivered, refused for good, or `give_up_after_s` has passed
+        since `since` (the notification's first attempt, epoch seconds; default now), which
+        a worker resuming another's notification passes on so the window does not restart.
+        """
         receiver = self.receivers.get(receiver_name)
         if receiver is None:
             # The watchlist changed under an open incident: say so, do not crash.
@@ -224,10 +233,22 @@ class Dispatcher:
             return DeliveryResult(message.key, receiver_name, "unknown", "failed", 0, None, reason)
         if self._http is None:
             raise RuntimeError("use the Dispatcher as an async context manager")
+        telemetry.pending(receiver.name, receiver.type, +1)
+        try:
+            return await self._retry(message, receiver, since)
+        finally:
+            telemetry.pending(receiver.name, receiver.type, -1)
+
+    async def _retry(
+        self, message: Message, receiver: Receiver, since: float | None
+    ) -> DeliveryResult:
         settings = self.settings
+        give_up_at = (self._clock() if since is None else since) + settings.give_up_after_s
         error: DeliveryError | None = None
         delivery_started = time.monotonic()
-        for attempt in range(1, settings.max_attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             await self.limiter.acquire(receiver.rate_limit_key)
             started = time.monotonic()
             try:
@@ -259,7 +280,8 @@ class Dispatcher:
                     message.key, receiver.name, receiver.type, "sent", attempt, status,
                     thread=thread,
                 )
-            final = not error.retryable or attempt == settings.max_attempts
+            delay = self._retry_delay(error, attempt, receiver, give_up_at - self._clock())
+            final = delay is None or attempt == settings.max_attempts
             outcome = "failed" if final else "retried"
             record = self._attempt(
                 message, receiver, attempt, outcome, error.status, error.reason, started
@@ -268,11 +290,7 @@ class Dispatcher:
             telemetry.count(receiver.name, receiver.type, outcome)
             if final:
                 break
-            delay = backoff_delay(attempt, settings.backoff_s, settings.backoff_max_s, self._rng)
-            if error.retry_after is not None:
-                honoured = min(error.retry_after, settings.retry_after_max_s)
-                self.limiter.hold(receiver.rate_limit_key, honoured)
-                delay = max(delay, honoured)
+            assert delay is not None
             log.warning(
                 "attempt %d of %s to %s failed (%s); retrying in %.1fs",
                 attempt,
@@ -299,6 +317,23 @@ class Dispatcher:
         return DeliveryResult(
             message.key, receiver.name, receiver.type, "failed", attempt, error.status, error.reason
         )
+
+    def _retry_delay(
+        self, error: DeliveryError, attempt: int, receiver: Receiver, time_left: float
+    ) -> float | None:
+        """How long to wait before the next attempt; None when there is none to make."""
+        if not error.retryable or time_left <= 0:
+            return None
+        settings = self.settings
+        delay = backoff_delay(attempt, settings.backoff_s, settings.backoff_max_s, self._rng)
+        if error.retry_after is not None:
+            honoured = min(error.retry_after, settings.retry_after_max_s)
+            self.limiter.hold(receiver.rate_limit_key, honoured)
+            if honoured > time_left:
+                return None  # the receiver asked us to come back after we must give up
+            delay = max(delay, honoured)
+        # The last attempt is made at the end of the window rather than never.
+        return min(delay, time_left)
 
     def _dead_letter(
         self,

@@ -144,6 +144,15 @@ class LedgerEntry:
     claim: str = ""  # id of the claim (one per send attempt), to tell concurrent claims apart
     until: float = 0.0  # a claim stops counting then, unless renewed
     thread: str = ""  # where the receiver put the message (Slack bot: "<channel>/<ts>")
+    # When the key was first claimed: its retries end `give_up_after_s` later, even when a
+    # worker that died mid-retry hands it to another (0.0: written before this existed).
+    first_at: float = 0.0
+
+    def resumed_by(self, now: float) -> float:
+        """The first_at of a new claim on this key, made at `now` after this entry."""
+        if not self.is_claim:
+            return now
+        return self.first_at or self.at
 
     @property
     def is_claim(self) -> bool:
@@ -158,7 +167,7 @@ class LedgerEntry:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> LedgerEntry:
-        # claim/until/thread are optional: older entries lack them.
+        # claim/until/thread/first_at are optional: older entries lack them.
         fields = cls.__dataclass_fields__
         return cls(**{name: record[name] for name in fields if name in record})
 

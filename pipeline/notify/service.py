@@ -13,10 +13,13 @@ Flow and idempotency (docs/alerting.md has the full story):
    rebalance). It renews the claim while it checks silences and delivers (retries,
    timeouts), then writes the outcome for the key. The ledger, not memory, says what was
    done: a worker killed mid-send stops renewing, its claim expires after `claim_s`, and
-   the next owner of the partition sends the notification (once).
+   the next owner of the partition sends the notification (once). Retries last up to
+   `give_up_after_s` from the key's first claim (`first_at`, carried over by the next
+   owner), so a receiver's outage of many minutes delays the message instead of losing it.
 4. On partition revocation `drain` lets in-flight notifications finish (bounded) so the
    next owner sees their outcomes sooner; a send that outlasts the drain is still
-   covered by its claim.
+   covered by its claim. On stop, what is still in flight after a short drain is
+   cancelled and its claim released, so the next owner resumes it at once.
 """
 
 from __future__ import annotations
@@ -184,6 +187,11 @@ class AlertService:
 
     async def stop(self) -> None:
         await self.drain(None, timeout_s=5)
+        # Retries may go on for an hour: hand them over rather than hold the shutdown.
+        tasks = [task for task, _ in self.in_flight.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for view in (self.states, self.ledger_view, self.silence_view):
             await view.stop()
         await self.dispatcher.close()
@@ -266,6 +274,8 @@ class AlertService:
 
     # -- step 3: one notification
     async def _notify(self, note: Any) -> None:
+        now = self.clock()
+        previous = self.ledger.get(note.incident_id, {}).get(note.key)
         claim = LedgerEntry(
             note.key,
             note.incident_id,
@@ -273,18 +283,22 @@ class AlertService:
             note.kind,
             note.sequence,
             CLAIMED,
-            self.clock(),
+            now,
             claim=uuid.uuid4().hex,
-            until=self.clock() + self.settings.claim_s,
+            until=now + self.settings.claim_s,
+            # A claim that expired (its worker died mid-retry) passes on its retry window.
+            first_at=previous.resumed_by(now) if previous is not None else now,
         )
+        claimed = False
         try:
             if not await self._claim(claim):
                 log.info("notification %s is already handled by another worker", note.key)
                 telemetry.count(note.receiver, self._receiver_type(note.receiver), "deduplicated")
                 return
+            claimed = True
             renewing = asyncio.create_task(self._keep_claim(claim), name=f"claim:{note.key}")
             try:
-                result = await self._deliver(note)
+                result = await self._deliver(note, since=claim.first_at)
             finally:
                 renewing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -293,11 +307,29 @@ class AlertService:
                             thread=result.thread or "")
             # Mark it done here first: if Kafka is down, this worker still will not repeat it.
             self.ledger_view.put_local(note.key, entry.to_record())
-            await self.writer.write("alerts.ledger", note.key, entry.to_record())
+            claimed = False  # the outcome replaces the claim: nothing left to hand over
+            # Shielded: a stop while it is written must not leave the key looking unsent.
+            await asyncio.shield(self.writer.write("alerts.ledger", note.key, entry.to_record()))
+        except asyncio.CancelledError:
+            if claimed:
+                await self._release(claim)
+            raise
         except Exception:
             log.exception("notification %s could not be completed", note.key)
         finally:
             self.in_flight.pop(note.key, None)
+
+    async def _release(self, claim: LedgerEntry) -> None:
+        """Let the claim expire now (stopping mid-delivery): the next owner need not wait."""
+        released = replace(claim, until=self.clock())
+        try:
+            await asyncio.wait_for(
+                self.writer.write("alerts.ledger", claim.key, released.to_record()), timeout=5
+            )
+        except Exception as exc:  # noqa: BLE001 - then it expires after claim_s instead
+            log.warning("claim on %s not released: %s", claim.key, type(exc).__name__)
+        else:
+            log.info("handed over %s, still undelivered, to the next owner", claim.key)
 
     async def _claim(self, claim: LedgerEntry) -> bool:
         """Write the claim, read the ledger up to it: True if it is the one that counts."""
@@ -322,7 +354,7 @@ class AlertService:
             notification_key(incident_id, "opened", receiver))
         return opening.thread if opening is not None and opening.thread else None
 
-    async def _deliver(self, note: Any) -> DeliveryResult:
+    async def _deliver(self, note: Any, since: float) -> DeliveryResult:
         message = build_message(
             note.event,
             note.kind,
@@ -337,7 +369,7 @@ class AlertService:
         silence = active_silence(self.silences.values(), note.brand, message.severity, self.clock())
         if silence is not None:
             return await self.dispatcher.record_silenced(message, note.receiver, silence.id)
-        return await self.dispatcher.deliver(message, note.receiver)
+        return await self.dispatcher.deliver(message, note.receiver, since=since)
 
     def _receiver_type(self, name: str) -> str:
         receiver = self.receivers.get(name)
@@ -352,8 +384,7 @@ class AlertService:
         log.info("handing over: waiting for %d in-flight notification(s)", len(tasks))
         limit = timeout_s
         if limit is None:
-            s = self.settings
-            limit = s.max_attempts * (s.timeout_s + s.backoff_max_s) + s.retry_after_max_s
+            limit = self.settings.give_up_after_s + self.settings.timeout_s
         done, pending = await asyncio.wait(tasks, timeout=limit)
         if pending:
             log.warning("%d notification(s) still in flight after %.0fs", len(pending), limit)
@@ -393,7 +424,12 @@ async def send_test_alert(
     receivers: Mapping[str, Receiver],
     settings: AlertSettings,
 ) -> list[DeliveryResult]:
-    """Send a test message through each named receiver; nothing is written to Kafka."""
+    """Send a test message through each named receiver; nothing is written to Kafka.
+
+    A person waits at the terminal for the verdict: retries stop after a minute at most,
+    not after the hour a real notification is given.
+    """
+    settings = replace(settings, give_up_after_s=min(settings.give_up_after_s, 60.0))
     event = make_test_incident(brand_id, brand_name)
     names = list(dict.fromkeys(receiver_names))
     async with Dispatcher(receivers, settings, MemorySink()) as dispatcher:

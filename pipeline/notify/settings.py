@@ -18,12 +18,19 @@ class AlertSettings:
     left to fold is the detector's own opened -> updated/escalated events for the same
     interval, which arrive within seconds. Each extra second is a second later that a PR
     lead learns of a leak.
+
+    give_up_after_s: a notification is retried (backoff up to backoff_max_s, Retry-After
+    honoured) until this long after its first attempt, across worker restarts, and only
+    then dead-lettered. One hour rides through a 30-minute Slack or mail outage with room
+    to spare; the pending notifications show in `vigie_notifications_pending` meanwhile.
+    max_attempts (0: no limit) can cap the attempts as well.
     """
 
     group_wait_s: float = 10.0
     repeat_interval_s: float = 4 * 3600.0
     timeout_s: float = 10.0
-    max_attempts: int = 5
+    max_attempts: int = 0  # 0: only give_up_after_s limits the retries
+    give_up_after_s: float = 3600.0
     backoff_s: float = 1.0
     backoff_max_s: float = 60.0
     retry_after_max_s: float = 120.0
@@ -42,7 +49,8 @@ class AlertSettings:
                 "VIGIE_ALERT_REPEAT_INTERVAL_S", cls.repeat_interval_s, 1.0
             ),
             timeout_s=env_float("VIGIE_ALERT_TIMEOUT_S", cls.timeout_s, 0.1),
-            max_attempts=env_int("VIGIE_ALERT_MAX_ATTEMPTS", cls.max_attempts, 1),
+            max_attempts=env_int("VIGIE_ALERT_MAX_ATTEMPTS", cls.max_attempts, 0),
+            give_up_after_s=env_float("VIGIE_ALERT_GIVE_UP_AFTER_S", cls.give_up_after_s, 0.0),
             backoff_s=env_float("VIGIE_ALERT_BACKOFF_S", cls.backoff_s, 0.0),
             backoff_max_s=env_float("VIGIE_ALERT_BACKOFF_MAX_S", cls.backoff_max_s, 0.0),
             retry_after_max_s=env_float(

@@ -7,11 +7,22 @@ from typing import Any
 
 from pipeline import metrics as _metrics
 
-__all__ = ["count", "observe_delivery", "observe_end_to_end", "first_post_time"]
+__all__ = [
+    "count",
+    "observe_delivery",
+    "observe_end_to_end",
+    "first_post_time",
+    "pending",
+]
 
 
 def count(receiver: str, receiver_type: str, outcome: str) -> None:
     _metrics.NOTIFICATIONS.labels(receiver, receiver_type, outcome).inc()
+
+
+def pending(receiver: str, receiver_type: str, change: int) -> None:
+    """One more (+1) or one fewer (-1) notification being delivered to this receiver."""
+    _metrics.NOTIFICATIONS_PENDING.labels(receiver, receiver_type).inc(change)
 
 
 def observe_delivery(receiver_type: str, seconds: float) -> None:

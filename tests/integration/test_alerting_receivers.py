@@ -12,6 +12,7 @@ import time
 import unicodedata
 
 import pytest
+from prometheus_client import REGISTRY
 
 from pipeline.notify.dispatch import Dispatcher, MemorySink
 from pipeline.notify.email import EmailReceiver
@@ -361,3 +362,42 @@ def test_email_subject_text_and_html_carry_no_invisible_character():
     for part in (mail.message["Subject"], text, page):
         assert invisible(part) == []
     assert "Evil moc.elgoog (@evil)" in text and "Evil moc.elgoog (@evil)" in page
+
+
+def pending(receiver="pr-slack", receiver_type="slack"):
+    value = REGISTRY.get_sample_value(
+        "vigie_notifications_pending", {"receiver": receiver, "receiver_type": receiver_type}
+    )
+    return value or 0.0
+
+
+def test_a_receiver_outage_longer_than_the_old_retries_delays_the_message_once(http):
+    # 503 for 3 s: the old retry budget with these backoffs (5 attempts, 0.05 s doubling,
+    # 0.2 s cap) was spent after about 0.5 s and the message went to the dead letters.
+    outage_s = 3.0
+    settings = AlertSettings(
+        **{**FAST.__dict__, "max_attempts": 0, "give_up_after_s": 30, "backoff_max_s": 0.2}
+    )
+    http.set_default("503")
+    seen_pending = []
+
+    async def run():
+        sink = MemorySink()
+        async with Dispatcher({"pr-slack": slack(http)}, settings, sink) as dispatcher:
+            task = asyncio.create_task(dispatcher.deliver(message(), "pr-slack"))
+            await asyncio.sleep(outage_s / 2)
+            seen_pending.append(pending())
+            await asyncio.sleep(outage_s / 2)
+            http.set_default("ok")  # the receiver is back
+            back = time.monotonic()
+            return await task, sink, back
+
+    result, sink, back = asyncio.run(run())
+    assert result.outcome == "sent" and sink.dead_letters == []
+    assert seen_pending == [1.0] and pending() == 0.0
+    (delivered,) = http.delivered()  # once
+    assert delivered.arrived - back <= 0.3  # within one backoff cap of the end
+    failed = [r for r in http.requests if r.status == 503]
+    assert len(failed) >= 10 and failed[-1].arrived - failed[0].arrived >= outage_s - 0.5
+    outcomes = [a["outcome"] for a in sink.attempts]
+    assert outcomes == ["retried"] * len(failed) + ["sent"]

@@ -290,3 +290,84 @@ def test_a_rebalance_in_the_middle_of_sending_sends_nothing_twice(
         time.sleep(4)  # time enough for any second send to show up
         sent = sorted(r.json()["incident_id"] for r in hook.requests)
     assert sent == sorted(f"{b}-1" for b in BRANDS_ON_EACH_PARTITION)
+
+
+def pending_gauge(worker, receiver="ops-hook"):
+    for line in worker.metrics_text().splitlines():
+        if line.startswith("vigie_notifications_pending{") and f'receiver="{receiver}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def failed_since(hook, moment):
+    return [r for r in hook.requests if r.status == 503 and r.arrived > moment]
+
+
+def wait_for_failures(hook, moment, count, timeout):
+    deadline = time.monotonic() + timeout
+    while len(failed_since(hook, moment)) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"fewer than {count} attempts after the restart")
+        time.sleep(0.05)
+
+
+def test_a_receiver_outage_across_two_worker_restarts_delivers_once_after_it_ends(
+    kafka_settings, worker_env, start_worker, tmp_path
+):
+    # The webhook answers 503 for the whole test until the end of the outage, through a
+    # graceful restart (SIGTERM) and a crash (SIGKILL) of the worker mid-retry. With these
+    # backoffs the old retry budget (5 attempts, 0.1 s doubling, 1 s cap) was spent in
+    # at most 1.5 s: the page went to alerts.dlq and was never sent.
+    with HttpStandIn(default="503") as hook:
+        path = tmp_path / "watchlist.yaml"
+        path.write_text(
+            "version: 1\nreceivers:\n"
+            f'  ops-hook: {{type: webhook, url: "{hook.url()}", secret_env: T_HOOK_SECRET}}\n'
+            "brands:\n  - id: acme\n    name: ACME\n    owners:\n"
+            "      - {name: Ops, receivers: [ops-hook], min_severity: info}\n"
+        )
+        env = {**worker_env, **FAST_ALERTS, "VIGIE_WATCHLIST": str(path)}
+        env.pop("VIGIE_ALERT_MAX_ATTEMPTS")  # the default: no cap on attempts
+        env.update(
+            T_HOOK_SECRET="hook-secret",
+            VIGIE_ALERT_BACKOFF_MAX_S="1",
+            VIGIE_ALERT_GIVE_UP_AFTER_S="600",
+            VIGIE_ALERT_REPEAT_INTERVAL_S="600",
+        )
+        first = start_worker(env)
+        outage_began = time.monotonic()
+        send_incidents(kafka_settings, incident_event(sequence=1, severity="critical"))
+        wait_for_failures(hook, outage_began, 4, timeout=30)
+        assert pending_gauge(first) == 1.0
+        assert first.stop() == 0  # SIGTERM mid-retry: handed over, not dead-lettered
+        assert "handed over" in first.log()
+
+        restarted = time.monotonic()
+        second = start_worker(env)
+        wait_for_failures(hook, restarted, 3, timeout=30)  # it resumed the retries
+        assert pending_gauge(second) == 1.0
+        second.kill()  # a crash mid-retry: its claim expires, the next worker resumes
+
+        restarted = time.monotonic()
+        third = start_worker(env)
+        wait_for_failures(hook, restarted, 3, timeout=30)
+        assert pending_gauge(third) == 1.0
+        outage_s = time.monotonic() - outage_began
+        hook.set_default("ok")  # the receiver is back
+        back = time.monotonic()
+        (delivered,) = hook.wait_for(1, timeout=10)
+        time.sleep(4)  # time enough for a second delivery to show up
+        assert len(hook.delivered()) == 1
+        assert delivered.arrived - back < 2.0  # within about one backoff cap of the end
+        assert pending_gauge(third) == 0.0
+        assert delivered.json()["incident_id"] == "acme-20261128T0212Z"
+
+    assert outage_s > 10  # several times the old budget
+    dlq = consume(kafka_settings, "alerts.dlq", timeout_s=3, idle_s=1)
+    assert dlq == []
+    ledger = [orjson.loads(r.value) for r in consume(kafka_settings, "alerts.ledger", idle_s=1)]
+    claims = [e for e in ledger if e["outcome"] == "sending"]
+    final = ledger[-1]
+    assert final["outcome"] == "sent"
+    # Three workers, one retry window: every claim carries the first claim's start.
+    assert {e["first_at"] for e in claims} == {final["first_at"]} == {claims[0]["at"]}
