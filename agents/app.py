@@ -7,6 +7,7 @@ workers with the same VIGIE_APP_ID (one consumer group) and Kafka spreads partit
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import ssl
@@ -17,6 +18,7 @@ from aiohttp.web import Response
 
 from agents.topics import Topics, declare_topics
 from pipeline import metrics
+from pipeline.liveness import Liveness
 from pipeline.settings import KafkaSettings, WorkerSettings
 from pipeline.watchlist_watch import CHECK_INTERVAL_S as WATCHLIST_CHECK_INTERVAL_S
 from pipeline.watchlist_watch import WatchlistWatcher
@@ -100,12 +102,20 @@ def create_app(
         consumer_metadata_max_age_ms=30_000,
         stream_buffer_maxsize=8192,
     )
+    liveness = Liveness(worker.live_loop_stall_s, worker.live_consumer_stall_s)
     context = AgentContext(app, kafka, worker, declare_topics(app, kafka), watchlist)
 
     @app.page("/metrics")
     async def metrics_page(_web: object, _request: object) -> Response:
         body, content_type = metrics.exposition()
         return Response(body=body, headers={"Content-Type": content_type})
+
+    @app.page("/live")
+    async def live_page(_web: object, _request: object) -> Response:
+        # The liveness probe: served on the event loop, so a hung loop times it out; a
+        # stalled loop or a stuck consumer answers 503 with the reason (pipeline/liveness).
+        alive, reason = liveness.verdict()
+        return Response(text=reason, status=200 if alive else 503)
 
     @app.page("/ready")
     async def ready_page(_web: object, _request: object) -> Response:
@@ -119,8 +129,17 @@ def create_app(
         watchlist.check()
 
     @app.task
+    async def heartbeat() -> None:
+        while True:
+            liveness.beat()
+            await asyncio.sleep(1.0)
+
+    @app.task
     async def consumer_lag() -> None:
-        await metrics.faust_consumer_lag_task(app, interval=10.0)
+        await metrics.faust_consumer_lag_task(
+            app, interval=10.0,
+            on_offsets=lambda committed, ends: liveness.observe(
+                committed, ends, rebalancing=bool(app.rebalancing)))
 
     for module_name in enabled_agent_modules(worker):
         importlib.import_module(module_name).register(context)

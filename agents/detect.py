@@ -165,7 +165,7 @@ def register(context: AgentContext) -> None:
         await topics.mentions_dlq.send(key=event.key, value=dead_letter(
             STAGE, [FieldError("$", message)], key=event.key, original=event.value,
             topic=record.topic, partition=record.partition, offset=record.offset,
-            reason=reason))
+            reason=reason, dlq="mentions.dlq"))
 
     @app.agent(topics.mentions_scored, name="detect")
     async def detect(stream: faust.StreamT) -> None:

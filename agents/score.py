@@ -59,7 +59,7 @@ def register(context: AgentContext) -> None:
                         STAGE, [FieldError("$", f"unusable post: {exc}")], key=event.key,
                         original=event.value, topic=message.topic,
                         partition=message.partition, offset=message.offset,
-                        reason="unusable_post"))
+                        reason="unusable_post", dlq="posts.dlq"))
                     continue
                 if not matches:
                     metrics.POSTS_UNMATCHED.inc()
@@ -82,7 +82,8 @@ def register(context: AgentContext) -> None:
                     await topics.mentions_dlq.send(key=brand_id.encode(), value=dead_letter(
                         STAGE, [FieldError("text", str(result))], key=brand_id.encode(),
                         original=orjson.dumps(post), topic=topics.posts_valid.get_topic_name(),
-                        partition=-1, offset=-1, reason="model_error"))
+                        partition=-1, offset=-1, reason="model_error",
+                        dlq="mentions.dlq"))
                     continue
                 mention = mention_record(post, brand_id, matched, result.label, result.scores,
                                          classifier.name)

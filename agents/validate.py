@@ -60,7 +60,7 @@ def register(context: AgentContext) -> None:
                 value=dead_letter(
                     STAGE, invalid.errors, key=event.key, original=event.value,
                     topic=message.topic, partition=message.partition,
-                    offset=message.offset, reason=invalid.reason,
+                    offset=message.offset, reason=invalid.reason, dlq="posts.dlq",
                 ),
             )
             return

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from pipeline import metrics
 from pipeline.schema import FieldError
 
 
@@ -22,8 +23,14 @@ def dead_letter(
     partition: int,
     offset: int,
     reason: str,
+    dlq: str,
 ) -> bytes:
-    """The JSON value of a dead letter (docs/records.md); the original is kept byte for byte."""
+    """The JSON value of a dead letter (docs/records.md); the original is kept byte for byte.
+
+    `dlq` is the dead-letter topic it is meant for (logical name), for the count by topic,
+    stage and reason (`vigie_dead_letters_total`).
+    """
+    metrics.DEAD_LETTERS.labels(dlq=dlq, stage=stage, reason=reason).inc()
     record: dict[str, Any] = {
         "schema_version": 1,
         "stage": stage,

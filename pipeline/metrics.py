@@ -29,6 +29,7 @@ __all__ = [
     "BRAND_EXPECTED",
     "BRAND_OBSERVED",
     "CONSUMER_LAG",
+    "DEAD_LETTERS",
     "INCIDENTS_OPEN",
     "INCIDENT_EVENTS",
     "MENTIONS",
@@ -203,6 +204,15 @@ ALERT_END_TO_END_SECONDS = Histogram(
     buckets=(1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600),
 )
 
+# --- Dead letters (worker) -----------------------------------------------------------------
+
+DEAD_LETTERS = Counter(
+    "vigie_dead_letters_total",
+    "Records sent to a dead-letter topic, by topic (posts.dlq, mentions.dlq, alerts.dlq), "
+    "stage and reason.",
+    ["dlq", "stage", "reason"],
+)
+
 # --- Watchlist (worker) ---------------------------------------------------------------------
 
 WATCHLIST_INFO = Gauge(
@@ -364,6 +374,8 @@ async def faust_consumer_lag_task(
     *,
     stop: asyncio.Event | None = None,
     on_error: Callable[[BaseException], None] | None = None,
+    on_offsets: Callable[[Mapping[Any, int | None], Mapping[Any, int | None]], None]
+    | None = None,
 ) -> None:
     """Refresh CONSUMER_LAG every `interval` seconds from a running Faust app.
 
@@ -372,11 +384,15 @@ async def faust_consumer_lag_task(
     partitions assigned to this worker, the group's committed offsets (from the broker,
     so that it reflects what a restart would resume from) and the end offsets; each
     worker reports the lag of its own partitions, and Prometheus sums over workers.
+    `on_offsets(committed, end_offsets)` also gets each reading (the liveness check).
     """
     previous: set[str] = set()
     while stop is None or not stop.is_set():
         try:
-            lags = await read_faust_consumer_lag(app)
+            committed, end_offsets = await read_faust_offsets(app)
+            if on_offsets is not None:
+                on_offsets(committed, end_offsets)
+            lags = consumer_lag_by_topic(committed, end_offsets)
             record_consumer_lag(lags, previous)
             previous = set(lags)
         except asyncio.CancelledError:
@@ -396,7 +412,12 @@ async def faust_consumer_lag_task(
 
 
 async def read_faust_consumer_lag(app: Any) -> dict[str, int]:
-    """One lag reading from a Faust app's consumer (see `faust_consumer_lag_task`).
+    """One lag reading from a Faust app's consumer (see `faust_consumer_lag_task`)."""
+    return consumer_lag_by_topic(*await read_faust_offsets(app))
+
+
+async def read_faust_offsets(app: Any) -> tuple[dict[Any, int | None], dict[Any, int | None]]:
+    """(committed, end offsets) of the partitions assigned to a Faust app's consumer.
 
     Committed offsets come from Faust's own record of what it committed (Kafka semantics:
     the next offset to read); end offsets from `consumer.highwaters()`, which asks the
@@ -416,8 +437,8 @@ async def read_faust_consumer_lag(app: Any) -> dict[str, int]:
         key=lambda tp: (tp.topic, tp.partition),
     )
     if not tps:
-        return {}
-    end_offsets = await consumer.highwaters(*tps)
+        return {}, {}
+    end_offsets = dict(await consumer.highwaters(*tps))
     committed_record = getattr(consumer, "_committed_offset", {})
     committed = {tp: committed_record.get(tp) for tp in tps}
-    return consumer_lag_by_topic(committed, end_offsets)
+    return committed, end_offsets

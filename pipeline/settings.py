@@ -240,6 +240,8 @@ class WorkerSettings:
     store: str = "memory://"
     agents: tuple[str, ...] = AGENT_NAMES
     session_timeout_s: float = 10.0
+    live_loop_stall_s: float = 30.0
+    live_consumer_stall_s: float = 300.0
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -257,6 +259,10 @@ class WorkerSettings:
             store=env_str("VIGIE_STORE", cls.store),
             agents=_agent_names(env_str("VIGIE_AGENTS", "")),
             session_timeout_s=env_float("VIGIE_SESSION_TIMEOUT_S", cls.session_timeout_s, 6.0),
+            live_loop_stall_s=env_float("VIGIE_LIVE_LOOP_STALL_S", cls.live_loop_stall_s, 1.0),
+            live_consumer_stall_s=env_float(
+                "VIGIE_LIVE_CONSUMER_STALL_S", cls.live_consumer_stall_s, 10.0
+            ),
         )
 
 

@@ -108,6 +108,7 @@ class KafkaSink:
         await self.writer.write("alerts.log", record["incident_id"], record)
 
     async def dead_letter(self, record: dict[str, Any]) -> None:
+        telemetry.count_dead_letter(record)
         await self.writer.write("alerts.dlq", record["incident_id"], record)
 
 

@@ -13,6 +13,8 @@ __all__ = [
     "observe_end_to_end",
     "first_post_time",
     "pending",
+    "count_dead_letter",
+    "dead_letter_reason",
 ]
 
 
@@ -23,6 +25,25 @@ def count(receiver: str, receiver_type: str, outcome: str) -> None:
 def pending(receiver: str, receiver_type: str, change: int) -> None:
     """One more (+1) or one fewer (-1) notification being delivered to this receiver."""
     _metrics.NOTIFICATIONS_PENDING.labels(receiver, receiver_type).inc(change)
+
+
+def dead_letter_reason(status: int | None, reason: str) -> str:
+    """A bounded label for why a notification ended in alerts.dlq (the record keeps the
+    full text): the answer's status code, or the kind of failure."""
+    if status is not None:
+        return f"status_{status}"
+    if reason.startswith("no answer within"):
+        return "timeout"
+    if reason.startswith("receiver misconfigured"):
+        return "misconfigured"
+    if "is not configured" in reason:
+        return "unknown_receiver"
+    return "error"
+
+
+def count_dead_letter(record: dict[str, Any]) -> None:
+    reason = dead_letter_reason(record.get("status"), str(record.get("reason", "")))
+    _metrics.DEAD_LETTERS.labels(dlq="alerts.dlq", stage="alert", reason=reason).inc()
 
 
 def observe_delivery(receiver_type: str, seconds: float) -> None:

@@ -246,9 +246,9 @@ def test_every_component_is_scraped() -> None:
 # --- Dashboards -------------------------------------------------------------------------------
 
 
-def test_the_three_dashboards_exist_with_stable_uids() -> None:
+def test_the_four_dashboards_exist_with_stable_uids() -> None:
     uids = {load_dashboard(path)["uid"] for path in DASHBOARDS}
-    assert uids == {"vigie-pipeline", "vigie-brands", "vigie-alerting"}
+    assert uids == {"vigie-pipeline", "vigie-brands", "vigie-alerting", "vigie-overview"}
 
 
 @pytest.mark.parametrize(("where", "expr"), dashboard_expressions(), ids=lambda v: str(v)[:70])
@@ -296,8 +296,37 @@ def test_panels_use_the_provisioned_data_source() -> None:
             pos = panel["gridPos"]
             assert pos["x"] + pos["w"] <= 24, f"{path.name}: {panel['title']} overflows"
             if "datasource" in panel:
-                assert panel["datasource"]["uid"] == provisioned["uid"], panel["title"]
+                assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+            for target in panel.get("targets", []):
+                assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+        # A data-source variable, not a fixed uid: the dashboards work in any Grafana, and
+        # open on the provisioned data source.
+        (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "datasource"]
+        assert variable["type"] == "datasource" and variable["query"] == "prometheus"
+        assert variable["current"]["value"] == provisioned["uid"]
+        assert "vigie-prometheus" not in json.dumps(
+            {k: v for k, v in dashboard.items() if k != "templating"}), path.name
 
+
+def test_dead_letters_are_shown_per_topic_with_their_reasons() -> None:
+    dashboard = load_dashboard(GRAFANA / "dashboards" / "vigie-pipeline.json")
+    queries = {target["expr"]: panel["title"] for panel in panels(dashboard)
+               for target in panel.get("targets", [])}
+    for dlq in ("posts.dlq", "mentions.dlq", "alerts.dlq"):
+        (query,) = [q for q in queries if f'vigie_dead_letters_total{{dlq="{dlq}"}}' in q]
+        assert query.startswith("sum by (stage, reason)"), query
+
+
+def test_the_overview_lists_every_brand_and_opens_its_dashboard() -> None:
+    dashboard = load_dashboard(GRAFANA / "dashboards" / "vigie-overview.json")
+    (table,) = [panel for panel in panels(dashboard) if panel["type"] == "table"]
+    assert all("by (brand)" in t["expr"] or t["expr"].startswith("vigie:mentions_negative")
+               for t in table["targets"])
+    (link,) = [prop["value"][0] for override in table["fieldConfig"]["overrides"]
+               for prop in override["properties"] if prop["id"] == "links"]
+    brands = load_dashboard(GRAFANA / "dashboards" / "vigie-brands.json")
+    assert link["url"].startswith(f"/d/{brands['uid']}/")
+    assert "var-brand=${__data.fields.brand}" in link["url"]
 
 def test_brand_dashboard_takes_brand_and_time_from_the_url() -> None:
     dashboard = load_dashboard(GRAFANA / "dashboards" / "vigie-brands.json")

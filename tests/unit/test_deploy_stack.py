@@ -280,3 +280,70 @@ def test_k8s_settings_are_real_settings() -> None:
 def test_alert_links_open_the_brand_dashboard_on_k8s() -> None:
     settings = k8s_object("ConfigMap", "vigie-settings")["data"]
     assert settings["VIGIE_GRAFANA_DASHBOARD"] == "vigie-brands"
+
+
+def optional_objects(folder: str) -> list[dict[str, Any]]:
+    """The objects of an optional kustomization (deploy/k8s/monitoring, deploy/k8s/keda)."""
+    base = K8S / folder
+    kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
+    assert kustomization["namespace"] == "vigie"
+    return [doc for resource in kustomization["resources"]
+            for doc in yaml.safe_load_all((base / resource).read_text()) if doc]
+
+
+def test_worker_liveness_is_an_http_check_of_the_loop_and_consumer() -> None:
+    container = k8s_object("Deployment", "vigie-worker")["spec"]["template"]["spec"][
+        "containers"][0]
+    # A TCP probe passes while the event loop hangs: liveness asks /live, which the worker
+    # serves on its loop and which fails when the loop or the consumer is stuck.
+    live = container["livenessProbe"]
+    assert "tcpSocket" not in live
+    assert live["httpGet"] == {"path": "/live", "port": "web"}
+    assert live["timeoutSeconds"] <= live["periodSeconds"]
+    assert '@app.page("/live")' in source_text()
+    # The model loads before the web port opens: the startup probe allows minutes for it,
+    # and liveness only starts counting once it has passed.
+    startup = container["startupProbe"]
+    assert startup["httpGet"] == {"path": "/live", "port": "web"}
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 180
+    assert "initialDelaySeconds" not in live
+
+
+def test_service_monitor_scrapes_the_worker_service_as_the_rules_expect() -> None:
+    (monitor,) = optional_objects("monitoring")
+    assert monitor["kind"] == "ServiceMonitor"
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    service = k8s_object("Service", "vigie-worker")
+    for key, value in monitor["spec"]["selector"]["matchLabels"].items():
+        assert service["metadata"]["labels"][key] == value
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    # The alert rules select job="vigie-worker".
+    rules = (DEPLOY / "prometheus" / "rules" / "alerts.yml").read_text()
+    (job,) = [r["replacement"] for r in endpoint["relabelings"] if r["targetLabel"] == "job"]
+    assert f'job="{job}"' in rules
+
+
+def test_keda_scales_workers_on_lag_never_beyond_the_partitions() -> None:
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in optional_objects("keda")}
+    scaled = objects[("ScaledObject", "vigie-worker")]["spec"]
+    settings = k8s_object("ConfigMap", "vigie-settings")["data"]
+    assert scaled["scaleTargetRef"]["name"] == k8s_object(
+        "Deployment", "vigie-worker")["metadata"]["name"]
+    assert 1 <= scaled["minReplicaCount"] <= scaled["maxReplicaCount"]
+    assert scaled["maxReplicaCount"] <= int(settings["VIGIE_TOPIC_PARTITIONS"])
+    (trigger,) = scaled["triggers"]
+    assert trigger["type"] == "kafka"
+    meta = trigger["metadata"]
+    assert meta["consumerGroup"] == settings["VIGIE_APP_ID"]
+    assert meta["topic"] == settings["VIGIE_TOPIC_PREFIX"] + "posts.valid"
+    assert meta["topic"].removeprefix(settings["VIGIE_TOPIC_PREFIX"]) in topics_in_records_doc()
+    assert meta["bootstrapServers"] == settings["VIGIE_KAFKA_BOOTSTRAP_SERVERS"]
+    assert meta["allowIdleConsumers"] == "false"
+    # Its credentials resolve to keys that exist.
+    auth = objects[("TriggerAuthentication", trigger["authenticationRef"]["name"])]
+    secrets = {name: o for (kind, name), o in objects.items() if kind == "Secret"}
+    secrets["vigie-secrets"] = k8s_object("Secret", "vigie-secrets")
+    for ref in auth["spec"]["secretTargetRef"]:
+        assert ref["key"] in secrets[ref["name"]]["stringData"], ref
