@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -151,6 +152,33 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def env_tls_file(name: str, used: bool, ca: bool = False) -> str:
+    """A certificate, key or CA file path, checked now when TLS will use it.
+
+    Without this check a wrong path surfaces much later and far from its cause (the
+    Kafka clients report "Unable to bootstrap" or an unnamed FileNotFoundError).
+    """
+    value = env_str(name, "")
+    if not value or not used:
+        return value
+    path = Path(value)
+    if not path.is_file():
+        return _bad(SettingError(f"{name}: no such file: {value}"), value)
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        return _bad(SettingError(f"{name}: cannot read {value}: {exc.strerror}"), value)
+    if ca:
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=value)
+        except ssl.SSLError:
+            return _bad(
+                SettingError(f"{name}: {value} holds no PEM certificate to trust"), value
+            )
+    return value
+
+
 def project_root() -> Path:
     """The folder holding pyproject.toml (where `.state/` lives by default)."""
     here = Path(__file__).resolve().parent.parent
@@ -179,19 +207,21 @@ class KafkaSettings:
 
     @classmethod
     def from_env(cls) -> KafkaSettings:
+        protocol = env_choice(
+            "VIGIE_KAFKA_SECURITY_PROTOCOL", cls.security_protocol, SECURITY_PROTOCOLS
+        )
+        tls = protocol.endswith("SSL")
         return cls(
             bootstrap_servers=env_str("VIGIE_KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers),
-            security_protocol=env_choice(
-                "VIGIE_KAFKA_SECURITY_PROTOCOL", cls.security_protocol, SECURITY_PROTOCOLS
-            ),
+            security_protocol=protocol,
             sasl_mechanism=env_choice(
                 "VIGIE_KAFKA_SASL_MECHANISM", cls.sasl_mechanism, SASL_MECHANISMS
             ),
             sasl_username=env_str("VIGIE_KAFKA_SASL_USERNAME", ""),
             sasl_password=env_secret("VIGIE_KAFKA_SASL_PASSWORD"),
-            ssl_cafile=env_str("VIGIE_KAFKA_SSL_CAFILE", ""),
-            ssl_certfile=env_str("VIGIE_KAFKA_SSL_CERTFILE", ""),
-            ssl_keyfile=env_str("VIGIE_KAFKA_SSL_KEYFILE", ""),
+            ssl_cafile=env_tls_file("VIGIE_KAFKA_SSL_CAFILE", tls, ca=True),
+            ssl_certfile=env_tls_file("VIGIE_KAFKA_SSL_CERTFILE", tls),
+            ssl_keyfile=env_tls_file("VIGIE_KAFKA_SSL_KEYFILE", tls),
             topic_prefix=env_str("VIGIE_TOPIC_PREFIX", ""),
             partitions=env_int("VIGIE_TOPIC_PARTITIONS", cls.partitions, minimum=1),
             replication_factor=env_int("VIGIE_TOPIC_REPLICATION", cls.replication_factor, 1),

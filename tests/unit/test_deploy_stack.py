@@ -77,18 +77,23 @@ def test_compose_worker_scales() -> None:
 
 
 def worker_topics() -> dict[str, bool]:
-    """The worker's topics (name -> compacted), as agents/topics.py declares them."""
+    """The worker's topics (name -> compacted): those agents/topics.py declares, and those
+    the alert stage creates itself (pipeline/notify/kafka_store.py)."""
     import faust
 
     from agents.topics import declare_topics
+    from pipeline.notify.kafka_store import COMPACTED_TOPICS, LOG_TOPICS
     from pipeline.settings import KafkaSettings
 
     app = faust.App("deploy-test", broker="kafka://127.0.0.1:1")  # never started
     topics = declare_topics(app, KafkaSettings())
-    return {
+    names = {
         topic.get_topic_name(): bool(topic.compacting)
         for topic in (getattr(topics, field) for field in topics.__dataclass_fields__)
     }
+    names.update(dict.fromkeys(LOG_TOPICS, False))
+    names.update(dict.fromkeys(COMPACTED_TOPICS, True))
+    return names
 
 
 def test_compose_creates_every_topic_the_worker_uses() -> None:
@@ -100,6 +105,19 @@ def test_compose_creates_every_topic_the_worker_uses() -> None:
     assert compacted == {name for name, is_compacted in expected.items() if is_compacted}
     assert topics_in_records_doc() <= set(expected)
     assert '--partitions "$$PARTITIONS"' in command and "--if-not-exists" in command
+
+
+def test_the_deploy_guide_lists_and_creates_every_topic_the_worker_uses() -> None:
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    section = guide.split("### Topics", 1)[1].split("```sh", 1)
+    listed = set(re.findall(r"`([a-z]+\.[a-z]+|incidents)`", section[0]))
+    script = section[1].split("```", 1)[0]
+    plain = set(re.search(r"for t in ([^;]+);", script).group(1).split())
+    compacted = set(re.findall(r"create (\S+) --config cleanup.policy=compact", script))
+    expected = worker_topics()
+    assert listed >= set(expected), f"not in the topic list: {set(expected) - listed}"
+    assert plain | compacted == set(expected)
+    assert compacted == {name for name, is_compacted in expected.items() if is_compacted}
 
 
 def test_compose_ports_match_the_scrape_config() -> None:
