@@ -61,10 +61,10 @@ def build(model_dir: Path | None, force: bool) -> None:
 
 
 @command.command()
-@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
-              default=project_root().parent / "shared" / "data" / "sentiment",
-              show_default=True,
-              help="Folder with xlmt-multilingual-train_* and the validation files.")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              required=True,
+              help="Folder with xlmt-multilingual-train_* and the validation files (the "
+                   "shared data's sentiment/ folder).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Head file to write (default: the committed head in models/sentiment/head/).")
 @click.option("--seed", type=int, default=0, show_default=True)
