@@ -162,6 +162,24 @@ STORYLINES: dict[str, dict[str, list[str]]] = {
             "{b} blackout: support says power back tonight, we'll see",
         ],
     },
+    # Shares words with data-leak on purpose ("clients", "comptes", customer accounts):
+    # a harder case for grouping by words.
+    "double-billing": {
+        "fr": [
+            "{b} a prélevé deux fois ses clients ce mois-ci, remboursez-nous "
+            "#DoublePrélèvement",
+            "Double prélèvement sur mon compte {b}, des milliers de clients touchés "
+            "#DoublePrélèvement",
+            "Prélevée deux fois par {b}, et le service client ne répond pas",
+            "{b} reconnaît une erreur de prélèvement sur les comptes clients "
+            "#DoublePrélèvement",
+        ],
+        "en": [
+            "{b} charged customers twice this month, refund us #DoublePrélèvement",
+            "Double charge on my {b} account, thousands of customers hit #DoublePrélèvement",
+            "{b} admits a billing error on customer accounts, charged twice",
+        ],
+    },
 }
 DEFAULT_STORYLINES = ("data-leak", "price-rise", "blackout")
 STORYLINE_WEIGHTS = (0.55, 0.3, 0.15)  # how a mixed wave splits between its storylines

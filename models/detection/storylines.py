@@ -6,8 +6,9 @@ word or two, and other posts tell the same story in other words, in French or En
 storyline that already holds the same text (a fingerprint of its normalised text), else
 the storyline whose vocabulary it shares most (at least `MIN_SHARED` stems, and a cosine
 between the post's stems and the storyline's mean stem vector of `JOIN_SIMILARITY` or
-more), else a *negative* post starts a
-new storyline (other posts only join: storylines are about what the wave complains of).
+more; never one whose hashtags are all different from the post's), else a *negative*
+post starts a new storyline (other posts only join: storylines are about what the wave
+complains of).
 
 Per-interval sets are small and mergeable, so the detector keeps one per interval of its
 evidence window and merges them when it reports (`merge_storylines`), and `summarise`
@@ -48,10 +49,11 @@ __all__ = [
     "purity",
 ]
 
-JOIN_SIMILARITY = 0.05  # chosen by cross-validation on generated waves (RESULTS.md)
+JOIN_SIMILARITY = 0.3  # chosen by cross-validation on generated waves (RESULTS.md)
 MERGE_SIMILARITY = 0.05
 STEM_LENGTH = 6
 MIN_SHARED = 2  # stems a post must share with a storyline to join it by vocabulary
+HASHTAG_SHARE = 0.3  # a hashtag in this share of a storyline's posts marks it
 MAX_STORYLINES = 16
 MAX_TERMS = 16
 MAX_FINGERPRINTS = 2
@@ -100,8 +102,9 @@ def _stem(word: str) -> str:
 def post_stems(text: str, ignore: Iterable[str] = ()) -> dict[str, str]:
     """The post's distinct stems, each with the first word it came from.
 
-    Hashtags count as their word (#DataGate = datagate); words under three letters,
-    numbers, stopwords, links and the `ignore` words (the brand's names) are left out.
+    Hashtags keep their `#` (#DataGate -> "#datagate"): a story's hashtag is its strongest
+    mark (see `_hashtag_conflict`). Words under three letters, numbers, stopwords, links
+    and the `ignore` words (the brand's names and hashtags) are left out.
     """
     ignored = {_fold(word).lstrip("#@") for term in ignore for word in str(term).split()}
     stems: dict[str, str] = {}
@@ -110,8 +113,20 @@ def post_stems(text: str, ignore: Iterable[str] = ()) -> dict[str, str]:
         folded = _fold(word)
         if len(folded) < 3 or folded.isdigit() or folded in _STOPWORDS or folded in ignored:
             continue
-        stems.setdefault(_stem(folded), token.lower())
+        stem = "#" + folded[:2 * STEM_LENGTH] if token.startswith("#") else _stem(folded)
+        stems.setdefault(stem, token.lower())
     return stems
+
+
+def _hashtags(terms: dict[str, int], posts: int, share: float = HASHTAG_SHARE) -> set[str]:
+    """The hashtags in at least `share` of a storyline's posts: its marks."""
+    return {t for t, n in terms.items() if t.startswith("#") and n >= share * posts}
+
+
+def _hashtag_conflict(own: set[str], marks: set[str]) -> bool:
+    """Two different stories: each has hashtags, none in common. Posts and storylines
+    without a hashtag never conflict (most posts have none)."""
+    return bool(own) and bool(marks) and not own & marks
 
 
 def fingerprint(text: str) -> str:
@@ -263,8 +278,11 @@ class StorylineSet:
             best, best_score = None, self.join
             # One shared word is chance (a generic "client"); two make a story's link.
             needed = min(MIN_SHARED, len(stems))
+            own = {stem for stem in stems if stem.startswith("#")}
             for storyline in self.storylines:
                 if sum(1 for stem in stems if stem in storyline.terms) < needed:
+                    continue
+                if _hashtag_conflict(own, _hashtags(storyline.terms, storyline.posts)):
                     continue
                 score = storyline.similarity(stems, len(stems))
                 if score >= best_score:
@@ -312,8 +330,11 @@ def merge_storylines(sets: Sequence[StorylineSet], limit: int = MAX_STORYLINES,
             # A lone post (or two) needs two shared stems, as when it joins; a group of
             # posts that keeps a storyline's hashtag or key word is one of its threads.
             needed = min(MIN_SHARED, len(piece.terms)) if piece.posts < 3 else 1
+            marks = _hashtags(piece.terms, piece.posts)
             for candidate in merged:
                 if sum(1 for stem in piece.terms if stem in candidate.terms) < needed:
+                    continue
+                if _hashtag_conflict(marks, _hashtags(candidate.terms, candidate.posts)):
                     continue
                 score = candidate.centroid_similarity(piece)
                 if score >= best_score:

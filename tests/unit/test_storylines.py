@@ -153,3 +153,29 @@ def test_the_incident_carries_the_storylines_of_its_wave():
     # The state keeps them across a restart.
     state = json.loads(json.dumps(monitor.to_state()))
     assert BrandMonitor.from_state(state, config).to_state() == state
+
+
+def test_two_stories_sharing_words_stay_apart_by_their_hashtags():
+    scenario = Scenario("mixed-wave", "lumio", 20, 40, 60,
+                        storylines=("data-leak", "double-billing"), weights=(0.6, 0.4))
+    generator = Generator([BRAND], START, seed=2, scenarios=[scenario], record_truth=True)
+    posts = [p for p in generator.posts(34) if p["created_at"] >= "2026-03-03T09:20"]
+    sets: dict[str, sl.StorylineSet] = {}
+    placed_in = []
+    for post in posts:
+        key = f"{post['platform']}:{post['id']}"
+        part = sets.setdefault(post["created_at"][:16], sl.StorylineSet())
+        negative = generator.truth[key][1] == "negative"
+        placed_in.append((key, part, part.add(ref(post), negative,
+                                              post["author"]["followers"], IGNORE)))
+    placed: dict[int, sl.Storyline] = {}
+    merged = sl.merge_storylines(list(sets.values()), placed=placed)
+    assert len(sl.summarise(merged)) == 2
+    found: dict[int, Counter] = {}
+    for key, part, index in placed_in:
+        if index is not None and generator.truth[key][0]:
+            target = placed[id(part.storylines[index])]
+            found.setdefault(id(target), Counter())[generator.truth[key][0]] += 1
+    top = [found[id(s)] for s in merged.storylines[:2]]
+    assert [c.most_common(1)[0][0] for c in top] == ["data-leak", "double-billing"]
+    assert all(c.most_common(1)[0][1] >= 0.9 * sum(c.values()) for c in top)
