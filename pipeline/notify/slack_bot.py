@@ -19,6 +19,7 @@ retries are off: the dispatcher retries (and honours Retry-After on `ratelimited
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 
 import aiohttp
@@ -38,6 +39,8 @@ DEFAULT_API_URL = "https://slack.com/api/"
 _RETRYABLE = {"ratelimited", "internal_error", "fatal_error", "service_unavailable",
               "request_timeout"}
 _EDITED_ON = ("escalated", "resolved")
+_GONE = {"thread_not_found", "message_not_found"}  # the opening was deleted
+log = logging.getLogger("vigie.alert")
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,18 @@ class SlackBotReceiver:
                 thread = f"{response['channel']}/{response['ts']}"
                 return Delivered(int(response.status_code), thread)
             channel, ts = opening
-            response = await client.chat_postMessage(channel=channel, thread_ts=ts, **payload)
+            try:
+                response = await client.chat_postMessage(channel=channel, thread_ts=ts,
+                                                         **payload)
+            except SlackApiError as exc:
+                if _code(exc) not in _GONE:
+                    raise
+                # The opening message was deleted: this one starts a new thread.
+                response = await client.chat_postMessage(channel=self.channel, **payload)
+                return Delivered(int(response.status_code),
+                                 f"{response['channel']}/{response['ts']}")
             if message.kind in _EDITED_ON:
-                # The channel shows the opening message: make it say where things stand.
-                await client.chat_update(channel=channel, ts=ts, **payload)
+                await self._edit_opening(client, channel, ts, payload, message.key)
             return Delivered(int(response.status_code), message.thread)
         except SlackApiError as exc:
             raise self._error(exc) from None
@@ -84,14 +95,22 @@ class SlackBotReceiver:
                 f"{type(exc).__name__}: {redact(str(exc), self.secrets())}"[:300],
                 retryable=True) from None
 
+    async def _edit_opening(self, client: AsyncWebClient, channel: str, ts: str,
+                            payload: dict, key: str) -> None:
+        """The channel shows the opening message: make it say where things stand. The reply
+        is already delivered, so a failed edit is logged, not retried (a retry would post
+        the reply twice)."""
+        try:
+            await client.chat_update(channel=channel, ts=ts, **payload)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            reason = _code(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
+            log.warning("%s: opening message not edited (%s)", key,
+                        redact(reason, self.secrets()))
+
     def _error(self, exc: SlackApiError) -> DeliveryError:
         response = exc.response
         status = getattr(response, "status_code", None)
-        code = ""
-        try:
-            code = str(response.get("error") or "")
-        except (AttributeError, TypeError):
-            pass
+        code = _code(exc)
         headers = getattr(response, "headers", {}) or {}
         retry_after = parse_retry_after(
             next((v for k, v in headers.items() if k.lower() == "retry-after"), None))
@@ -99,6 +118,13 @@ class SlackBotReceiver:
         reason = redact(f"Slack API {status}: {code or 'error'}", self.secrets())
         return DeliveryError(reason, retryable=retryable, status=status,
                              retry_after=retry_after)
+
+
+def _code(exc: SlackApiError) -> str:
+    try:
+        return str(exc.response.get("error") or "")
+    except (AttributeError, TypeError):
+        return ""
 
 
 def _parse_thread(thread: str | None) -> tuple[str, str] | None:

@@ -181,7 +181,14 @@ class SlackApiStandIn(HttpStandIn):
         self.channel_id = channel_id
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.messages: dict[str, dict[str, Any]] = {}  # ts -> the message as it is now
+        self.refuse_updates = False  # chat.update answers cant_update_message
         self._next_ts = 1_700_000_000
+
+    def delete(self, ts: str) -> None:
+        """Someone deleted the message (and with it, its thread)."""
+        with self._lock:
+            self.messages = {k: m for k, m in self.messages.items()
+                             if k != ts and m.get("thread_ts") != ts}
 
     def api_url(self) -> str:
         return self.url("/api/")
@@ -218,6 +225,8 @@ class SlackApiStandIn(HttpStandIn):
                                           "message": {"text": payload.get("text")}})
             if method == "chat.update":
                 ts = payload.get("ts")
+                if self.refuse_updates:
+                    return web.json_response({"ok": False, "error": "cant_update_message"})
                 if payload.get("channel") != self.channel_id or ts not in self.messages:
                     return web.json_response({"ok": False, "error": "message_not_found"})
                 edits = self.messages[ts]["edits"] + 1

@@ -183,3 +183,19 @@ def test_an_event_without_storylines_or_trend_still_renders(kind):
     incident = incident_event(event="resolved" if kind == "resolved" else "opened")
     msg = build_message(incident, kind, f"{INCIDENT}:{kind}:r", grafana_url="http://g")
     assert msg.storylines == () and len(msg.trend) == 1
+
+
+def test_slack_bot_a_deleted_opening_starts_a_new_thread_and_a_failed_edit_sends_once():
+    with SlackApiStandIn(BOT_TOKEN) as api:
+        bot = SlackBotReceiver("crisis", Secret(BOT_TOKEN), "#crisis", api.api_url())
+        opened = deliver(bot, message(*LIFE[0], "crisis"))
+        api.refuse_updates = True
+        escalated = deliver(bot, message(*LIFE[1], "crisis", thread=opened.thread))
+        assert escalated.outcome == "sent" and escalated.attempts == 1
+        ts = opened.thread.partition("/")[2]
+        assert len(api.thread(ts)) == 1  # the reply once, though the edit failed
+        api.delete(ts)
+        resolved = deliver(bot, message(*LIFE[3], "crisis", thread=opened.thread))
+        assert resolved.outcome == "sent" and resolved.thread != opened.thread
+        (top,) = api.top_level()
+    assert top["text"].startswith("[CRITICAL] ACME: Resolved")
