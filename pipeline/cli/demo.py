@@ -32,6 +32,7 @@ from kafka import KafkaConsumer
 from pipeline.cli.ingest import brand_profiles
 from pipeline.generator import Generator, Scenario
 from pipeline.kafka_local import KafkaLocalError, LocalKafka
+from pipeline.notify.render import build_message, storyline_sentence
 from pipeline.producer import PostProducer
 from pipeline.replay import Pacer
 from pipeline.settings import KafkaSettings, project_root
@@ -72,6 +73,11 @@ def _tail_incidents(kafka: KafkaSettings, stop: threading.Event, seen: list[dict
                     colour = {"critical": "red", "warning": "yellow"}.get(event["severity"])
                     click.secho(f"    incident {event['event']:<8} {event['incident_id']} "
                                 f"[{event['severity']}] {event['summary']}", fg=colour)
+                    if event["event"] != "resolved":
+                        message = build_message(event, "opened", "demo", grafana_url="")
+                        line = storyline_sentence(message)
+                        if line:
+                            click.echo(f"        {line}")
     finally:
         consumer.close()
 
