@@ -18,6 +18,7 @@ from aiohttp.web import Response
 
 from agents.topics import Topics, declare_topics
 from pipeline import metrics
+from pipeline.limits import MAX_MESSAGE_BYTES
 from pipeline.liveness import Liveness
 from pipeline.settings import KafkaSettings, WorkerSettings
 from pipeline.watchlist_watch import CHECK_INTERVAL_S as WATCHLIST_CHECK_INTERVAL_S
@@ -96,6 +97,9 @@ def create_app(
         # worker's time in socket writes; 20 ms fills batches at no visible latency.
         producer_linger_ms=20,
         producer_max_batch_size=262_144,
+        # Faust's default (1,000,000) is below what Vigie's topics take; one limit for
+        # every producer and topic (pipeline/limits.py).
+        producer_max_request_size=MAX_MESSAGE_BYTES,
         broker_max_poll_records=2000,
         # A topic missing from the metadata when the group formed (a broker that just
         # restarted) is noticed at the next refresh: 30 s rather than aiokafka's 5 min.

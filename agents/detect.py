@@ -25,9 +25,10 @@ import faust
 import orjson
 
 from agents.app import AgentContext
+from agents.outlet import Outlet
 from models.detection import BrandMonitor, DetectorConfig
 from pipeline import metrics
-from pipeline.deadletter import dead_letter
+from pipeline.deadletter import dead_letter, dead_letter_key
 from pipeline.detect_settings import DetectionSettings
 from pipeline.schema import FieldError, parse_timestamp
 from pipeline.watchlist import Watchlist
@@ -122,6 +123,9 @@ def register(context: AgentContext) -> None:
     newest_event = [datetime.min.replace(tzinfo=UTC)]  # for the event clock
     wall_clock = settings.clock == "wall"
 
+    incidents_out = Outlet(topics.incidents, topics.mentions_dlq, "mentions.dlq", STAGE)
+    dead_out = Outlet(topics.mentions_dlq, topics.mentions_dlq, "mentions.dlq", STAGE)
+
     def clock_for(brand_id: str, state: dict[str, Any] | None) -> BrandClock:
         """The brand's clock: the live object while the table agrees with it, else rebuilt
         from the table (after a restart, or when the partition comes back from another
@@ -143,7 +147,7 @@ def register(context: AgentContext) -> None:
         for event in events:
             metrics.INCIDENT_EVENTS.labels(brand=brand_id, event=event["event"],
                                            severity=event["severity"]).inc()
-            await topics.incidents.send(key=brand_id.encode(), value=orjson.dumps(event))
+            await incidents_out.send(brand_id.encode(), orjson.dumps(event))
 
     def export_gauges(brand_id: str, clock: BrandClock, events: list[dict[str, Any]]) -> None:
         trend = clock.monitor.trend
@@ -162,7 +166,7 @@ def register(context: AgentContext) -> None:
 
     async def dead(event: faust.EventT, reason: str, message: str) -> None:
         record = event.message
-        await topics.mentions_dlq.send(key=event.key, value=dead_letter(
+        await dead_out.send(dead_letter_key(event.key), dead_letter(
             STAGE, [FieldError("$", message)], key=event.key, original=event.value,
             topic=record.topic, partition=record.partition, offset=record.offset,
             reason=reason, dlq="mentions.dlq"))

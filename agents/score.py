@@ -17,8 +17,9 @@ import faust
 import orjson
 
 from agents.app import AgentContext
+from agents.outlet import Outlet
 from pipeline import metrics
-from pipeline.deadletter import dead_letter
+from pipeline.deadletter import dead_letter, dead_letter_key
 from pipeline.mentions import mention_record
 from pipeline.schema import FieldError
 from pipeline.sentiment_settings import SentimentSettings
@@ -36,6 +37,9 @@ def register(context: AgentContext) -> None:
     classifier = settings.load_classifier()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigie-model")
     posts_per_call = settings.posts_per_call
+    mentions_out = Outlet(topics.mentions_scored, topics.mentions_dlq, "mentions.dlq", STAGE)
+    posts_dead_out = Outlet(topics.posts_dlq, topics.posts_dlq, "posts.dlq", STAGE)
+    mentions_dead_out = Outlet(topics.mentions_dlq, topics.mentions_dlq, "mentions.dlq", STAGE)
 
     def score(texts: list[str]) -> tuple[list[Any], float, int]:
         hits_before = classifier.cache_hits
@@ -55,7 +59,7 @@ def register(context: AgentContext) -> None:
                     matches = watchlist.match(post["text"])
                 except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                     message = event.message
-                    await topics.posts_dlq.send(key=event.key, value=dead_letter(
+                    await posts_dead_out.send(dead_letter_key(event.key), dead_letter(
                         STAGE, [FieldError("$", f"unusable post: {exc}")], key=event.key,
                         original=event.value, topic=message.topic,
                         partition=message.partition, offset=message.offset,
@@ -79,7 +83,7 @@ def register(context: AgentContext) -> None:
             metrics.MODEL_CACHE_HITS.inc(hits)
             for (post, brand_id, matched), result in zip(pending, results, strict=True):
                 if isinstance(result, Exception):
-                    await topics.mentions_dlq.send(key=brand_id.encode(), value=dead_letter(
+                    await mentions_dead_out.send(brand_id.encode(), dead_letter(
                         STAGE, [FieldError("text", str(result))], key=brand_id.encode(),
                         original=orjson.dumps(post), topic=topics.posts_valid.get_topic_name(),
                         partition=-1, offset=-1, reason="model_error",
@@ -88,5 +92,4 @@ def register(context: AgentContext) -> None:
                 mention = mention_record(post, brand_id, matched, result.label, result.scores,
                                          classifier.name)
                 metrics.MENTIONS.labels(brand=brand_id, sentiment=result.label).inc()
-                await topics.mentions_scored.send(key=brand_id.encode(),
-                                                  value=orjson.dumps(mention))
+                await mentions_out.send(brand_id.encode(), orjson.dumps(mention))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import faust
 
+from pipeline.limits import topic_size_config
 from pipeline.settings import KafkaSettings
 
 # Logical names; the real name is KafkaSettings.topic(name) (an optional prefix).
@@ -39,14 +40,14 @@ class Topics:
 
 
 def declare_topics(app: faust.App, kafka: KafkaSettings) -> Topics:
-    def topic(name: str, **options: object) -> faust.TopicT:
+    def topic(name: str, compacting: bool = False) -> faust.TopicT:
         # Values stay bytes: each stage decodes and validates them itself, so that a bad
         # record becomes a dead letter instead of a crashed codec.
         return app.topic(
             kafka.topic(name),
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
             partitions=kafka.partitions, replicas=kafka.replication_factor,
-            **options,
+            compacting=compacting, config=topic_size_config(),
         )
 
     return Topics(

@@ -12,8 +12,9 @@ import faust
 import orjson
 
 from agents.app import AgentContext
+from agents.outlet import Outlet
 from pipeline import metrics
-from pipeline.deadletter import dead_letter
+from pipeline.deadletter import dead_letter, dead_letter_key
 from pipeline.language import detect_language
 from pipeline.schema import InvalidRecord, decode_post, post_key
 
@@ -35,6 +36,10 @@ def register(context: AgentContext) -> None:
     ).tumbling(horizon, expires=horizon * 2)
 
     valid_counter = metrics.POSTS_VALID
+    # A post may pass validation and still be too large to write (VIGIE_MAX_RECORD_BYTES
+    # above what a topic takes): it becomes a dead letter, as does any other bad record.
+    valid_out = Outlet(topics.posts_valid, topics.posts_dlq, "posts.dlq", STAGE)
+    dead_out = Outlet(topics.posts_dlq, topics.posts_dlq, "posts.dlq", STAGE)
     duplicate_counter = metrics.POSTS_DUPLICATE
 
     @app.agent(topics.posts_raw, name="validate")
@@ -55,9 +60,10 @@ def register(context: AgentContext) -> None:
                                detect_language=detect_language)
         except InvalidRecord as invalid:
             metrics.POSTS_INVALID.labels(reason=invalid.reason).inc()
-            topics.posts_dlq.send_soon(
-                key=event.key,
-                value=dead_letter(
+            # Bounded whatever the original's size (a prefix, its size and its hash).
+            dead_out.send_soon(
+                dead_letter_key(event.key),
+                dead_letter(
                     STAGE, invalid.errors, key=event.key, original=event.value,
                     topic=message.topic, partition=message.partition,
                     offset=message.offset, reason=invalid.reason, dlq="posts.dlq",
@@ -69,6 +75,6 @@ def register(context: AgentContext) -> None:
         if window.current() or window.delta(horizon):
             duplicate_counter.inc()
             return
-        topics.posts_valid.send_soon(key=key.encode(), value=orjson.dumps(post))
+        valid_out.send_soon(key.encode(), orjson.dumps(post))
         seen[key] = 1
         valid_counter.inc()

@@ -14,9 +14,10 @@ import time
 from collections.abc import Iterable
 
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from pipeline.limits import MAX_MESSAGE_BYTES, topic_size_config
 from pipeline.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ def ensure_topics(kafka: KafkaSettings, names: Iterable[str], compacted: Iterabl
             real = kafka.topic(name)
             if real in existing:
                 continue
-            configs = {"cleanup.policy": "compact"} if name in compacted else {}
+            configs = topic_size_config()
+            if name in compacted:
+                configs["cleanup.policy"] = "compact"
             wanted.append(NewTopic(real, kafka.partitions, kafka.replication_factor,
                                    topic_configs=configs))
         created = []
@@ -45,6 +48,7 @@ def ensure_topics(kafka: KafkaSettings, names: Iterable[str], compacted: Iterabl
             except TopicAlreadyExistsError:
                 pass  # another worker created it at the same moment
         _wait_until_listed(admin, [kafka.topic(name) for name in names])
+        _warn_of_small_limits(admin, [kafka.topic(name) for name in names])
         return created
     finally:
         admin.close()
@@ -68,3 +72,26 @@ def _wait_until_listed(admin: KafkaAdminClient, topics: list[str], timeout_s: fl
                         timeout_s, ", ".join(missing))
             return
         time.sleep(0.2)
+
+
+def _warn_of_small_limits(admin: KafkaAdminClient, topics: list[str]) -> None:
+    """Say which topics (created before, or by someone else) take smaller records than
+    Vigie writes: records over their limit will be dead-lettered as `too_large`."""
+    wanted = {"max.message.bytes": None}
+    try:
+        described = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, configs=wanted) for topic in topics],
+            config_filter="all",
+        )
+    except KafkaError as exc:  # e.g. no DescribeConfigs permission: not worth stopping for
+        log.info("topic limits not checked: %s", exc)
+        return
+    for topic, configs in sorted(described.get("topic", {}).items()):
+        value = (configs.get("max.message.bytes") or {}).get("value")
+        if value is not None and int(value) < MAX_MESSAGE_BYTES:
+            log.warning(
+                "topic %s takes records up to %s bytes, less than the %d Vigie may write: "
+                "larger ones will be dead-lettered as too_large (kafka-configs --alter "
+                "--entity-type topics --entity-name %s --add-config max.message.bytes=%d)",
+                topic, value, MAX_MESSAGE_BYTES, topic, MAX_MESSAGE_BYTES,
+            )

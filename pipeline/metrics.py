@@ -47,6 +47,7 @@ __all__ = [
     "POSTS_PRODUCE_FAILED",
     "POSTS_UNMATCHED",
     "POSTS_VALID",
+    "RECORDS_TOO_LARGE",
     "SOURCE_ITEMS",
     "SOURCE_LAG_SECONDS",
     "SOURCE_RECONNECTS",
@@ -110,6 +111,12 @@ POSTS_INVALID = Counter(
 POSTS_DUPLICATE = Counter(
     "vigie_posts_duplicate_total",
     "Valid posts dropped because the same post (platform:id) was already seen.",
+)
+RECORDS_TOO_LARGE = Counter(
+    "vigie_records_too_large_total",
+    "Records a worker could not write to a topic because of their size, dead-lettered "
+    "instead (a bounded copy), by stage and topic.",
+    ["stage", "topic"],
 )
 
 # --- Scoring (worker) -----------------------------------------------------------------------

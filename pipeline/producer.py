@@ -19,6 +19,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from pipeline import metrics
+from pipeline.limits import MAX_MESSAGE_BYTES
 from pipeline.schema import post_key
 from pipeline.settings import KafkaSettings, env_choice, env_int
 
@@ -73,7 +74,7 @@ class PostProducer:
             linger_ms=settings.linger_ms,
             batch_size=settings.batch_bytes,
             delivery_timeout_ms=settings.delivery_timeout_ms,
-            max_request_size=2_097_152,
+            max_request_size=MAX_MESSAGE_BYTES,  # pipeline/limits.py
             client_id=f"vigie-{source}",
         )
 

@@ -29,6 +29,7 @@ class FileRecord:
     key: str
     value: bytes
     created_at: datetime | None   # for --speed pacing; None when unreadable
+    line: int | None = None       # where it starts in its file, for reports
 
 
 def _csv_int(value: str) -> Any:
@@ -90,18 +91,21 @@ def _read_jsonl(path: Path) -> Iterator[FileRecord]:
             except orjson.JSONDecodeError:
                 obj = None
             key = post_key(obj) if isinstance(obj, dict) else f"file:{path.name}:{number}"
-            yield FileRecord(key, line, _created_at(obj))
+            yield FileRecord(key, line, _created_at(obj), number)
 
 
 def _read_csv(path: Path) -> Iterator[FileRecord]:
     with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        for row in csv.DictReader(handle):
+        reader = csv.DictReader(handle)
+        for row in reader:
+            # The line the row ended on (a quoted field may span several).
+            line = reader.line_num
             post = csv_row_to_post(row)
             try:
                 value = orjson.dumps(post)
             except TypeError:  # undecodable bytes kept as surrogates
                 value = str(post).encode("utf-8", "surrogateescape")
-            yield FileRecord(post_key(post), value, _created_at(post))
+            yield FileRecord(post_key(post), value, _created_at(post), line)
 
 
 class Pacer:

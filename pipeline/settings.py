@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.limits import DEFAULT_MAX_POST_BYTES, MAX_POST_BYTES_CEILING
 from pipeline.spelling import did_you_mean
 
 
@@ -252,6 +253,19 @@ class KafkaSettings:
         return config
 
 
+def env_max_record_bytes() -> int:
+    """`VIGIE_MAX_RECORD_BYTES`, the largest post Vigie accepts (pipeline/limits.py): read
+    here only, by every settings class that needs it (worker, sources, push endpoint)."""
+    value = env_int("VIGIE_MAX_RECORD_BYTES", DEFAULT_MAX_POST_BYTES, minimum=1024)
+    if value > MAX_POST_BYTES_CEILING:
+        raise SettingError(
+            f"VIGIE_MAX_RECORD_BYTES: at most {MAX_POST_BYTES_CEILING} (half the largest "
+            f"Kafka record Vigie writes, so a validated post can always be written on), "
+            f"got {value}"
+        )
+    return value
+
+
 AGENT_NAMES = ("validate", "score", "detect", "alert")
 
 
@@ -264,7 +278,7 @@ class WorkerSettings:
     web_port: int = 6066
     web_bind: str = "127.0.0.1"
     watchlist: Path = Path("config/watchlist.yaml")
-    max_record_bytes: int = 262_144
+    max_record_bytes: int = DEFAULT_MAX_POST_BYTES
     dedup_hours: float = 48.0
     log_level: str = "info"
     store: str = "memory://"
@@ -280,7 +294,7 @@ class WorkerSettings:
             state_dir=Path(env_str("VIGIE_STATE_DIR", str(project_root() / cls.state_dir))),
             web_port=env_int("VIGIE_WEB_PORT", cls.web_port, minimum=1),
             watchlist=Path(env_str("VIGIE_WATCHLIST", str(project_root() / cls.watchlist))),
-            max_record_bytes=env_int("VIGIE_MAX_RECORD_BYTES", cls.max_record_bytes, 1024),
+            max_record_bytes=env_max_record_bytes(),
             dedup_hours=env_float("VIGIE_DEDUP_HOURS", cls.dedup_hours, minimum=0.0),
             log_level=env_choice(
                 "VIGIE_LOG_LEVEL", cls.log_level, ("debug", "info", "warning", "error")

@@ -12,13 +12,14 @@ from types import FrameType
 
 import click
 import orjson
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, MessageSizeTooLargeError
 from tqdm import tqdm
 
 from pipeline import metrics
 from pipeline.cli.exits import ConfigError
 from pipeline.cli.sources import SOURCE_COMMANDS
 from pipeline.generator import BrandProfile, Generator, Scenario
+from pipeline.limits import MAX_MESSAGE_BYTES, fits
 from pipeline.producer import PostProducer
 from pipeline.replay import FileRecord, Pacer, read_records
 from pipeline.schema import parse_timestamp, post_key
@@ -52,11 +53,16 @@ class _Interrupted:
 
 def _produce(records: Iterable[FileRecord], source: str, pacer: Pacer, total: int | None,
              quiet: bool) -> None:
-    """Send records, show progress, print a summary; exits 1 if anything was not delivered."""
+    """Send records, show progress, print a summary; exits 1 if anything was not delivered.
+
+    A record larger than any Kafka record Vigie writes is reported and skipped, and the
+    rest is sent (a record over VIGIE_MAX_RECORD_BYTES but under that is sent: the
+    validate stage dead-letters it with its reason, like any other bad line)."""
     kafka = KafkaSettings.from_env()
     metrics.start_http_server()  # VIGIE_METRICS_PORT; 0 (the default) serves nothing
     started = time.monotonic()
     sent = 0
+    too_large: list[str] = []
     try:
         producer = PostProducer(kafka, source=source)
     except KafkaError as exc:
@@ -69,8 +75,14 @@ def _produce(records: Iterable[FileRecord], source: str, pacer: Pacer, total: in
             if interrupted.signal is not None:
                 break
             pacer.wait(record.created_at)
-            producer.send_raw(record.key, record.value)
-            sent += 1
+            if fits(record.key.encode(), record.value):
+                try:
+                    producer.send_raw(record.key, record.value)
+                    sent += 1
+                except MessageSizeTooLargeError:
+                    too_large.append(_too_large(record))
+            else:
+                too_large.append(_too_large(record))
             progress.update(1)
         if interrupted.signal is not None:
             click.echo("interrupted: flushing what was sent…", err=True)
@@ -80,14 +92,27 @@ def _produce(records: Iterable[FileRecord], source: str, pacer: Pacer, total: in
         "delivered": producer.delivered, "failed": producer.failed,
         "seconds": round(elapsed, 3), "posts_per_s": round(producer.delivered / elapsed, 1),
         "interrupted": interrupted.signal is not None,
+        "too_large": len(too_large),
     }
+    if too_large:
+        summary["too_large_records"] = too_large[:20]
     if producer.errors:
         summary["errors"] = producer.errors
     click.echo(orjson.dumps(summary).decode())
+    if too_large:
+        click.echo(f"vigie ingest: {len(too_large)} record(s) over the {MAX_MESSAGE_BYTES} "
+                   f"bytes of a Kafka record were skipped: {', '.join(too_large[:5])}"
+                   f"{' …' if len(too_large) > 5 else ''}", err=True)
     if producer.failed or producer.delivered != sent:
         click.echo(f"vigie ingest: {sent - producer.delivered} of {sent} posts were not "
                    f"delivered to {producer.topic}", err=True)
+    if too_large or producer.failed or producer.delivered != sent:
         sys.exit(1)
+
+
+def _too_large(record: FileRecord) -> str:
+    where = f"line {record.line}" if record.line is not None else record.key[:80]
+    return f"{where} ({len(record.value)} bytes)"
 
 
 @command.command(name="file")

@@ -25,9 +25,17 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAlreadyExistsError,
+)
 from aiokafka.helpers import create_ssl_context
 
+from pipeline import metrics
+from pipeline.deadletter import dead_letter, dead_letter_key, too_large_errors
+from pipeline.limits import MAX_MESSAGE_BYTES, fits, topic_size_config
 from pipeline.settings import KafkaSettings
 
 __all__ = [
@@ -77,7 +85,9 @@ async def ensure_alert_topics(settings: KafkaSettings) -> None:
             topic = settings.topic(name)
             if topic in existing:
                 continue
-            configs = {"cleanup.policy": "compact"} if name in COMPACTED_TOPICS else {}
+            configs = topic_size_config()
+            if name in COMPACTED_TOPICS:
+                configs["cleanup.policy"] = "compact"
             # Silences and the ledger are small: one partition keeps them in one order.
             partitions = settings.partitions if name in LOG_TOPICS + ("alerts.state",) else 1
             wanted.append(
@@ -192,7 +202,12 @@ class CompactedView:
 
 
 class AlertWriter:
-    """Writes alert records (acks=all, idempotent producer); JSON values, str keys."""
+    """Writes alert records (acks=all, idempotent producer); JSON values, str keys.
+
+    A record too large for Kafka (an incident event carrying huge posts, say) becomes a
+    bounded dead letter on `alerts.dlq` (reason `too_large`) instead of an error that
+    would stop the alert agent: pipeline/limits.py.
+    """
 
     def __init__(self, settings: KafkaSettings) -> None:
         self._settings = settings
@@ -202,7 +217,8 @@ class AlertWriter:
         # Created here: aiokafka binds to the running loop, which a Faust app's
         # register() step does not have yet.
         self._producer = AIOKafkaProducer(
-            **aiokafka_config(self._settings), acks="all", enable_idempotence=True, linger_ms=5
+            **aiokafka_config(self._settings), acks="all", enable_idempotence=True, linger_ms=5,
+            max_request_size=MAX_MESSAGE_BYTES,
         )
         await self._producer.start()
 
@@ -215,7 +231,28 @@ class AlertWriter:
         """Send and wait for the broker's acknowledgement (None writes a tombstone)."""
         if self._producer is None:
             raise RuntimeError("AlertWriter.start() was not called")
-        payload = None if value is None else orjson.dumps(value)
-        await self._producer.send_and_wait(
-            self._settings.topic(name), key=key.encode(), value=payload
-        )
+        await self.write_raw(name, key.encode(), None if value is None else orjson.dumps(value))
+
+    async def write_raw(self, name: str, key: bytes, payload: bytes | None) -> None:
+        """Send bytes as they are; one that Kafka cannot take is dead-lettered."""
+        if self._producer is None:
+            raise RuntimeError("AlertWriter.start() was not called")
+        topic = self._settings.topic(name)
+        if fits(key, payload):
+            try:
+                await self._producer.send_and_wait(topic, key=key, value=payload)
+                return
+            except (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError):
+                pass  # a topic created elsewhere with a smaller limit
+        size = len(key) + len(payload or b"")
+        metrics.RECORDS_TOO_LARGE.labels(stage="alert", topic=topic).inc()
+        log.error("a record of %d bytes cannot be written to %s; dead-lettered", size, topic)
+        letter = dead_letter("alert", too_large_errors(size, topic), key=key, original=payload,
+                             topic=topic, partition=-1, offset=-1, reason="too_large",
+                             dlq="alerts.dlq")
+        try:
+            await self._producer.send_and_wait(
+                self._settings.topic("alerts.dlq"), key=dead_letter_key(key), value=letter
+            )
+        except (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError):
+            log.error("alerts.dlq refused a dead letter of %d bytes", len(letter))

@@ -25,7 +25,6 @@ Flow and idempotency (docs/alerting.md has the full story):
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import time
@@ -37,6 +36,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.deadletter import dead_letter, dead_letter_key
 from pipeline.notify import telemetry
 from pipeline.notify.base import Receiver
 from pipeline.notify.dispatch import DeliveryResult, Dispatcher, MemorySink
@@ -56,6 +56,7 @@ from pipeline.notify.policy import (
 from pipeline.notify.render import build_message
 from pipeline.notify.settings import AlertSettings
 from pipeline.notify.silences import Silence, SilenceError, active_silence
+from pipeline.schema import FieldError
 from pipeline.settings import KafkaSettings
 
 __all__ = [
@@ -204,19 +205,16 @@ class AlertService:
         errors = validate_incident(value)
         if errors:
             original = value if isinstance(value, bytes) else orjson.dumps(value)
-            await self.writer.write(
-                "alerts.dlq",
-                str(value.get("incident_id", "")) if isinstance(value, dict) else "",
-                {
-                    "schema_version": 1,
-                    "stage": "alert",
-                    "errors": errors,
-                    "original": base64.b64encode(original).decode(),
-                    "topic": self.kafka.topic("incidents"),
-                    "partition": partition,
-                    "failed_at": _now_iso(),
-                },
+            key = str(value.get("incident_id", "")) if isinstance(value, dict) else ""
+            # The one dead-letter format: bounded, however large the event was.
+            letter = dead_letter(
+                "alert", [FieldError(e["field"], e["message"]) for e in errors],
+                key=key.encode(), original=original, topic=self.kafka.topic("incidents"),
+                partition=-1 if partition is None else partition, offset=-1,
+                reason="invalid_incident", dlq="alerts.dlq",
             )
+            await self.writer.write_raw("alerts.dlq", dead_letter_key(key.encode()) or b"",
+                                        letter)
             log.error("incident event rejected: %s", "; ".join(e["field"] for e in errors))
             return "invalid"
         incident_id = value["incident_id"]

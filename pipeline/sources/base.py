@@ -38,7 +38,8 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from pipeline.settings import env_float, env_int, env_str, project_root
+from pipeline.limits import DEFAULT_MAX_POST_BYTES
+from pipeline.settings import env_float, env_int, env_max_record_bytes, env_str, project_root
 
 __all__ = [
     "Backoff",
@@ -434,12 +435,12 @@ class RunnerSettings:
     max_wait_seconds: float = 900.0
     healthy_seconds: float = 1.0
     flush_timeout: float = 60.0
-    max_record_bytes: int = 262_144  # the validate stage's limit (VIGIE_MAX_RECORD_BYTES)
+    max_record_bytes: int = DEFAULT_MAX_POST_BYTES  # the validate stage's limit
 
     @classmethod
     def from_env(cls) -> RunnerSettings:
         return cls(
-            max_record_bytes=env_int("VIGIE_MAX_RECORD_BYTES", cls.max_record_bytes, 1024),
+            max_record_bytes=env_max_record_bytes(),
             state_dir=Path(env_str("VIGIE_SOURCE_STATE_DIR", str(state_dir()))),
             recent_keys=env_int("VIGIE_SOURCE_RECENT_KEYS", cls.recent_keys, minimum=1),
             checkpoint_seconds=env_float(

@@ -29,7 +29,16 @@ import orjson
 from aiohttp import web
 
 from pipeline import metrics
-from pipeline.settings import Secret, SettingError, env_float, env_int, env_secret, env_str
+from pipeline.limits import DEFAULT_MAX_POST_BYTES, DEFAULT_PUSH_BODY_BYTES
+from pipeline.settings import (
+    Secret,
+    SettingError,
+    env_float,
+    env_int,
+    env_max_record_bytes,
+    env_secret,
+    env_str,
+)
 from pipeline.sources.base import DeliveryError, PostSink, post_key
 
 __all__ = ["PushServer", "PushSettings", "sign"]
@@ -44,23 +53,30 @@ class PushSettings:
     port: int = 8787
     token: Secret = Secret("")
     hmac_secret: Secret = Secret("")
-    max_bytes: int = 1_048_576
+    max_bytes: int = DEFAULT_PUSH_BODY_BYTES  # a request body (a batch of posts)
     max_batch: int = 1000
     ack_timeout: float = 30.0
     max_skew_seconds: float = 300.0
-    max_record_bytes: int = 262_144  # the validate stage's limit
+    max_record_bytes: int = DEFAULT_MAX_POST_BYTES  # one post: the validate stage's limit
 
     @classmethod
     def from_env(cls) -> PushSettings:
+        max_record_bytes = env_max_record_bytes()
+        max_bytes = env_int("VIGIE_INGEST_MAX_BYTES", cls.max_bytes, minimum=1024)
+        if max_bytes < max_record_bytes:
+            raise SettingError(
+                f"VIGIE_INGEST_MAX_BYTES: at least VIGIE_MAX_RECORD_BYTES ({max_record_bytes})"
+                f" so that one post of the accepted size can be pushed, got {max_bytes}"
+            )
         return cls(
             host=env_str("VIGIE_INGEST_HOST", cls.host),
             port=env_int("VIGIE_INGEST_PORT", cls.port, minimum=0),
             token=env_secret("VIGIE_INGEST_TOKEN"),
             hmac_secret=env_secret("VIGIE_INGEST_HMAC_SECRET"),
-            max_bytes=env_int("VIGIE_INGEST_MAX_BYTES", cls.max_bytes, minimum=1024),
+            max_bytes=max_bytes,
             max_batch=env_int("VIGIE_INGEST_MAX_BATCH", cls.max_batch, minimum=1),
             ack_timeout=env_float("VIGIE_INGEST_ACK_TIMEOUT", cls.ack_timeout, minimum=1.0),
-            max_record_bytes=env_int("VIGIE_MAX_RECORD_BYTES", cls.max_record_bytes, 1024),
+            max_record_bytes=max_record_bytes,
         )
 
 

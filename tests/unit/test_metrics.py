@@ -17,6 +17,7 @@ CONTRACT: dict[str, tuple[type, str, tuple[str, ...]]] = {
     "POSTS_VALID": (Counter, "vigie_posts_valid_total", ()),
     "POSTS_INVALID": (Counter, "vigie_posts_invalid_total", ("reason",)),
     "POSTS_DUPLICATE": (Counter, "vigie_posts_duplicate_total", ()),
+    "RECORDS_TOO_LARGE": (Counter, "vigie_records_too_large_total", ("stage", "topic")),
     "POSTS_UNMATCHED": (Counter, "vigie_posts_unmatched_total", ()),
     "MENTIONS": (Counter, "vigie_mentions_total", ("brand", "sentiment")),
     "MENTIONS_RECOUNTED": (Counter, "vigie_mentions_recounted_total", ("brand",)),
