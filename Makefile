@@ -57,6 +57,7 @@ bench: $(STAMP) model kafka-start
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/sentiment.py
 	$(BIN)/python bench/detection.py
+	$(BIN)/python bench/pipeline.py
 
 clean: kafka-stop
 	rm -rf .state

@@ -1,0 +1,421 @@
+"""The whole pipeline at once: producer -> validate -> score -> detect -> alert, real broker.
+
+Run with the local broker up: `python bench/pipeline.py` (full, about 20 minutes) or
+`python bench/pipeline.py --quick` (a smoke test, about 2 minutes).
+
+The stream: generated posts (pipeline/generator.py) about 500 brands of which 50 are on a
+temporary watchlist, so 10 % of posts mention a watched brand. Each post produced gets a
+fresh id and `created_at` = the moment it is produced; originals get a unique text (as in
+a real stream: only reshares repeat a text), so the sentiment cache helps only as much as
+it would live.
+
+For one worker (all four agents, one consumer group, own topic prefix, 4 partitions), then
+for two worker processes sharing the partitions:
+1. the offered rate steps up (`--rates`, `--step-s` each) until consumer lag stops being
+   flat: lag is the group's committed offsets behind the end of posts.raw, posts.valid,
+   mentions.scored and incidents, sampled twice a second; a step is flat when the lag's
+   slope over its last three quarters is under 3 % of the offered rate and the lag stays
+   under 10 s of posts (Faust commits every 2.8 s, so committed lag is a saw-tooth);
+2. the highest flat rate is held for `--hold-s` (default 120 s; `--hold-s 600` for the
+   10-minute memory run): RSS at the start of the hold (after warm-up) and at its end, lag
+   at its end, produce -> scored latency p50/p99 (the mention's Kafka timestamp on
+   mentions.scored minus the post's created_at) for posts produced during the hold;
+3. production stops and the bench waits for every expected mention: the expected count is
+   the watchlist matched against every post produced, so "mentions_ok" means no loss and
+   no duplicate, and one worker and two must give the same count for their input.
+`--baseline-tree PATH` runs the same one-worker measurement with the worker code of
+another checkout (e.g. `git worktree add /tmp/base main`), for ratios on a noisy machine.
+The last line of output is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this file's folder comes first on the path, and this file is named like
+# the package it measures: put the project root there instead.
+sys.path = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+
+from pipeline.generator import BrandProfile, Generator  # noqa: E402
+from pipeline.settings import KafkaSettings  # noqa: E402
+from pipeline.watchlist import parse_watchlist  # noqa: E402
+from pipeline.worker_ready import WorkerNotReady, wait_until_ready  # noqa: E402
+
+WATCHED = 50
+UNWATCHED = 450  # 10 % of posts mention a watched brand
+POOL_SIZE = 40_000
+# Topics the worker's group consumes that every post (or every mention) passes through.
+LAG_TOPICS = ("posts.raw", "posts.valid", "mentions.scored", "incidents")
+FLAT_SLOPE_SHARE = 0.03   # lag may grow by at most 3 % of the offered rate
+# and stay under this many seconds of posts: Faust commits every 2.8 s, so each of the two
+# topics every post passes (posts.raw, posts.valid) shows up to 2.8 s of committed lag.
+FLAT_MAX_LAG_S = 10.0
+
+
+# -- the stream ------------------------------------------------------------------------------
+
+def watched_name(index: int) -> str:
+    return f"Veltora{index:02d}"
+
+
+def make_pool(seed: int = 11) -> list[dict[str, Any]]:
+    """POOL_SIZE generated posts over 500 brands with equal volumes, 50 of them watched."""
+    brands = [BrandProfile(f"w{i:02d}", (watched_name(i),), base_per_minute=20.0)
+              for i in range(WATCHED)]
+    brands += [BrandProfile(f"u{i:03d}", (f"Quorbex{i:03d}",), base_per_minute=20.0)
+               for i in range(UNWATCHED)]
+    generator = Generator(brands, datetime(2026, 3, 3, 12, tzinfo=UTC), seed=seed)
+    pool: list[dict[str, Any]] = []
+    for post in generator.posts(10_000):
+        pool.append(post)
+        if len(pool) == POOL_SIZE:
+            break
+    return pool
+
+
+def watchlist_yaml() -> str:
+    lines = ["version: 1", "receivers: {}", "brands:"]
+    for i in range(WATCHED):
+        lines += [f"  - id: w{i:02d}", f"    name: {watched_name(i)}"]
+    return "\n".join(lines) + "\n"
+
+
+def nth_post(pool: list[dict[str, Any]], index: int, created_at: str) -> tuple[bytes, bytes]:
+    """The index-th post of the stream: the pool cycled, each post with its own id."""
+    post = dict(pool[index % len(pool)])
+    post["id"] = f"b{index}"
+    post["created_at"] = created_at
+    if post.get("reshare_of") is None:
+        post["text"] = f"{post['text']} {index}"  # only reshares repeat a text
+    return f"{post['platform']}:b{index}".encode(), orjson.dumps(post)
+
+
+def produce_loop(bootstrap: str, prefix: str, rate: Any, produced: Any, stop: Any,
+                 failed: Any, ready: Any) -> None:
+    """Child process: sends posts at `rate` posts/s (token bucket) until `stop` is set."""
+    from pipeline.producer import PostProducer
+
+    pool = make_pool()
+    settings = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
+    index, allowance, last = 0, 0.0, time.monotonic()
+    with PostProducer(settings, source="bench") as producer:
+        ready.set()
+        while not stop.is_set():
+            now = time.monotonic()
+            allowance = min(allowance + (now - last) * rate.value, rate.value * 0.1 + 1)
+            last = now
+            created_at = datetime.now(UTC).isoformat()
+            while allowance >= 1:
+                key, value = nth_post(pool, index, created_at)
+                producer.send_raw(key, value)
+                index += 1
+                allowance -= 1
+            produced.value = index
+            time.sleep(0.005)
+        producer.flush(60)
+        failed.value = producer.failed
+
+
+# -- workers ---------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_workers(count: int, tree: Path, env: dict[str, str], work: Path) -> list[Worker]:
+    workers = []
+    for n in range(count):
+        port = free_port()
+        log_path = work / f"worker-{n}.log"
+        worker_env = {**env, "VIGIE_WEB_PORT": str(port),
+                      "VIGIE_STATE_DIR": str(work / f"state-{n}"), "PYTHONPATH": str(tree)}
+        with open(log_path, "wb") as log_file:
+            process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"],
+                                       env=worker_env, cwd=tree, stdout=log_file,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        workers.append(Worker(process, port, log_path))
+    for worker in workers:
+        try:
+            wait_until_ready(worker.port, worker.process, wait_s=180)
+        except WorkerNotReady as exc:
+            for other in workers:
+                other.stop()
+            raise SystemExit(f"{exc}:\n{worker.log_path.read_text()[-3000:]}") from None
+    return workers
+
+
+# -- measuring -------------------------------------------------------------------------------
+
+class LagProbe:
+    """The consumer group's committed offsets behind the ends of LAG_TOPICS."""
+
+    def __init__(self, settings: KafkaSettings, group: str, partitions: int) -> None:
+        self.group = group
+        self.admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+        self.consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+        self.parts = [TopicPartition(settings.topic(name), p)
+                      for name in LAG_TOPICS for p in range(partitions)]
+
+    def lag(self) -> int:
+        return sum(self.lag_by_topic().values())
+
+    def lag_by_topic(self) -> dict[str, int]:
+        ends = self.consumer.end_offsets(self.parts)
+        committed = self.admin.list_group_offsets(self.group).get(self.group, {})
+        lags: dict[str, int] = {}
+        for part in self.parts:
+            done = committed.get(part)
+            behind = max(0, ends[part] - (done.offset if done and done.offset >= 0 else 0))
+            lags[part.topic] = lags.get(part.topic, 0) + behind
+        return lags
+
+    def close(self) -> None:
+        self.admin.close()
+        self.consumer.close()
+
+
+@dataclass
+class MentionWatch:
+    """Reads mentions.scored from the start: counts, duplicates, produce -> scored latency."""
+
+    settings: KafkaSettings
+    seen: set[tuple[str, str]] = field(default_factory=set)
+    total: int = 0
+    # (created_at as epoch seconds, latency in seconds)
+    latencies: list[tuple[float, float]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        consumer = KafkaConsumer(self.settings.topic("mentions.scored"),
+                                 bootstrap_servers=self.settings.bootstrap_servers,
+                                 auto_offset_reset="earliest", group_id=None)
+        try:
+            while not self.stop.is_set():
+                for records in consumer.poll(timeout_ms=200, max_records=5000).values():
+                    for record in records:
+                        mention = orjson.loads(record.value)
+                        if "tick" in mention:
+                            continue  # detect's clock ticks share the topic
+                        created = datetime.fromisoformat(mention["created_at"]).timestamp()
+                        self.latencies.append((created, record.timestamp / 1000 - created))
+                        self.seen.add((mention["post_key"], mention["brand"]))
+                        self.total += 1
+        finally:
+            consumer.close()
+
+    def percentiles(self, since: float, until: float) -> tuple[float | None, float | None]:
+        window = sorted(lat for created, lat in self.latencies if since <= created < until)
+        if not window:
+            return None, None
+        return (round(window[len(window) // 2], 3),
+                round(window[min(len(window) - 1, int(len(window) * 0.99))], 3))
+
+
+def slope(samples: list[tuple[float, int]]) -> float:
+    """Least-squares slope of lag over time (posts/s)."""
+    if len(samples) < 3:
+        return 0.0
+    ts = [t for t, _ in samples]
+    ls = [lag for _, lag in samples]
+    mean_t, mean_l = statistics.fmean(ts), statistics.fmean(ls)
+    den = sum((t - mean_t) ** 2 for t in ts)
+    return sum((t - mean_t) * (lag - mean_l) for t, lag in samples) / den if den else 0.0
+
+
+def run_step(probe: LagProbe, rate_value: Any, produced: Any, rate: float,
+             seconds: float) -> dict[str, Any]:
+    rate_value.value = rate
+    started, first_count = time.monotonic(), produced.value
+    samples: list[tuple[float, int]] = []
+    while time.monotonic() - started < seconds:
+        time.sleep(0.5)
+        samples.append((time.monotonic() - started, probe.lag()))
+    by_topic = probe.lag_by_topic()
+    steady = [s for s in samples if s[0] >= seconds / 4]
+    growth = slope(steady)
+    offered = (produced.value - first_count) / (time.monotonic() - started)
+    tail = [lag for _, lag in steady[-max(1, len(steady) // 3):]]
+    flat = growth <= FLAT_SLOPE_SHARE * rate and max(tail) <= FLAT_MAX_LAG_S * rate
+    return {"rate": rate, "offered_posts_per_s": round(offered), "lag_slope": round(growth),
+            "lag_last": samples[-1][1] if samples else None, "flat": flat,
+            "lag_by_topic": {name.split(".", 1)[1]: lag for name, lag in by_topic.items()}}
+
+
+def measure(args: argparse.Namespace, workers_count: int, tree: Path,
+            pool: list[dict[str, Any]], expected_per_post: list[int]) -> dict[str, Any]:
+    prefix = f"bp{uuid.uuid4().hex[:8]}."
+    settings = KafkaSettings(bootstrap_servers=args.bootstrap, topic_prefix=prefix,
+                             partitions=args.partitions)
+    work = Path(tempfile.mkdtemp(prefix="vigie-bench-pipeline-"))
+    watchlist = work / "watchlist.yaml"
+    watchlist.write_text(watchlist_yaml())
+    env = {key: value for key, value in os.environ.items() if not key.startswith("VIGIE_")}
+    env.update(VIGIE_KAFKA_BOOTSTRAP_SERVERS=args.bootstrap, VIGIE_TOPIC_PREFIX=prefix,
+               VIGIE_TOPIC_PARTITIONS=str(args.partitions), VIGIE_APP_ID=prefix.rstrip("."),
+               VIGIE_WATCHLIST=str(watchlist), VIGIE_LOG_LEVEL="warning",
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    workers = start_workers(workers_count, tree, env, work)
+    result: dict[str, Any] = {"workers": workers_count, "partitions": args.partitions,
+                              "tree": str(tree)}
+    pids = [w.process.pid for w in workers]
+    result["rss_start_mb"] = round(sum(rss_mb(pid) for pid in pids), 1)
+
+    ctx = multiprocessing.get_context("spawn")
+    rate_value, produced = ctx.Value("d", 0.0), ctx.Value("q", 0)
+    failed, stop, ready = ctx.Value("q", 0), ctx.Event(), ctx.Event()
+    producer = ctx.Process(target=produce_loop, daemon=True, args=(
+        args.bootstrap, prefix, rate_value, produced, stop, failed, ready))
+    producer.start()
+    ready.wait(120)
+    watch = MentionWatch(settings)
+    reader = threading.Thread(target=watch.run, daemon=True)
+    reader.start()
+    probe = LagProbe(settings, prefix.rstrip("."), args.partitions)
+    try:
+        steps, sustained = [], 0.0
+        for rate in args.rates:
+            step = run_step(probe, rate_value, produced, rate, args.step_s)
+            steps.append(step)
+            print(f"[{workers_count} worker(s)] {json.dumps(step)}", flush=True)
+            if not step["flat"]:
+                break
+            sustained = rate
+        result["steps"] = steps
+        # Drain what a failed step left, then hold the highest flat rate.
+        rate_value.value = 0.0
+        deadline = time.monotonic() + args.drain_s
+        while probe.lag() > 1000 and time.monotonic() < deadline:
+            time.sleep(1.0)
+        hold_rate = sustained or args.rates[0] / 2
+        hold_started = time.time()
+        result["rss_warm_mb"] = round(sum(rss_mb(pid) for pid in pids), 1)
+        hold = run_step(probe, rate_value, produced, hold_rate, args.hold_s)
+        hold_ended = time.time()
+        result["rss_end_mb"] = round(sum(rss_mb(pid) for pid in pids), 1)
+        result["lag_end"] = hold["lag_last"]
+        result["hold"] = hold
+        print(f"[{workers_count} worker(s)] hold {json.dumps(hold)}", flush=True)
+        result["sustained_posts_per_s"] = sustained
+        result["hold_flat"] = hold["flat"]
+        result["rss_growth_after_warmup_pct"] = round(
+            100 * (result["rss_end_mb"] - result["rss_warm_mb"]) / result["rss_warm_mb"], 2)
+        # Latency of the hold's posts, skipping its first 10 s (the step up to it).
+        p50, p99 = watch.percentiles(hold_started + min(10.0, args.hold_s / 4), hold_ended)
+
+        stop.set()
+        producer.join(timeout=120)
+        total_posts = produced.value
+        expected = sum(expected_per_post[i % len(pool)] for i in range(total_posts))
+        deadline = time.monotonic() + args.drain_s
+        while watch.total < expected and time.monotonic() < deadline:
+            time.sleep(1.0)
+        time.sleep(3.0)  # a duplicate would arrive now
+        # p50/p99 again: the hold's last posts may only just have arrived.
+        p50, p99 = watch.percentiles(hold_started + min(10.0, args.hold_s / 4), hold_ended)
+        result.update(p50_scored_s=p50, p99_scored_s=p99, posts_produced=total_posts,
+                      produce_failed=failed.value, mentions_expected=expected,
+                      mentions_distinct=len(watch.seen), mentions_total=watch.total,
+                      mentions_ok=len(watch.seen) == expected == watch.total)
+    finally:
+        stop.set()
+        watch.stop.set()
+        probe.close()
+        for worker in workers:
+            worker.stop()
+    result["worker_logs"] = str(work)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")],
+                        help="offered rates, posts/s, in increasing order (default "
+                        "1000,2000,...,8000; --quick: 500,1500,3000)")
+    parser.add_argument("--step-s", type=float, help="seconds per rate (default 60)")
+    parser.add_argument("--hold-s", type=float, help="seconds at the sustained rate (120)")
+    parser.add_argument("--drain-s", type=float, default=180.0)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: rates 500,1500,3000 for 15 s each, hold 15 s")
+    parser.add_argument("--one-worker-only", action="store_true")
+    parser.add_argument("--baseline-tree", type=Path,
+                        help="also measure one worker running the code of this checkout")
+    args = parser.parse_args()
+    quick = {"rates": [500.0, 1500.0, 3000.0], "step_s": 15.0, "hold_s": 15.0}
+    full = {"rates": [1000.0 * n for n in range(1, 9)], "step_s": 60.0, "hold_s": 120.0}
+    for name, value in (quick if args.quick else full).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+    pool = make_pool()
+    watchlist = parse_watchlist(watchlist_yaml())
+    expected_per_post = [len(watchlist.match(post["text"])) for post in pool]
+    share = sum(1 for n in expected_per_post if n) / len(pool)
+    results: dict[str, Any] = {"cores": os.cpu_count(), "matched_share": round(share, 3),
+                               "load_avg_start": os.getloadavg()[0]}
+    print(f"stream: {len(pool)} distinct posts cycled, {share:.1%} mention a watched brand",
+          flush=True)
+    if args.baseline_tree:
+        results["baseline"] = measure(args, 1, args.baseline_tree.resolve(), pool,
+                                      expected_per_post)
+    results.update(measure(args, 1, ROOT, pool, expected_per_post))
+    if not args.one_worker_only:
+        results["two_workers"] = measure(args, 2, ROOT, pool, expected_per_post)
+        results["same_mentions"] = bool(
+            results["mentions_ok"] and results["two_workers"]["mentions_ok"])
+    if args.baseline_tree and results["baseline"]["sustained_posts_per_s"]:
+        results["ratio_vs_baseline"] = round(
+            results["sustained_posts_per_s"] / results["baseline"]["sustained_posts_per_s"], 2)
+    results["load_avg_end"] = os.getloadavg()[0]
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
