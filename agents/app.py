@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import ssl
 from dataclasses import dataclass
 
 import faust
@@ -18,6 +17,7 @@ from aiohttp.web import Response
 
 from agents.topics import Topics, declare_topics
 from pipeline import metrics
+from pipeline.kafka_clients import faust_credentials
 from pipeline.limits import MAX_MESSAGE_BYTES
 from pipeline.liveness import Liveness
 from pipeline.settings import KafkaSettings, WorkerSettings
@@ -45,24 +45,6 @@ class AgentContext:
     watchlist: WatchlistWatcher
 
 
-def _credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
-    if kafka.security_protocol == "PLAINTEXT":
-        return None
-    context = None
-    if kafka.security_protocol.endswith("SSL"):
-        context = ssl.create_default_context(cafile=kafka.ssl_cafile or None)
-        if kafka.ssl_certfile:
-            context.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile or None)
-    if kafka.security_protocol.startswith("SASL"):
-        return faust.SASLCredentials(
-            username=kafka.sasl_username,
-            password=kafka.sasl_password.reveal(),
-            mechanism=kafka.sasl_mechanism,
-            ssl_context=context,
-        )
-    return faust.SSLCredentials(context)
-
-
 def create_app(
     kafka: KafkaSettings | None = None, worker: WorkerSettings | None = None
 ) -> tuple[faust.App, AgentContext]:
@@ -73,7 +55,7 @@ def create_app(
     app = faust.App(
         worker.app_id,
         broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
-        broker_credentials=_credentials(kafka),
+        broker_credentials=faust_credentials(kafka),
         store=worker.store,
         datadir=str(worker.state_dir),
         topic_partitions=kafka.partitions,

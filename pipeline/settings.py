@@ -153,13 +153,18 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def env_tls_file(name: str, used: bool, ca: bool = False) -> str:
+def env_tls_file(name: str, used: bool, ca: bool = False, default: str = "",
+                 default_from: str = "") -> str:
     """A certificate, key or CA file path, checked now when TLS will use it.
 
     Without this check a wrong path surfaces much later and far from its cause (the
     Kafka clients report "Unable to bootstrap" or an unnamed FileNotFoundError).
+    `default` (e.g. from VIGIE_KAFKA_PROPERTIES, named by `default_from`) applies when
+    the variable is not set.
     """
-    value = env_str(name, "")
+    value = env_str(name, default)
+    if _raw(name) in (None, "") and default_from:
+        name = default_from
     if not value or not used:
         return value
     path = Path(value)
@@ -187,7 +192,7 @@ def project_root() -> Path:
 
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 
 
 @dataclass(frozen=True)
@@ -202,27 +207,51 @@ class KafkaSettings:
     ssl_cafile: str = ""
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
+    ssl_key_password: Secret = field(default_factory=lambda: Secret(""))
+    ssl_check_hostname: bool = True
+    sasl_oauth_token_url: str = ""  # OAUTHBEARER: username/password are the client's id/secret
+    sasl_oauth_scope: str = ""
     topic_prefix: str = ""
     partitions: int = 4
     replication_factor: int = 1
 
     @classmethod
     def from_env(cls) -> KafkaSettings:
+        """VIGIE_KAFKA_PROPERTIES (a Kafka client properties file) first, if given; each
+        VIGIE_KAFKA_* variable that is set overrides what the file says."""
+        base = cls()
+        properties_file = env_str("VIGIE_KAFKA_PROPERTIES", "")
+        if properties_file:
+            from pipeline.kafka_clients import read_properties, settings_from_properties
+
+            try:
+                base = settings_from_properties(read_properties(properties_file), base)
+            except SettingError as exc:
+                base = _bad(exc, base)
         protocol = env_choice(
-            "VIGIE_KAFKA_SECURITY_PROTOCOL", cls.security_protocol, SECURITY_PROTOCOLS
+            "VIGIE_KAFKA_SECURITY_PROTOCOL", base.security_protocol, SECURITY_PROTOCOLS
         )
         tls = protocol.endswith("SSL")
+        from_file = "VIGIE_KAFKA_PROPERTIES" if properties_file else ""
         return cls(
-            bootstrap_servers=env_str("VIGIE_KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers),
+            bootstrap_servers=env_str("VIGIE_KAFKA_BOOTSTRAP_SERVERS", base.bootstrap_servers),
             security_protocol=protocol,
             sasl_mechanism=env_choice(
-                "VIGIE_KAFKA_SASL_MECHANISM", cls.sasl_mechanism, SASL_MECHANISMS
+                "VIGIE_KAFKA_SASL_MECHANISM", base.sasl_mechanism, SASL_MECHANISMS
             ),
-            sasl_username=env_str("VIGIE_KAFKA_SASL_USERNAME", ""),
-            sasl_password=env_secret("VIGIE_KAFKA_SASL_PASSWORD"),
-            ssl_cafile=env_tls_file("VIGIE_KAFKA_SSL_CAFILE", tls, ca=True),
-            ssl_certfile=env_tls_file("VIGIE_KAFKA_SSL_CERTFILE", tls),
-            ssl_keyfile=env_tls_file("VIGIE_KAFKA_SSL_KEYFILE", tls),
+            sasl_username=env_str("VIGIE_KAFKA_SASL_USERNAME", base.sasl_username),
+            sasl_password=env_secret("VIGIE_KAFKA_SASL_PASSWORD") or base.sasl_password,
+            ssl_cafile=env_tls_file("VIGIE_KAFKA_SSL_CAFILE", tls, ca=True,
+                                    default=base.ssl_cafile, default_from=from_file),
+            ssl_certfile=env_tls_file("VIGIE_KAFKA_SSL_CERTFILE", tls,
+                                      default=base.ssl_certfile, default_from=from_file),
+            ssl_keyfile=env_tls_file("VIGIE_KAFKA_SSL_KEYFILE", tls,
+                                     default=base.ssl_keyfile, default_from=from_file),
+            ssl_key_password=env_secret("VIGIE_KAFKA_SSL_KEY_PASSWORD") or base.ssl_key_password,
+            ssl_check_hostname=base.ssl_check_hostname,
+            sasl_oauth_token_url=env_str("VIGIE_KAFKA_SASL_OAUTH_TOKEN_URL",
+                                         base.sasl_oauth_token_url),
+            sasl_oauth_scope=env_str("VIGIE_KAFKA_SASL_OAUTH_SCOPE", base.sasl_oauth_scope),
             topic_prefix=env_str("VIGIE_TOPIC_PREFIX", ""),
             partitions=env_int("VIGIE_TOPIC_PARTITIONS", cls.partitions, minimum=1),
             replication_factor=env_int("VIGIE_TOPIC_REPLICATION", cls.replication_factor, 1),
@@ -233,24 +262,10 @@ class KafkaSettings:
         return f"{self.topic_prefix}{name}"
 
     def kafka_python_config(self) -> dict[str, object]:
-        """Connection options in kafka-python's vocabulary."""
-        config: dict[str, object] = {
-            "bootstrap_servers": self.bootstrap_servers.split(","),
-            "security_protocol": self.security_protocol,
-        }
-        if self.security_protocol.startswith("SASL"):
-            config.update(
-                sasl_mechanism=self.sasl_mechanism,
-                sasl_plain_username=self.sasl_username,
-                sasl_plain_password=self.sasl_password.reveal(),
-            )
-        if self.security_protocol.endswith("SSL"):
-            config.update(
-                ssl_cafile=self.ssl_cafile or None,
-                ssl_certfile=self.ssl_certfile or None,
-                ssl_keyfile=self.ssl_keyfile or None,
-            )
-        return config
+        """Connection options in kafka-python's vocabulary (pipeline/kafka_clients.py)."""
+        from pipeline.kafka_clients import kafka_python_config
+
+        return kafka_python_config(self)
 
 
 def env_max_record_bytes() -> int:
@@ -258,11 +273,11 @@ def env_max_record_bytes() -> int:
     here only, by every settings class that needs it (worker, sources, push endpoint)."""
     value = env_int("VIGIE_MAX_RECORD_BYTES", DEFAULT_MAX_POST_BYTES, minimum=1024)
     if value > MAX_POST_BYTES_CEILING:
-        raise SettingError(
+        return _bad(SettingError(
             f"VIGIE_MAX_RECORD_BYTES: at most {MAX_POST_BYTES_CEILING} (half the largest "
             f"Kafka record Vigie writes, so a validated post can always be written on), "
             f"got {value}"
-        )
+        ), DEFAULT_MAX_POST_BYTES)
     return value
 
 

@@ -31,10 +31,10 @@ from aiokafka.errors import (
     RecordTooLargeError,
     TopicAlreadyExistsError,
 )
-from aiokafka.helpers import create_ssl_context
 
 from pipeline import metrics
 from pipeline.deadletter import dead_letter, dead_letter_key, too_large_errors
+from pipeline.kafka_clients import aiokafka_config
 from pipeline.limits import MAX_MESSAGE_BYTES, fits, topic_size_config
 from pipeline.settings import KafkaSettings
 
@@ -51,27 +51,6 @@ log = logging.getLogger("vigie.alert")
 
 COMPACTED_TOPICS = ("alerts.state", "alerts.ledger", "alerts.silences")
 LOG_TOPICS = ("alerts.log", "alerts.dlq")
-
-
-def aiokafka_config(settings: KafkaSettings) -> dict[str, Any]:
-    """Connection options in aiokafka's vocabulary (same settings as kafka-python's)."""
-    config: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "security_protocol": settings.security_protocol,
-    }
-    if settings.security_protocol.startswith("SASL"):
-        config.update(
-            sasl_mechanism=settings.sasl_mechanism,
-            sasl_plain_username=settings.sasl_username,
-            sasl_plain_password=settings.sasl_password.reveal(),
-        )
-    if settings.security_protocol.endswith("SSL"):
-        config["ssl_context"] = create_ssl_context(
-            cafile=settings.ssl_cafile or None,
-            certfile=settings.ssl_certfile or None,
-            keyfile=settings.ssl_keyfile or None,
-        )
-    return config
 
 
 async def ensure_alert_topics(settings: KafkaSettings) -> None:
