@@ -38,6 +38,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
@@ -145,6 +146,18 @@ def _trim(text: str, limit: int) -> str:
     return (cut or text[: limit - 1]) + "…"
 
 
+def _instant(iso: object) -> float:
+    """Seconds since the epoch of an ISO time (posts keep their own UTC offsets, so their
+    strings do not sort); an unreadable or missing time sorts last."""
+    try:
+        moment = datetime.fromisoformat(str(iso))
+    except ValueError:
+        return math.inf
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
 def _post_ref(post: dict[str, Any], with_text: bool) -> dict[str, Any]:
     ref = {
         "post_key": post.get("post_key"),
@@ -203,8 +216,8 @@ class Storyline:
             copies[0] += 1
         else:
             self.texts[print_] = [1, _trim(str(post.get("text") or ""), TEXT_CHARS)]
-        created = str(post.get("created_at") or "")
-        if not self.first or (created and created < str(self.first.get("created_at") or "~")):
+        if not self.first or _instant(post.get("created_at")) < _instant(
+                self.first.get("created_at")):
             self.first = _post_ref(post, with_text=False)
         if not self.top or int(post.get("followers") or 0) > int(self.top.get("followers", 0)):
             self.top = _post_ref(post, with_text=True)
@@ -222,8 +235,8 @@ class Storyline:
                 self.texts[print_][0] += count
             else:
                 self.texts[print_] = [count, text]
-        if other.first and (not self.first or str(other.first.get("created_at") or "~")
-                            < str(self.first.get("created_at") or "~")):
+        if other.first and (not self.first or _instant(other.first.get("created_at"))
+                            < _instant(self.first.get("created_at"))):
             self.first = dict(other.first)
         if other.top and int(other.top.get("followers", 0)) > int(self.top.get("followers", 0)):
             self.top = dict(other.top)

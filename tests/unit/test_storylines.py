@@ -179,3 +179,16 @@ def test_two_stories_sharing_words_stay_apart_by_their_hashtags():
     top = [found[id(s)] for s in merged.storylines[:2]]
     assert [c.most_common(1)[0][0] for c in top] == ["data-leak", "double-billing"]
     assert all(c.most_common(1)[0][1] >= 0.9 * sum(c.values()) for c in top)
+
+
+def test_who_started_it_is_the_earliest_post_whatever_its_utc_offset():
+    part = sl.StorylineSet()
+    text = "Le fichier clients de Lumio revendu, scandale"
+    part.add({"text": text, "author_handle": "later", "created_at": "2026-03-03T09:05:00+00:00"},
+             True, 1, IGNORE)
+    # 10:01 in Paris is 09:01 UTC: earlier, though its string sorts after.
+    part.add({"text": text, "author_handle": "paris", "created_at": "2026-03-03T10:01:00+01:00"},
+             True, 1, IGNORE)
+    part.add({"text": text, "author_handle": "none", "created_at": None}, True, 1, IGNORE)
+    (only,) = sl.summarise(part)
+    assert only["first_post"]["author_handle"] == "paris"
