@@ -199,10 +199,13 @@ class HuggingFaceBackend:
         self.max_length = max_length
         self.concurrency = 1  # one call at a time, spread over `threads`
         onnx_file = Path(model) / "model.onnx"
+        int8_file = Path(model) / "model.int8.onnx"  # written by `vigie model import`
+        if runtime == "onnx-int8" and int8_file.is_file():
+            onnx_file = int8_file
         if runtime.startswith("onnx") and onnx_file.is_file():
             self.session = _ort_session(onnx_file, threads)
             self.model = None
-            self.name = f"{model}/onnx"
+            self.name = f"{model}/{'onnx-int8' if onnx_file == int8_file else 'onnx'}"
         else:
             import torch
             from transformers import AutoModelForSequenceClassification

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from pipeline.cli.exits import ConfigError
 from pipeline.sentiment_settings import SentimentSettings
 from pipeline.settings import SettingError, project_root
 
@@ -129,3 +130,44 @@ def train(data_dir: Path, out: Path | None, seed: int, device: str, epochs: int 
                    f"macro_f1 {scores['macro_f1']:.3f}  accuracy {scores['accuracy']:.3f}")
     if out is None:
         click.echo("the next `vigie model build` rebuilds the model with this head")
+
+
+@command.command(name="import")
+@click.argument("source", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--labels", "label_text", default=None,
+              help="Model labels onto Vigie's, e.g. 'LABEL_0=negative,LABEL_1=neutral,"
+                   "LABEL_2=positive' (default: VIGIE_MODEL_LABELS; none needed when the "
+                   "model's labels say negative/neutral/positive).")
+@click.option("--name", default=None, help="Folder name (default: SOURCE's name).")
+@click.option("--model-dir", type=click.Path(path_type=Path), default=None,
+              help="Where imported models go, under imported/ (default: VIGIE_MODEL_DIR, "
+                   "else .state/models).")
+def import_command(source: Path, label_text: str | None, name: str | None,
+                   model_dir: Path | None) -> None:
+    """Import a Hugging Face text-classification model folder fetched elsewhere (e.g.
+    `huggingface-cli download ORG/NAME --local-dir DIR` on a machine with access): check
+    its labels, export ONNX and int8, check that the forms agree (as `vigie model build`
+    does), and print the VIGIE_MODEL to use. Needs torch (the build extra); the worker
+    that runs the result does not."""
+    _offline()
+    from models.sentiment.backends import parse_label_map
+    from models.sentiment.imported import ImportRefused, import_model
+
+    settings = SentimentSettings.from_env()
+    try:
+        label_map = parse_label_map(label_text if label_text is not None else settings.labels)
+    except ValueError as exc:
+        raise ConfigError(f"--labels: {exc}") from None
+    target = _model_dir(model_dir) / "imported" / (name or source.resolve().name)
+    try:
+        imported = import_model(source, target, label_map,
+                                log=lambda message: click.echo(f"- {message}"))
+    except ImportRefused as exc:
+        raise ConfigError(str(exc)) from None
+    report = imported.report
+    click.echo(f"imported {imported.folder} in {report['seconds']:.0f} s: ONNX and int8 agree "
+               f"with torch on {report['decided_sentences']} of {report['sentences']} check "
+               f"sentences (largest probability difference: "
+               f"{max(report['max_abs_diff_vs_torch'].values()):.3f})")
+    click.echo(f"use it with: VIGIE_MODEL={imported.folder} (VIGIE_MODEL_RUNTIME=onnx-int8, "
+               "the default, or onnx)")
