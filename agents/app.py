@@ -116,6 +116,7 @@ def create_app(
 
     @app.task
     async def heartbeat() -> None:
+        liveness.restart()  # the clocks start with the worker, not before the model loaded
         while True:
             liveness.beat()
             await asyncio.sleep(1.0)

@@ -108,12 +108,24 @@ def settings_from_properties(properties: Mapping[str, str], base: KafkaSettings,
     """`base` with what the properties set. Security-relevant keys Vigie cannot honour
     are refused (a client that silently ignores them would fail in confusing ways); other
     client tunings (`client.id`, `acks`...) are left to Vigie's own settings."""
-    unsupported = sorted(k for k in properties if k.startswith(("ssl.", "sasl.", "security."))
-                         and k not in SUPPORTED_KEYS)
-    if unsupported:
-        key = unsupported[0]
-        raise SettingError(f"{where}: {key} is not supported{did_you_mean(key, SUPPORTED_KEYS)}"
-                           f" (supported: {', '.join(SUPPORTED_KEYS)})")
+    problems = [
+        SettingError(f"{where}: {key} is not supported"
+                     + (did_you_mean(key, SUPPORTED_KEYS)
+                        or f" (supported: {', '.join(SUPPORTED_KEYS)})"))
+        for key in sorted(properties)
+        if key.startswith(("ssl.", "sasl.", "security.")) and key not in SUPPORTED_KEYS
+    ]
+    for kind in ("truststore", "keystore"):
+        store_type = (properties.get(f"ssl.{kind}.type") or "PEM").upper()
+        if properties.get(f"ssl.{kind}.location") and store_type != "PEM":
+            problems.append(SettingError(
+                f"{where}: ssl.{kind}.type {store_type}: Python clients read PEM files only; "
+                f"convert it (keytool -importkeystore -deststoretype PKCS12, then openssl "
+                f"pkcs12 -nodes) and give ssl.{kind}.type=PEM"))
+    if problems:
+        error = SettingError("\n".join(str(problem) for problem in problems))
+        error.problems = problems  # type: ignore[attr-defined]  # each, for config check
+        raise error
     get = properties.get
     changes: dict[str, Any] = {}
     if get("bootstrap.servers"):
@@ -142,13 +154,6 @@ def settings_from_properties(properties: Mapping[str, str], base: KafkaSettings,
         changes["sasl_password"] = Secret(get("sasl.password", ""))
     if get("sasl.oauthbearer.token.endpoint.url"):
         changes["sasl_oauth_token_url"] = get("sasl.oauthbearer.token.endpoint.url")
-    for kind in ("truststore", "keystore"):
-        store_type = (get(f"ssl.{kind}.type") or "PEM").upper()
-        if get(f"ssl.{kind}.location") and store_type != "PEM":
-            raise SettingError(
-                f"{where}: ssl.{kind}.type {store_type}: Python clients read PEM files only; "
-                f"convert it (keytool -importkeystore -deststoretype PKCS12, then openssl "
-                f"pkcs12 -nodes) and give ssl.{kind}.type=PEM")
     if get("ssl.truststore.location") or get("ssl.ca.location"):
         changes["ssl_cafile"] = get("ssl.ca.location") or get("ssl.truststore.location")
     if get("ssl.keystore.location"):  # PEM: the certificate chain and the key in one file

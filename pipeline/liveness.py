@@ -43,6 +43,11 @@ class Liveness:
     def __post_init__(self) -> None:
         self.last_beat = self.last_observed = self.clock()
 
+    def restart(self) -> None:
+        """The worker starts now: what happened before (loading the model) is no stall."""
+        self.last_beat = self.last_observed = self.clock()
+        self._progress.clear()
+
     def beat(self) -> None:
         """Called by a task on the event loop, every second."""
         self.last_beat = self.clock()

@@ -227,7 +227,10 @@ class KafkaSettings:
             try:
                 base = settings_from_properties(read_properties(properties_file), base)
             except SettingError as exc:
-                base = _bad(exc, base)
+                if _collected.get() is None:
+                    raise
+                for problem in getattr(exc, "problems", [exc]):
+                    _bad(problem, base)
         protocol = env_choice(
             "VIGIE_KAFKA_SECURITY_PROTOCOL", base.security_protocol, SECURITY_PROTOCOLS
         )

@@ -113,3 +113,20 @@ def test_the_worker_with_a_bad_watchlist_says_why_and_exits_2(tmp_path):
         "mean 'name'?",
         f"{tmp_path / 'watchlist.yaml'}:11:5: brands[0].name: is required",
     ]
+
+
+def test_every_problem_of_a_kafka_properties_file_is_listed(tmp_path):
+    properties = tmp_path / "client.properties"
+    properties.write_text("bootstrap.servers=k:9093\nsecurity.protocol=SASL_SSL\n"
+                          "ssl.truststore.type=JKS\nssl.truststore.location=/t.jks\n"
+                          "sasl.jass.config=x\n")
+    env = {**base_env(tmp_path, write(tmp_path, GOOD)), "VIGIE_KAFKA_PROPERTIES": str(properties)}
+    result = vigie("config", "check", "--json", env=env)
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["errors"] == [
+        "VIGIE_KAFKA_PROPERTIES: sasl.jass.config is not supported, did you mean "
+        "'sasl.jaas.config'?",
+        "VIGIE_KAFKA_PROPERTIES: ssl.truststore.type JKS: Python clients read PEM files only; "
+        "convert it (keytool -importkeystore -deststoretype PKCS12, then openssl pkcs12 "
+        "-nodes) and give ssl.truststore.type=PEM",
+    ]

@@ -66,3 +66,12 @@ def test_a_consumer_that_stops_answering_fails():
         clock.now += 10
         live.beat()
     assert live.verdict() == (False, "consumer not answering: last offset reading 310 s ago")
+
+
+def test_the_time_before_the_worker_started_is_not_a_stall():
+    clock = Clock()
+    live = probe(clock)
+    clock.now += 600  # the sentiment model loading, before the app's tasks run
+    assert not live.verdict()[0]
+    live.restart()
+    assert live.verdict() == (True, "alive")
