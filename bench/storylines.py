@@ -19,13 +19,19 @@ import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-import orjson
+# Run as a script, bench/ comes first on sys.path, and bench/pipeline.py would shadow the
+# project's `pipeline` package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from models.detection import BrandMonitor, DetectorConfig
-from models.detection import storylines as sl
-from pipeline.generator import BrandProfile, Generator, Scenario
+import orjson  # noqa: E402
+
+from models.detection import BrandMonitor, DetectorConfig  # noqa: E402
+from models.detection import storylines as sl  # noqa: E402
+from pipeline.generator import BrandProfile, Generator, Scenario  # noqa: E402
 
 BRAND = BrandProfile("lumio", ("Lumio Energie", "Lumio"), ("#Lumio",), ("@lumio_energie",),
                      base_per_minute=3)

@@ -10,19 +10,28 @@ encoded once each (waves repeat their texts), on the CPU. Not part of the test r
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# Run as a script, bench/ comes first on sys.path, and bench/pipeline.py would shadow the
+# project's `pipeline` package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import storylines as words  # noqa: E402  (the word-based bench: waves, truth, scoring)
+import numpy as np  # noqa: E402
 
 from models.detection import storylines as sl  # noqa: E402
 from models.sentiment.build import model_folder  # noqa: E402
 from pipeline.sentiment_settings import SentimentSettings  # noqa: E402
+
+# The word-based bench (waves, truth, scoring), loaded from its file.
+_spec = importlib.util.spec_from_file_location("bench_storylines", _HERE / "storylines.py")
+assert _spec is not None and _spec.loader is not None
+words = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(words)
 
 MIN_NEGATIVE, MIN_SHARE = sl.MIN_NEGATIVE, sl.MIN_SHARE
 

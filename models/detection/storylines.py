@@ -158,18 +158,22 @@ def _instant(iso: object) -> float:
     return moment.timestamp()
 
 
-def _post_ref(post: dict[str, Any], with_text: bool) -> dict[str, Any]:
-    ref = {
+def _first_ref(post: dict[str, Any]) -> dict[str, Any]:
+    """Who started it and when (kept small: every interval's storylines have one)."""
+    return {key: post.get(key) for key in ("post_key", "url", "author_handle", "created_at")}
+
+
+def _top_ref(post: dict[str, Any]) -> dict[str, Any]:
+    """The most-reached post, with its text."""
+    return {
         "post_key": post.get("post_key"),
         "url": post.get("url"),
         "author_handle": post.get("author_handle"),
         "author_name": post.get("author_name"),
         "followers": int(post.get("followers") or 0),
         "created_at": post.get("created_at"),
+        "text": _trim(str(post.get("text") or ""), TEXT_CHARS),
     }
-    if with_text:
-        ref["text"] = _trim(str(post.get("text") or ""), TEXT_CHARS)
-    return ref
 
 
 @dataclass
@@ -180,11 +184,19 @@ class Storyline:
     negative: int = 0
     reach: int = 0
     terms: dict[str, int] = field(default_factory=dict)  # stem -> posts that have it
-    words: dict[str, str] = field(default_factory=dict)  # stem -> a word it came from
     texts: dict[str, list[Any]] = field(default_factory=dict)  # fingerprint -> [count, text]
     first: dict[str, Any] = field(default_factory=dict)  # earliest post
     top: dict[str, Any] = field(default_factory=dict)  # most-reached post, with its text
     _norm: float = field(default=0.0, repr=False)  # |terms| / posts, kept for speed
+
+    def surface(self, stem: str) -> str:
+        """A word of the storyline's texts that `stem` came from (the stem itself if none):
+        labels show words, the state keeps only stems."""
+        for text in [*(t for _, t in self.texts.values()), str(self.top.get("text") or "")]:
+            word = post_stems(text).get(stem)
+            if word:
+                return word
+        return stem
 
     def similarity(self, stems: Iterable[str], size: int) -> float:
         """Cosine between a post's stems (a 0/1 vector) and this storyline's mean vector."""
@@ -208,9 +220,8 @@ class Storyline:
         self.posts += 1
         self.negative += int(negative)
         self.reach += reach
-        for stem, word in stems.items():
+        for stem in stems:
             self.terms[stem] = self.terms.get(stem, 0) + 1
-            self.words.setdefault(stem, word)
         copies = self.texts.get(print_)
         if copies is not None:
             copies[0] += 1
@@ -218,9 +229,9 @@ class Storyline:
             self.texts[print_] = [1, _trim(str(post.get("text") or ""), TEXT_CHARS)]
         if not self.first or _instant(post.get("created_at")) < _instant(
                 self.first.get("created_at")):
-            self.first = _post_ref(post, with_text=False)
+            self.first = _first_ref(post)
         if not self.top or int(post.get("followers") or 0) > int(self.top.get("followers", 0)):
-            self.top = _post_ref(post, with_text=True)
+            self.top = _top_ref(post)
         self._bound()
 
     def absorb(self, other: Storyline) -> None:
@@ -229,7 +240,6 @@ class Storyline:
         self.reach += other.reach
         for stem, count in other.terms.items():
             self.terms[stem] = self.terms.get(stem, 0) + count
-            self.words.setdefault(stem, other.words.get(stem, stem))
         for print_, (count, text) in other.texts.items():
             if print_ in self.texts:
                 self.texts[print_][0] += count
@@ -244,17 +254,16 @@ class Storyline:
 
     def _bound(self) -> None:
         self._norm = 0.0
-        if len(self.terms) > 2 * MAX_TERMS:
+        if len(self.terms) > 2 * MAX_TERMS:  # some slack: sorting on every post is costly
             kept = sorted(self.terms.items(), key=lambda item: (-item[1], item[0]))[:MAX_TERMS]
             self.terms = dict(kept)
-            self.words = {stem: self.words.get(stem, stem) for stem in self.terms}
         if len(self.texts) > MAX_FINGERPRINTS:
             kept_texts = sorted(self.texts.items(), key=lambda item: -item[1][0])
             self.texts = dict(kept_texts[:MAX_FINGERPRINTS])
 
     def to_state(self) -> dict[str, Any]:
         return {"posts": self.posts, "negative": self.negative, "reach": self.reach,
-                "terms": self.terms, "words": self.words, "texts": self.texts,
+                "terms": self.terms, "texts": self.texts,
                 "first": self.first, "top": self.top}
 
     @classmethod
@@ -262,7 +271,6 @@ class Storyline:
         return cls(posts=int(state["posts"]), negative=int(state["negative"]),
                    reach=int(state["reach"]),
                    terms={str(k): int(v) for k, v in state["terms"].items()},
-                   words={str(k): str(v) for k, v in state["words"].items()},
                    texts={str(k): [int(v[0]), str(v[1])] for k, v in state["texts"].items()},
                    first=dict(state["first"]), top=dict(state["top"]))
 
@@ -382,7 +390,7 @@ def _label_terms(storyline: Storyline, everyone: Sequence[Storyline]) -> list[st
         overall = sum(s.terms.get(stem, 0) for s in everyone) / total_posts
         scored.append((inside - overall + inside * 0.5, stem))
     scored.sort(key=lambda item: (-item[0], item[1]))
-    return [storyline.words.get(stem, stem) for _, stem in scored[:LABEL_TERMS]]
+    return [storyline.surface(stem) for _, stem in scored[:LABEL_TERMS]]
 
 
 def summarise(merged: StorylineSet, limit: int = 5) -> list[dict[str, Any]]:
