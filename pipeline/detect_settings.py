@@ -16,7 +16,7 @@ class DetectionSettings:
     window_minutes: int = 10
     sensitivity: float = 1.0
     min_negative: int = 10
-    quiet_minutes: float = 1440.0
+    quiet_minutes: float = 2880.0
     allowed_lateness_seconds: int = 120
     # "wall": intervals close on the wall clock (live streams); "event": on the newest
     # post time seen (replays and demos, where created_at runs faster than the clock).

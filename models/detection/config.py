@@ -44,7 +44,10 @@ class DetectorConfig:
     - min_negative: fewest negative posts in the evidence window that may open an incident
       (in series mode: the fewest counts in one interval). 0 -> 3 posts is not a crisis.
     - min_ratio: the observed volume must also be at least this multiple of the expected.
-    - quiet_minutes: calm time needed before an incident resolves.
+    - quiet_minutes: the quiet period: an incident stays open at least this long after it
+      opens, and no new incident opens (no new page, escalations aside) for that brand
+      meanwhile; it resolves once that period is over and the evidence window is calm
+      (lifecycle.py). Chosen by leave-one-series-out (RESULTS.md).
     - critical_reach: negative reach in the window that on its own adds a severity level.
     - alarming_share: negative share of mentions that adds a severity level.
     """
@@ -59,7 +62,7 @@ class DetectorConfig:
     sensitivity: float = 1.0
     min_negative: int = 10
     min_ratio: float = 1.5
-    quiet_minutes: float = 1440.0
+    quiet_minutes: float = 2880.0
     critical_reach: int = 1_000_000
     alarming_share: float = 0.6
     top_posts: int = 5
@@ -106,6 +109,14 @@ class DetectorConfig:
     def threshold(self, name: str) -> float:
         """A score threshold after sensitivity: `threshold("open_score")`."""
         return float(getattr(self, name)) / self.sensitivity
+
+    def severity_level(self, score: float) -> int:
+        """Severity index (0 info, 1 warning, 2 critical) of a surprise, before any boosts."""
+        if score >= self.threshold("critical_score"):
+            return 2
+        if score >= self.threshold("warning_score"):
+            return 1
+        return 0
 
     def with_overrides(self, overrides: dict[str, Any] | None) -> DetectorConfig:
         """A copy with a brand's `thresholds:` applied; ValueError names any bad key."""

@@ -1,11 +1,20 @@
-"""Incident lifecycle with hysteresis: one wave gives one incident, resolved once.
+"""Incident lifecycle: one incident per wave, and a quiet period after each opening.
 
-An incident opens when an interval is surprising enough (`trigger`). It then stays open
-as long as intervals remain elevated (`active`, a lower bar than the trigger: that gap is
-the hysteresis), and resolves only after `quiet_intervals` calm intervals in a row, so a
-wave that dips for a moment is not cut into several incidents. After it resolves, a new
-incident needs a fresh trigger. The tracker knows nothing of brands or posts: the series
-runner and `BrandMonitor` both drive it.
+An incident opens when an interval is surprising enough (`trigger`); that is the page.
+It then stays open for at least `quiet_intervals` (the quiet period): further triggers in
+that time belong to the same incident and page nobody again, unless its severity rises
+(an escalation, which pages). Once the quiet period is over, the incident resolves as soon
+as the last `calm_intervals` intervals were calm (neither `trigger` nor `active`; the
+monitor uses its evidence window, so the wave has left it), so a wave still going on at
+that point keeps it open. After it resolves, a new incident needs a fresh trigger.
+
+Why a fixed quiet period rather than "resolve after N calm intervals": on a bursty brand
+calm stretches are short and unpredictable, so an incident that waits for N calm intervals
+stays open for days and hides the next real wave (a data-dependent blackout), while a short
+N pages for every burst. A fixed period bounds both: at most one new page per brand per
+quiet period (escalations aside). It is also what NAB rewards, and the period was chosen
+by leave-one-series-out (models/detection/RESULTS.md). The tracker knows nothing of brands
+or posts: `BrandMonitor` drives it, for the pipeline and for the benchmarks alike.
 """
 
 from __future__ import annotations
@@ -27,7 +36,18 @@ class LifecycleStep:
 
 @dataclass
 class IncidentLifecycle:
+    """Open / escalate / resolve, one interval at a time.
+
+    >>> lifecycle = IncidentLifecycle(quiet_intervals=3)
+    >>> [lifecycle.step(t, t, 0).event for t in (True, True, False, False, False)]
+    ['opened', None, None, 'resolved', None]
+    >>> lifecycle = IncidentLifecycle(quiet_intervals=3, calm_intervals=2)
+    >>> [lifecycle.step(t, t, 0).event for t in (True, False, True, False, False, False)]
+    ['opened', None, None, None, 'resolved', None]
+    """
+
     quiet_intervals: int
+    calm_intervals: int = 1
     is_open: bool = False
     severity: int = 0  # index into SEVERITIES
     quiet: int = 0  # calm intervals in a row while open
@@ -45,13 +65,12 @@ class IncidentLifecycle:
                 self.opened_index = self.intervals
                 return LifecycleStep("opened")
             return LifecycleStep(None)
-        if trigger or active:
-            self.quiet = 0
-        else:
-            self.quiet += 1
-            if self.quiet >= self.quiet_intervals:
-                self.is_open = False
-                return LifecycleStep("resolved")
+        calm = not (trigger or active)
+        self.quiet = self.quiet + 1 if calm else 0
+        held = self.intervals - self.opened_index
+        if calm and held >= self.quiet_intervals and self.quiet >= self.calm_intervals:
+            self.is_open = False
+            return LifecycleStep("resolved")
         if trigger and severity > self.severity:
             self.severity = severity
             return LifecycleStep("updated", escalated=True)
@@ -61,8 +80,10 @@ class IncidentLifecycle:
         return asdict(self)
 
     @classmethod
-    def from_state(cls, state: dict[str, object], quiet_intervals: int) -> IncidentLifecycle:
-        lifecycle = cls(quiet_intervals=quiet_intervals)
+    def from_state(
+        cls, state: dict[str, object], quiet_intervals: int, calm_intervals: int = 1
+    ) -> IncidentLifecycle:
+        lifecycle = cls(quiet_intervals=quiet_intervals, calm_intervals=calm_intervals)
         lifecycle.is_open = bool(state["is_open"])
         lifecycle.severity = int(state["severity"])  # type: ignore[call-overload]
         lifecycle.quiet = int(state["quiet"])  # type: ignore[call-overload]

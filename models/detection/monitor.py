@@ -10,12 +10,18 @@ the incident events (docs/records.md, "Incident event") that this interval produ
 - `opened` when the negative volume of the window triggers (see `SpikeDetector`);
 - `updated` when the severity rises (`escalated: true`), when the window's negative volume
   reaches 1.5x what was last reported, or when it surges again after a calm window;
-- `resolved` once, after `quiet_minutes` without an elevated interval; it carries the
-  evidence (top posts, terms) last reported and says what the peak was.
+- `resolved` once the quiet period (`quiet_minutes` from the opening) is over and the
+  evidence window has been calm throughout; it carries the evidence (top posts, terms)
+  last reported and says what the peak was.
+
+`pages_someone(event)` says which of these events page a person (an opening or an
+escalation; the alert service may fold an escalation into the opening message during its
+group wait). The benchmarks count exactly those events as detections (series.py).
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,13 +29,12 @@ from typing import Any
 
 from models.detection.config import DetectorConfig
 from models.detection.lifecycle import SEVERITIES, IncidentLifecycle
-from models.detection.series import severity_of
 from models.detection.spike import SpikeDetector, Surprise
 from models.detection.storylines import StorylineSet, merge_storylines, summarise
 from models.detection.terms import TermBaseline, extract_terms
 from models.detection.volume import VolumeDetector, VolumeScore
 
-__all__ = ["BrandMonitor", "SCHEMA_VERSION"]
+__all__ = ["BrandMonitor", "SCHEMA_VERSION", "pages_someone"]
 
 SCHEMA_VERSION = 2  # 2: incident events carry `storylines`, trend points `expected`
 STATE_VERSION = 1
@@ -37,6 +42,19 @@ LABELS = ("negative", "neutral", "positive")
 GROWTH_FOR_UPDATE = 1.5  # an open incident is re-announced when its negative volume grows x1.5
 MAX_TEXT = 500  # characters of a post's text carried in an incident
 TOP_STORYLINES = 5  # storylines carried in an incident event
+
+
+def pages_someone(event: dict[str, Any]) -> bool:
+    """True for the incident events that page a person: an opening, an escalation.
+
+    >>> pages_someone({"event": "opened", "escalated": False})
+    True
+    >>> pages_someone({"event": "updated", "escalated": False})  # threaded, not paged
+    False
+    """
+    return event.get("event") == "opened" or (
+        event.get("event") == "updated" and bool(event.get("escalated"))
+    )
 
 
 def _utc(moment: datetime) -> datetime:
@@ -96,17 +114,23 @@ class _Interval:
     def from_state(cls, state: dict[str, Any]) -> _Interval:
         return cls(
             start=state["start"],
-            mentions=int(state["mentions"]),
-            negative=int(state["negative"]),
-            neutral=int(state["neutral"]),
-            positive=int(state["positive"]),
-            reach_negative=int(state["reach_negative"]),
+            mentions=_count(state["mentions"]),
+            negative=_count(state["negative"]),
+            neutral=_count(state["neutral"]),
+            positive=_count(state["positive"]),
+            reach_negative=_count(state["reach_negative"]),
             top=list(state["top"]),
             negative_terms=Counter(state["negative_terms"]),
             all_terms=Counter(state["all_terms"]),
             # States written before storylines existed have none: an empty set.
             storylines=StorylineSet.from_state(state.get("storylines")),
         )
+
+
+def _count(value: Any) -> int | float:
+    """A count from the state: whole numbers stay ints, benchmark volumes may be fractional."""
+    number = float(value)
+    return int(number) if number.is_integer() else number
 
 
 def _post_evidence(mention: dict[str, Any], label: str, reach: int) -> dict[str, Any]:
@@ -134,12 +158,17 @@ class BrandMonitor:
         self.negative = SpikeDetector(config)
         self.mentions = VolumeDetector(config.interval_seconds, config.volume)
         self.reach = VolumeDetector(config.interval_seconds, config.volume)
-        self.lifecycle = IncidentLifecycle(quiet_intervals=config.quiet_intervals)
+        self.lifecycle = IncidentLifecycle(
+            quiet_intervals=config.quiet_intervals, calm_intervals=config.window_intervals
+        )
         self.incident: dict[str, Any] | None = None
         self.window: list[_Interval] = []  # the evidence window, oldest first
         self.trend: list[dict[str, Any]] = []  # light history for the `trend` field
         self.terms = TermBaseline()
         self.current = _Interval()
+        # The negative-volume surprise of the last closed interval (for plots and series
+        # output; not part of the state).
+        self.last_surprise: Surprise | None = None
         self._ignored_terms = {brand.lower(), brand_name.lower()}
         # Storylines of the intervals that left the evidence window while an incident is
         # open: with the window's own, they make the incident's storylines.
@@ -185,12 +214,20 @@ class BrandMonitor:
             interval.storylines.add(evidence, label == "negative", reach, ignored)
 
     def add_counts(
-        self, negative: int = 0, neutral: int = 0, positive: int = 0, reach_negative: int = 0
+        self,
+        negative: float = 0,
+        neutral: float = 0,
+        positive: float = 0,
+        reach_negative: float = 0,
     ) -> None:
-        """Count posts known only by number (replays, synthetic scenarios): no evidence."""
+        """Count posts known only by number (replays, synthetic scenarios, benchmark series
+        whose values need not be whole): no evidence."""
         values = (negative, neutral, positive, reach_negative)
-        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values):
-            raise ValueError("counts must be integers >= 0")
+        if any(
+            isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf
+            for v in values
+        ):
+            raise ValueError("counts must be finite numbers >= 0")
         interval = self.current
         interval.negative += negative
         interval.neutral += neutral
@@ -213,6 +250,7 @@ class BrandMonitor:
         negative = self.negative.score_one(start, totals["negative"])
         mentions = self.mentions.score_one(start, totals["mentions"])
         reach = self.reach.score_one(start, totals["reach_negative"])
+        self.last_surprise = negative
         severity = self._severity(negative, mentions, reach, totals)
         # A fresh surge inside an open incident that had calmed down for a whole window
         # is news even when it is smaller than the peak: it is announced as an update.
@@ -296,13 +334,16 @@ class BrandMonitor:
     ) -> int:
         """Surprise of the negative volume sets the level; share and reach move it."""
         config = self.config
-        level = severity_of(negative.z, config)
+        level = config.severity_level(negative.z)
         share = totals["negative"] / totals["mentions"] if totals["mentions"] else 0.0
         usual_share = negative.volume.expected / mentions.expected if mentions.expected else 0.0
-        if share >= config.alarming_share:
+        # Negativity that rose to an alarming share raises the level; a share no higher than
+        # usual lowers it (the whole conversation grew, not its negativity). A brand whose
+        # share is always alarming (or a count series, all "negative") gets neither.
+        if share >= config.alarming_share and share > 1.2 * usual_share:
             level += 1
-        elif share <= 1.2 * usual_share:
-            level -= 1  # the whole conversation grew, not its negativity
+        elif share <= 1.2 * usual_share and share < config.alarming_share:
+            level -= 1
         if totals["reach_negative"] >= config.critical_reach or reach.z >= config.threshold(
             "critical_score"
         ):
@@ -426,7 +467,7 @@ class BrandMonitor:
                 state["reach"], config.interval_seconds, config.volume
             )
             monitor.lifecycle = IncidentLifecycle.from_state(
-                state["lifecycle"], config.quiet_intervals
+                state["lifecycle"], config.quiet_intervals, config.window_intervals
             )
             incident = state["incident"]
             monitor.incident = None if incident is None else dict(incident)

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -60,16 +59,21 @@ def probation_rows(n_rows: int) -> int:
 def window_rows(
     timestamps: Sequence[datetime], windows: Sequence[tuple[datetime, datetime]]
 ) -> list[tuple[int, int]]:
-    """Each window as (first row, last row): the rows whose timestamps fall inside it.
+    """Each window as (first row, last row): the first and last rows whose timestamps fall
+    inside it. Rows are in file order, which a few NAB files break at clock changes (a
+    timestamp repeated or an hour back), so this scans rather than bisects. A window
+    covering no row is dropped (it cannot be scored).
 
-    `timestamps` must be sorted. A window covering no row is dropped (it cannot be scored).
+    >>> from datetime import datetime as d
+    >>> window_rows([d(2015, 1, 1, h) for h in (0, 1, 2, 1, 2, 3)], [(d(2015, 1, 1, 2),
+    ...                                                           d(2015, 1, 1, 3))])
+    [(2, 5)]
     """
     rows = []
     for start, end in windows:
-        first = bisect_left(timestamps, start)
-        last = bisect_right(timestamps, end) - 1
-        if first <= last:
-            rows.append((first, last))
+        inside = [i for i, moment in enumerate(timestamps) if start <= moment <= end]
+        if inside:
+            rows.append((inside[0], inside[-1]))
     return sorted(rows)
 
 

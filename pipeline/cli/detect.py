@@ -9,6 +9,7 @@ import csv
 import json
 import statistics
 import sys
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -17,11 +18,17 @@ import click
 from models.detection import DetectorConfig, run_series
 from models.detection.nab import nab_report
 from models.detection.scenarios import run_scenarios
+from models.detection.series import series_config
+from pipeline.detect_settings import DetectionSettings
 
 
 # -- reading series ------------------------------------------------------------------------
-def read_series(path: Path) -> tuple[list[datetime], list[float]]:
-    """A `timestamp,value` CSV (header required), in time order; ClickException if not."""
+def read_series(path: Path, benchmark: bool = False) -> tuple[list[datetime], list[float]]:
+    """A `timestamp,value` CSV (header required), in time order; ClickException if not.
+
+    Values are counts (>= 0) at increasing times. `benchmark` takes NAB's files as they
+    are, since NAB scores rows in file order: a few repeat or go back an hour at clock
+    changes, and one goes below zero (the detector reads such a value as 0)."""
     timestamps: list[datetime] = []
     values: list[float] = []
     try:
@@ -40,9 +47,11 @@ def read_series(path: Path) -> tuple[list[datetime], list[float]]:
                     raise click.ClickException(
                         f"{path}:{line_number}: expected 'timestamp,value', got {row!r}"
                     ) from None
-                if value != value or value < 0:
+                if value != value or abs(value) == float("inf"):
+                    raise click.ClickException(f"{path}:{line_number}: value must be finite")
+                if value < 0 and not benchmark:
                     raise click.ClickException(f"{path}:{line_number}: value must be >= 0")
-                if timestamps and moment <= timestamps[-1]:
+                if timestamps and moment <= timestamps[-1] and not benchmark:
                     raise click.ClickException(
                         f"{path}:{line_number}: timestamps must increase ({row[0]})"
                     )
@@ -62,7 +71,10 @@ def series_interval(timestamps: list[datetime]) -> int:
 
 
 def _config_for(timestamps: list[datetime], sensitivity: float) -> DetectorConfig:
-    return DetectorConfig(interval_seconds=series_interval(timestamps), sensitivity=sensitivity)
+    """The pipeline's detector settings (VIGIE_DETECT_*, else the defaults), at the series'
+    own interval, each row judged on its own."""
+    config = replace(DetectionSettings.from_env().to_config(), sensitivity=sensitivity)
+    return series_config(config, series_interval(timestamps))
 
 
 def _read_windows(path: Path) -> dict[str, list[tuple[datetime, datetime]]]:
@@ -89,10 +101,16 @@ def _prepare_output(path: Path) -> None:
 
 
 def _csv_files(directory: Path) -> list[Path]:
-    files = sorted(directory.glob("*.csv"))
+    """Every CSV under `directory`, sub-folders included, in name order."""
+    files = sorted(directory.rglob("*.csv"))
     if not files:
         raise click.ClickException(f"{directory}: no CSV files")
     return files
+
+
+def _series_name(path: Path, directory: Path) -> str:
+    """A file's name as NAB's windows file spells it: `category/file.csv` in sub-folders."""
+    return path.relative_to(directory).as_posix()
 
 
 sensitivity_option = click.option(
@@ -138,15 +156,25 @@ def series_command(csv_path: Path, out_path: Path, sensitivity: float) -> None:
               help="JSON: file name -> [[start, end], ...] anomaly windows.")
 @sensitivity_option
 def nab_command(data_dir: Path, windows_path: Path, sensitivity: float) -> None:
-    """Score the detector with NAB's rules on every CSV of a folder; print one JSON object."""
+    """Score the detector with NAB's rules on every CSV of a folder and its sub-folders
+    (named `category/file.csv` as in NAB's windows file); print one JSON object.
+
+    A detection is an event that pages a person (an incident opening or escalating), as
+    the pipeline's detector makes it with the settings of pipeline/detect_settings.py.
+    NAB's files are read as they are (see `read_series`)."""
     windows = _read_windows(windows_path)
     files = {}
     for path in _csv_files(data_dir):
-        timestamps, values = read_series(path)
+        timestamps, values = read_series(path, benchmark=True)
         points = run_series(
             zip(timestamps, values, strict=True), _config_for(timestamps, sensitivity)
         )
-        files[path.name] = (timestamps, [point.alert for point in points])
+        files[_series_name(path, data_dir)] = (timestamps, [point.alert for point in points])
+    unknown = sorted(set(windows) - set(files))
+    if unknown:
+        raise click.ClickException(
+            f"{windows_path}: no CSV under {data_dir} for {', '.join(unknown[:5])}"
+        )
     report = nab_report(files, windows)
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
@@ -221,7 +249,10 @@ def plot_command(
               label="observed")
     if windows_path is not None:
         shown = [
-            (a, b) for a, b in _read_windows(windows_path).get(csv_path.name, [])
+            (a, b)
+            for name, spans in _read_windows(windows_path).items()
+            if name == csv_path.name or name.endswith("/" + csv_path.name)
+            for a, b in spans
             if b >= times[0] and a <= times[-1]
         ]
         for n, (a, b) in enumerate(shown):
@@ -231,9 +262,9 @@ def plot_command(
     shaded = False
     for i in keep:
         point = points[i]
-        if point.step.event == "opened":
+        if "opened" in point.kinds:
             open_since = point.timestamp
-        if open_since is not None and (point.step.event == "resolved" or i == keep[-1]):
+        if open_since is not None and ("resolved" in point.kinds or i == keep[-1]):
             axis.axvspan(open_since, point.timestamp, color=INCIDENT_COLOR, alpha=0.12,
                          label=None if shaded else "incident open")
             shaded, open_since = True, None

@@ -74,3 +74,57 @@ def test_nab_command_prints_one_json_object(tmp_path: Path) -> None:
     assert report["files"]["one.csv"]["missed_windows"] == []
     assert 0.8 < report["files"]["one.csv"]["true_positives"][0]["value"] < 0.9
     assert report["standard"] > 90 and report["reward_low_FP_rate"] > 90
+
+
+def test_nab_command_reads_category_folders_as_nab_names_them(tmp_path: Path) -> None:
+    """NAB's other categories: `category/file.csv` in sub-folders, as the windows file
+    names them; a repeated timestamp (clock change) and a value below zero are taken as
+    they are, since NAB scores rows."""
+    data = tmp_path / "nab-other"
+    (data / "realKnownCause").mkdir(parents=True)
+    (data / "artificialNoAnomaly").mkdir()
+    stamps = write_series(data / "realKnownCause" / "taxi.csv")
+    quirky = data / "artificialNoAnomaly" / "flat.csv"
+    rows = ["timestamp,value", "2014-04-01 00:00:00,-2.5", "2014-04-01 00:05:00,1.5",
+            "2014-04-01 00:05:00,1.5"] + [
+        f"2014-04-01 {h:02d}:{m:02d}:00,1.5" for h in range(1, 12) for m in range(0, 60, 5)]
+    quirky.write_text("\n".join(rows) + "\n")
+    window = [stamps[SPIKE - 20].isoformat(sep=" ") + ".000000",
+              stamps[SPIKE + 20].isoformat(sep=" ") + ".000000"]
+    windows = data / "windows.json"
+    windows.write_text(json.dumps({"realKnownCause/taxi.csv": [window],
+                                   "artificialNoAnomaly/flat.csv": []}))
+    result = CliRunner().invoke(
+        main, ["detect", "nab", "--data", str(data), "--windows", str(windows)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert sorted(report["files"]) == ["artificialNoAnomaly/flat.csv", "realKnownCause/taxi.csv"]
+    assert report["windows"] == 1
+    assert report["files"]["realKnownCause/taxi.csv"]["missed_windows"] == []
+    assert report["files"]["artificialNoAnomaly/flat.csv"]["rows"] == len(rows) - 1
+
+
+def test_nab_command_names_a_windows_entry_without_its_file(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    write_series(data / "one.csv")
+    windows = tmp_path / "windows.json"
+    windows.write_text(json.dumps({"one.csv": [], "realTraffic/speed.csv": []}))
+    result = CliRunner().invoke(
+        main, ["detect", "nab", "--data", str(data), "--windows", str(windows)]
+    )
+    assert result.exit_code != 0
+    assert "realTraffic/speed.csv" in result.output
+
+
+def test_pipeline_defaults_are_the_configuration_chosen_by_cross_validation() -> None:
+    """pipeline/detect_settings.py passes the detector's defaults through unchanged (those
+    that bench/detection_cv.py chose: a 2-day quiet period, z 4, rarity 3)."""
+    from models.detection import DetectorConfig
+    from pipeline.detect_settings import DetectionSettings
+
+    assert DetectionSettings().to_config() == DetectorConfig()
+    chosen = DetectorConfig()
+    assert (chosen.quiet_minutes, chosen.open_score, chosen.open_rarity,
+            chosen.volume.count_offset) == (2880.0, 4.0, 3.0, 3.0)

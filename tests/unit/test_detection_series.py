@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -54,7 +55,7 @@ def test_spike_opens_one_incident_at_once_without_dragging_the_expectation() -> 
     means[spike : spike + 6] *= 12  # half an hour at twelve times the usual volume
     values = np.random.default_rng(3).poisson(means)
     points = run_series(zip(times(n), values.tolist(), strict=True), CONFIG)
-    opened = [i for i, p in enumerate(points) if p.step.event == "opened"]
+    opened = [i for i, p in enumerate(points) if "opened" in p.kinds]
     assert opened == [spike]
     assert points[spike].surprise.score > 0.999
     # The expectation one day later, at the same hour, is not pulled up by the spike.
@@ -101,22 +102,35 @@ def test_one_wave_with_a_dip_is_one_incident_resolved_once() -> None:
     means[wave + 10 : wave + 16] = 700  # a 20-minute dip, then the wave comes back
     values = np.random.default_rng(7).poisson(means)
     points = run_series(zip(times(n), values.tolist(), strict=True), config)
-    events = [(i, p.step.event) for i, p in enumerate(points) if p.step.event]
+    events = [(i, kind) for i, p in enumerate(points) for kind in p.kinds if kind != "updated"]
     assert [e for _, e in events] == ["opened", "resolved"]
+    assert [i for i, p in enumerate(points) if p.alert] == [wave]  # one page
     opened_at, resolved_at = events[0][0], events[1][0]
     assert opened_at == wave
-    # Resolved two quiet hours after the last elevated interval, not before.
-    assert resolved_at == wave + 15 + config.quiet_intervals
+    # The quiet period runs from the opening: resolved at the first calm interval two
+    # hours after it (it was two calm hours after the wave before the quiet period).
+    assert resolved_at == wave + config.quiet_intervals
 
 
 def test_lifecycle_escalates_only_upwards() -> None:
-    lifecycle = IncidentLifecycle(quiet_intervals=2)
+    lifecycle = IncidentLifecycle(quiet_intervals=4)
     assert lifecycle.step(True, True, 0).event == "opened"
     step = lifecycle.step(True, True, 2)
     assert (step.event, step.escalated) == ("updated", True)
     assert lifecycle.step(True, True, 1).event is None  # lower severity: no news
-    assert lifecycle.step(False, False, 0).event is None
+    assert lifecycle.step(False, False, 0).event is None  # calm, but in the quiet period
     assert lifecycle.step(False, False, 0).event == "resolved"
+
+
+def test_quiet_period_holds_one_page_per_period_and_waits_for_calm() -> None:
+    """A trigger inside the quiet period pages nobody; a wave still going on when it
+    ends keeps the incident open until the first calm interval."""
+    lifecycle = IncidentLifecycle(quiet_intervals=3)
+    steps = [lifecycle.step(trigger, active, 0) for trigger, active in [
+        (True, True), (False, False), (True, True), (True, True), (False, True),
+        (False, False), (True, True)]]
+    assert [s.event for s in steps] == [
+        "opened", None, None, None, None, "resolved", "opened"]
 
 
 def test_series_detector_is_causal() -> None:
@@ -148,11 +162,20 @@ def test_detector_state_round_trip_gives_identical_decisions() -> None:
     first = SeriesDetector(CONFIG)
     for t, v in zip(stamps[:500], values[:500], strict=True):
         first.update(t, v)
-    from models.detection import SpikeDetector
+    from models.detection import BrandMonitor
 
     resumed = SeriesDetector(CONFIG)
-    resumed.spike = SpikeDetector.from_state(first.spike.to_state(), CONFIG)
-    resumed.lifecycle = first.lifecycle
+    resumed.monitor = BrandMonitor.from_state(json.loads(json.dumps(first.monitor.to_state())),
+                                              resumed.config)
     rest = [resumed.update(t, v).surprise.score for t, v in zip(stamps[500:], values[500:],
                                                                  strict=True)]
     assert rest == pytest.approx(reference[500:], rel=1e-12)
+
+
+@pytest.mark.parametrize("module", ["lifecycle", "monitor", "nab", "terms"])
+def test_docstring_examples_of_the_detector_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"models.detection.{module}"))
+    assert result.attempted > 0 and result.failed == 0
