@@ -168,15 +168,25 @@ class Worker:
                 self.process.wait()
 
 
-def start_workers(count: int, tree: Path, env: dict[str, str], work: Path) -> list[Worker]:
+def start_workers(count: int, tree: Path, env: dict[str, str], work: Path,
+                  profile: Path | None = None) -> list[Worker]:
     workers = []
     for n in range(count):
+        # The profiler writes its file when the worker exits (SIGTERM: Faust stops cleanly).
+        # pyinstrument samples (every 1 ms, wall clock): low overhead, shares as they are;
+        # cProfile counts calls but inflates call-heavy code, Faust's above all.
+        profiler = []
+        if profile and n == 0:
+            profiler = (["-m", "cProfile", "-o", str(profile)] if profile.suffix == ".prof"
+                        else ["-m", "pyinstrument", "-i", "0.001", "-r", "pstats", "-o",
+                              str(profile)])
         port = free_port()
         log_path = work / f"worker-{n}.log"
         worker_env = {**env, "VIGIE_WEB_PORT": str(port),
                       "VIGIE_STATE_DIR": str(work / f"state-{n}"), "PYTHONPATH": str(tree)}
         with open(log_path, "wb") as log_file:
-            process = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"],
+            process = subprocess.Popen([sys.executable, *profiler, "-m", "pipeline.cli",
+                                        "worker"],
                                        env=worker_env, cwd=tree, stdout=log_file,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         workers.append(Worker(process, port, log_path))
@@ -300,7 +310,8 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
                VIGIE_TOPIC_PARTITIONS=str(args.partitions), VIGIE_APP_ID=prefix.rstrip("."),
                VIGIE_WATCHLIST=str(watchlist), VIGIE_LOG_LEVEL="warning",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    workers = start_workers(workers_count, tree, env, work)
+    profile = args.profile if workers_count == 1 and tree == ROOT else None
+    workers = start_workers(workers_count, tree, env, work, profile)
     result: dict[str, Any] = {"workers": workers_count, "partitions": args.partitions,
                               "tree": str(tree)}
     pids = [w.process.pid for w in workers]
@@ -333,7 +344,7 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
         while probe.lag() > 1000 and time.monotonic() < deadline:
             time.sleep(1.0)
         hold_rate = sustained or args.rates[0] / 2
-        hold_started = time.time()
+        hold_started, hold_first = time.time(), produced.value
         result["rss_warm_mb"] = round(sum(rss_mb(pid) for pid in pids), 1)
         hold = run_step(probe, rate_value, produced, hold_rate, args.hold_s)
         hold_ended = time.time()
@@ -345,6 +356,11 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
         result["hold_flat"] = hold["flat"]
         result["rss_growth_after_warmup_pct"] = round(
             100 * (result["rss_end_mb"] - result["rss_warm_mb"]) / result["rss_warm_mb"], 2)
+        # What each post leaves in memory: the dedup table keeps every key for
+        # VIGIE_DEDUP_HOURS (and Faust's expiry index another reference to it).
+        result["rss_growth_bytes_per_post"] = round(
+            (result["rss_end_mb"] - result["rss_warm_mb"]) * 2**20
+            / max(1, produced.value - hold_first))
         # Latency of the hold's posts, skipping its first 10 s (the step up to it).
         p50, p99 = watch.percentiles(hold_started + min(10.0, args.hold_s / 4), hold_ended)
 
@@ -372,6 +388,48 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
     return result
 
 
+# Where a post's time goes on the worker's event loop: (label, file fragment, function).
+PROFILE_PARTS = (
+    ("validate: decode + schema", "pipeline/schema.py", "decode_post"),
+    ("validate: language detection", "pipeline/language.py", "detect_language"),
+    ("validate: dedup table lookup+write", "faust/tables/wrappers.py", "__getitem__"),
+    ("validate: whole check()", "agents/validate.py", "check"),
+    ("score: brand match", "pipeline/watchlist.py", "match"),
+    ("score: whole agent", "agents/score.py", "score_posts"),
+    ("detect: whole agent", "agents/detect.py", "detect"),
+    ("faust: stream iteration", "faust/streams.py", "__aiter__"),
+    ("faust: take_events", "faust/streams.py", "take_events"),
+    ("faust: send_soon", "faust/topics.py", "send_soon"),
+    ("faust: commit", "faust/transport/consumer.py", "commit"),
+    ("aiokafka: fetch", "aiokafka/consumer/fetcher.py", "_fetch_requests_routine"),
+    ("aiokafka: producer sender", "aiokafka/producer/sender.py", "_sender_routine"),
+    ("event loop: select (idle)", "selectors.py", "select"),
+)
+
+
+def profile_summary(path: Path, posts: int) -> dict[str, Any]:
+    """Inclusive seconds and microseconds per post produced for PROFILE_PARTS, and the
+    top functions by own time (cProfile sees the main thread only: not the model)."""
+    import pstats
+
+    stats = pstats.Stats(str(path))
+    entries = stats.stats  # type: ignore[attr-defined]
+    total = max(ct for (_, _, _, ct, _) in entries.values())
+    parts: dict[str, Any] = {}
+    for label, fragment, function in PROFILE_PARTS:
+        inclusive = sum(ct for (file, _, name), (_, _, _, ct, _) in entries.items()
+                        if name == function and file.endswith(fragment))
+        parts[label] = {"s": round(inclusive, 2),
+                        "us_per_post": round(1e6 * inclusive / max(posts, 1), 1)}
+    own = sorted(entries.items(), key=lambda item: item[1][2], reverse=True)[:25]
+    top = [{"function": f"{Path(file).name}:{line}:{name}", "own_s": round(tt, 2),
+            "calls": nc, "us_per_post": round(1e6 * tt / max(posts, 1), 2)}
+           for (file, line, name), (_, nc, tt, _, _) in own]
+    for row in top:
+        print(f"profile own time: {row}", flush=True)
+    return {"main_thread_s": round(total, 1), "posts": posts, "parts": parts, "top_own": top}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
@@ -385,6 +443,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: rates 500,1500,3000 for 15 s each, hold 15 s")
     parser.add_argument("--one-worker-only", action="store_true")
+    parser.add_argument("--profile", type=Path,
+                        help="run the one worker under a profiler, write its stats here "
+                        "(pstats format; cProfile if the name ends in .prof, else "
+                        "pyinstrument) and print where its main thread's time went")
     parser.add_argument("--baseline-tree", type=Path,
                         help="also measure one worker running the code of this checkout")
     args = parser.parse_args()
@@ -406,6 +468,8 @@ def main() -> None:
         results["baseline"] = measure(args, 1, args.baseline_tree.resolve(), pool,
                                       expected_per_post)
     results.update(measure(args, 1, ROOT, pool, expected_per_post))
+    if args.profile:
+        results["profile"] = profile_summary(args.profile, results["posts_produced"])
     if not args.one_worker_only:
         results["two_workers"] = measure(args, 2, ROOT, pool, expected_per_post)
         results["same_mentions"] = bool(
