@@ -23,6 +23,7 @@ from pipeline.notify.config import build_receiver
 from pipeline.notify.render import Message
 from pipeline.notify.service import AlertService
 from pipeline.notify.settings import AlertSettings
+from pipeline.topics import INCIDENTS
 from pipeline.watchlist import Owner, Watchlist, WatchlistError
 
 log = logging.getLogger("vigie.alert")
@@ -77,7 +78,7 @@ def register(context: AgentContext) -> None:
     # notification planned (one in flight finishes with the receiver it started with).
     context.watchlist.on_change(reload)
     ready = asyncio.Event()
-    incidents_topic = context.kafka.topic("incidents")
+    incidents_topic = context.kafka.topic(INCIDENTS)
     # A revocation must finish well within the session timeout, or the group evicts us.
     drain_limit_s = app.conf.broker_session_timeout * 0.8
 

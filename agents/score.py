@@ -23,6 +23,7 @@ from pipeline.deadletter import dead_letter, dead_letter_key
 from pipeline.mentions import mention_record
 from pipeline.schema import FieldError
 from pipeline.sentiment_settings import SentimentSettings
+from pipeline.topics import MENTIONS_DLQ, POSTS_DLQ
 
 log = logging.getLogger(__name__)
 STAGE = "score"
@@ -37,9 +38,9 @@ def register(context: AgentContext) -> None:
     classifier = settings.load_classifier()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigie-model")
     posts_per_call = settings.posts_per_call
-    mentions_out = Outlet(topics.mentions_scored, topics.mentions_dlq, "mentions.dlq", STAGE)
-    posts_dead_out = Outlet(topics.posts_dlq, topics.posts_dlq, "posts.dlq", STAGE)
-    mentions_dead_out = Outlet(topics.mentions_dlq, topics.mentions_dlq, "mentions.dlq", STAGE)
+    mentions_out = Outlet(topics.mentions_scored, topics.mentions_dlq, MENTIONS_DLQ, STAGE)
+    posts_dead_out = Outlet(topics.posts_dlq, topics.posts_dlq, POSTS_DLQ, STAGE)
+    mentions_dead_out = Outlet(topics.mentions_dlq, topics.mentions_dlq, MENTIONS_DLQ, STAGE)
 
     def score(texts: list[str]) -> tuple[list[Any], float, int]:
         hits_before = classifier.cache_hits
@@ -63,7 +64,7 @@ def register(context: AgentContext) -> None:
                         STAGE, [FieldError("$", f"unusable post: {exc}")], key=event.key,
                         original=event.value, topic=message.topic,
                         partition=message.partition, offset=message.offset,
-                        reason="unusable_post", dlq="posts.dlq"))
+                        reason="unusable_post", dlq=POSTS_DLQ))
                     continue
                 if not matches:
                     metrics.POSTS_UNMATCHED.inc()
@@ -87,7 +88,7 @@ def register(context: AgentContext) -> None:
                         STAGE, [FieldError("text", str(result))], key=brand_id.encode(),
                         original=orjson.dumps(post), topic=topics.posts_valid.get_topic_name(),
                         partition=-1, offset=-1, reason="model_error",
-                        dlq="mentions.dlq"))
+                        dlq=MENTIONS_DLQ))
                     continue
                 mention = mention_record(post, brand_id, matched, result.label, result.scores,
                                          classifier.name)

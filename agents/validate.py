@@ -17,6 +17,7 @@ from pipeline import metrics
 from pipeline.deadletter import dead_letter, dead_letter_key
 from pipeline.language import detect_language
 from pipeline.schema import InvalidRecord, decode_post, post_key
+from pipeline.topics import POSTS_DLQ
 
 STAGE = "validate"
 BATCH_SIZE = 1000
@@ -38,8 +39,8 @@ def register(context: AgentContext) -> None:
     valid_counter = metrics.POSTS_VALID
     # A post may pass validation and still be too large to write (VIGIE_MAX_RECORD_BYTES
     # above what a topic takes): it becomes a dead letter, as does any other bad record.
-    valid_out = Outlet(topics.posts_valid, topics.posts_dlq, "posts.dlq", STAGE)
-    dead_out = Outlet(topics.posts_dlq, topics.posts_dlq, "posts.dlq", STAGE)
+    valid_out = Outlet(topics.posts_valid, topics.posts_dlq, POSTS_DLQ, STAGE)
+    dead_out = Outlet(topics.posts_dlq, topics.posts_dlq, POSTS_DLQ, STAGE)
     duplicate_counter = metrics.POSTS_DUPLICATE
 
     @app.agent(topics.posts_raw, name="validate")
@@ -66,7 +67,7 @@ def register(context: AgentContext) -> None:
                 dead_letter(
                     STAGE, invalid.errors, key=event.key, original=event.value,
                     topic=message.topic, partition=message.partition,
-                    offset=message.offset, reason=invalid.reason, dlq="posts.dlq",
+                    offset=message.offset, reason=invalid.reason, dlq=POSTS_DLQ,
                 ),
             )
             return

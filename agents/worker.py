@@ -10,9 +10,8 @@ import click
 import faust
 
 from agents.app import create_app
-from agents.topics import ALL_TOPICS, COMPACTED_TOPICS
-from pipeline.kafka_admin import ensure_topics
 from pipeline.settings import SettingError, WorkerSettings
+from pipeline.topics import ensure_topics
 
 
 class VigieWorker(faust.Worker):
@@ -32,7 +31,7 @@ def command(web_port: int | None) -> None:
     try:
         settings = WorkerSettings.from_env()
         app, context = create_app(worker=settings)
-        ensure_topics(context.kafka, ALL_TOPICS, COMPACTED_TOPICS)
+        ensure_topics(context.kafka)
     except SettingError as exc:
         click.echo(f"vigie worker: {exc}", err=True)
         sys.exit(2)

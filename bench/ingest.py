@@ -34,6 +34,7 @@ from pipeline.generator import BrandProfile, Generator  # noqa: E402
 from pipeline.producer import PostProducer  # noqa: E402
 from pipeline.schema import post_key  # noqa: E402
 from pipeline.settings import KafkaSettings  # noqa: E402
+from pipeline.topics import POSTS_VALID  # noqa: E402
 from pipeline.worker_ready import WorkerNotReady, wait_until_ready  # noqa: E402
 
 
@@ -60,7 +61,7 @@ def produce(settings: KafkaSettings, posts: list[tuple[str, bytes]]) -> float:
 
 def wait_for_valid(settings: KafkaSettings, expected: int, timeout_s: float) -> tuple[float, float]:
     """Timestamps (time.time) of the first and last record seen on posts.valid."""
-    consumer = KafkaConsumer(settings.topic("posts.valid"),
+    consumer = KafkaConsumer(settings.topic(POSTS_VALID),
                              bootstrap_servers=settings.bootstrap_servers,
                              auto_offset_reset="earliest", group_id=None)
     seen, first, last = 0, 0.0, 0.0

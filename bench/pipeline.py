@@ -58,6 +58,7 @@ sys.path = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROO
 
 from pipeline.generator import BrandProfile, Generator  # noqa: E402
 from pipeline.settings import KafkaSettings  # noqa: E402
+from pipeline.topics import INCIDENTS, MENTIONS_SCORED, POSTS_RAW, POSTS_VALID  # noqa: E402
 from pipeline.watchlist import parse_watchlist  # noqa: E402
 from pipeline.worker_ready import WorkerNotReady, wait_until_ready  # noqa: E402
 
@@ -65,7 +66,7 @@ WATCHED = 50
 UNWATCHED = 450  # 10 % of posts mention a watched brand
 POOL_SIZE = 40_000
 # Topics the worker's group consumes that every post (or every mention) passes through.
-LAG_TOPICS = ("posts.raw", "posts.valid", "mentions.scored", "incidents")
+LAG_TOPICS = (POSTS_RAW, POSTS_VALID, MENTIONS_SCORED, INCIDENTS)
 FLAT_SLOPE_SHARE = 0.03   # lag may grow by at most 3 % of the offered rate
 # and stay under this many seconds of posts: Faust commits every 2.8 s, so each of the two
 # topics every post passes (posts.raw, posts.valid) shows up to 2.8 s of committed lag.
@@ -242,7 +243,7 @@ class MentionWatch:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
-        consumer = KafkaConsumer(self.settings.topic("mentions.scored"),
+        consumer = KafkaConsumer(self.settings.topic(MENTIONS_SCORED),
                                  bootstrap_servers=self.settings.bootstrap_servers,
                                  auto_offset_reset="earliest", group_id=None)
         try:

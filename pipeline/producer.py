@@ -22,6 +22,7 @@ from pipeline import metrics
 from pipeline.limits import MAX_MESSAGE_BYTES
 from pipeline.schema import post_key
 from pipeline.settings import KafkaSettings, env_choice, env_int
+from pipeline.topics import POSTS_RAW
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class PostProducer:
         self,
         kafka: KafkaSettings,
         source: str = "unknown",
-        topic: str = "posts.raw",
+        topic: str = POSTS_RAW,
         settings: ProducerSettings | None = None,
     ) -> None:
         settings = settings or ProducerSettings.from_env()

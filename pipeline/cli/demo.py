@@ -36,6 +36,7 @@ from pipeline.notify.render import build_message, storyline_sentence
 from pipeline.producer import PostProducer
 from pipeline.replay import Pacer
 from pipeline.settings import KafkaSettings, project_root
+from pipeline.topics import INCIDENTS, MENTIONS_SCORED, POSTS_DLQ, POSTS_VALID
 from pipeline.worker_ready import WorkerNotReady, wait_until_ready
 
 WARMUP_MINUTES = 360
@@ -62,7 +63,7 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes], log: Path, wait_s: 
 
 
 def _tail_incidents(kafka: KafkaSettings, stop: threading.Event, seen: list[dict]) -> None:
-    consumer = KafkaConsumer(kafka.topic("incidents"), bootstrap_servers=kafka.bootstrap_servers,
+    consumer = KafkaConsumer(kafka.topic(INCIDENTS), bootstrap_servers=kafka.bootstrap_servers,
                              auto_offset_reset="earliest", group_id=None)
     try:
         while not stop.is_set():
@@ -200,9 +201,9 @@ def command(web_port: int, seed: int) -> None:
 
     received = alerts_file.read_text().splitlines() if alerts_file.exists() else []
     _say("Summary")
-    click.echo(f"    posts valid: {_count(kafka, 'posts.valid')}, "
-               f"dead letters: {_count(kafka, 'posts.dlq')}, "
-               f"mentions scored: {_count(kafka, 'mentions.scored')}")
+    click.echo(f"    posts valid: {_count(kafka, POSTS_VALID)}, "
+               f"dead letters: {_count(kafka, POSTS_DLQ)}, "
+               f"mentions scored: {_count(kafka, MENTIONS_SCORED)}")
     click.echo(f"    incident events: {len(incidents)}, alerts received: {len(received)} "
                f"(saved in {alerts_file})")
     click.echo(f"    topics: {prefix}*, worker log: {worker_log}")

@@ -17,12 +17,10 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from pipeline.kafka_admin import ensure_topics
 from pipeline.notify.silences import Silence, SilenceError, new_silence, parse_duration
 from pipeline.settings import KafkaSettings, SettingError, WorkerSettings
+from pipeline.topics import ALERTS_SILENCES, ensure_topics
 from pipeline.watchlist import WatchlistError, load_watchlist
-
-TOPIC = "alerts.silences"
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -40,10 +38,10 @@ def _kafka() -> KafkaSettings:
 
 def read_silences(kafka: KafkaSettings) -> dict[str, Silence]:
     """Every silence (latest version per id), read from the beginning to the end."""
-    ensure_topics(kafka, [TOPIC], [TOPIC])
+    ensure_topics(kafka, [ALERTS_SILENCES])
     consumer = KafkaConsumer(**kafka.kafka_python_config(), group_id=None, enable_auto_commit=False)
     try:
-        topic = kafka.topic(TOPIC)
+        topic = kafka.topic(ALERTS_SILENCES)
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
@@ -70,11 +68,12 @@ def read_silences(kafka: KafkaSettings) -> dict[str, Silence]:
 
 
 def write_silence(kafka: KafkaSettings, silence: Silence) -> None:
-    ensure_topics(kafka, [TOPIC], [TOPIC])
+    ensure_topics(kafka, [ALERTS_SILENCES])
     producer = KafkaProducer(**kafka.kafka_python_config(), acks="all")
     try:
         producer.send(
-            kafka.topic(TOPIC), key=silence.id.encode(), value=orjson.dumps(silence.to_record())
+            kafka.topic(ALERTS_SILENCES), key=silence.id.encode(),
+            value=orjson.dumps(silence.to_record()),
         ).get(timeout=30)
     finally:
         producer.close()

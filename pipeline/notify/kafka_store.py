@@ -1,6 +1,6 @@
 """The Kafka side of alerting: compacted topics read whole into memory, and the writer.
 
-Topics (names through `KafkaSettings.topic`, so a prefix isolates deployments/tests):
+Topics (declared, with their settings, in pipeline/topics.py, which also creates them):
 - `alerts.state`    compacted, key incident id: the policy's IncidentState per open incident
 - `alerts.ledger`   compacted, key notification key: who is sending it (a claim), then
                     what became of it
@@ -24,61 +24,26 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     MessageSizeTooLargeError,
     RecordListTooLargeError,
     RecordTooLargeError,
-    TopicAlreadyExistsError,
 )
 
 from pipeline import metrics
 from pipeline.deadletter import dead_letter, dead_letter_key, too_large_errors
 from pipeline.kafka_clients import aiokafka_config
-from pipeline.limits import MAX_MESSAGE_BYTES, fits, topic_size_config
+from pipeline.limits import MAX_MESSAGE_BYTES, fits
 from pipeline.settings import KafkaSettings
+from pipeline.topics import ALERTS_DLQ
 
 __all__ = [
-    "COMPACTED_TOPICS",
-    "LOG_TOPICS",
     "AlertWriter",
     "CompactedView",
     "aiokafka_config",
-    "ensure_alert_topics",
 ]
 
 log = logging.getLogger("vigie.alert")
-
-COMPACTED_TOPICS = ("alerts.state", "alerts.ledger", "alerts.silences")
-LOG_TOPICS = ("alerts.log", "alerts.dlq")
-
-
-async def ensure_alert_topics(settings: KafkaSettings) -> None:
-    """Create the alert topics if missing (compacted ones with cleanup.policy=compact)."""
-    admin = AIOKafkaAdminClient(**aiokafka_config(settings))
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = []
-        for name in COMPACTED_TOPICS + LOG_TOPICS:
-            topic = settings.topic(name)
-            if topic in existing:
-                continue
-            configs = topic_size_config()
-            if name in COMPACTED_TOPICS:
-                configs["cleanup.policy"] = "compact"
-            # Silences and the ledger are small: one partition keeps them in one order.
-            partitions = settings.partitions if name in LOG_TOPICS + ("alerts.state",) else 1
-            wanted.append(
-                NewTopic(topic, partitions, settings.replication_factor, topic_configs=configs)
-            )
-        if wanted:
-            try:
-                await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another worker won the race
-    finally:
-        await admin.close()
 
 
 class CompactedView:
@@ -228,10 +193,11 @@ class AlertWriter:
         log.error("a record of %d bytes cannot be written to %s; dead-lettered", size, topic)
         letter = dead_letter("alert", too_large_errors(size, topic), key=key, original=payload,
                              topic=topic, partition=-1, offset=-1, reason="too_large",
-                             dlq="alerts.dlq")
+                             dlq=ALERTS_DLQ)
         try:
             await self._producer.send_and_wait(
-                self._settings.topic("alerts.dlq"), key=dead_letter_key(key), value=letter
+                self._settings.topic(ALERTS_DLQ), key=dead_letter_key(key), value=letter
             )
         except (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError):
-            log.error("alerts.dlq refused a dead letter of %d bytes", len(letter))
+            log.error("%s refused a dead letter of %d bytes", self._settings.topic(ALERTS_DLQ),
+                      len(letter))

@@ -40,7 +40,7 @@ from pipeline.deadletter import dead_letter, dead_letter_key
 from pipeline.notify import telemetry
 from pipeline.notify.base import Receiver
 from pipeline.notify.dispatch import DeliveryResult, Dispatcher, MemorySink
-from pipeline.notify.kafka_store import AlertWriter, CompactedView, ensure_alert_topics
+from pipeline.notify.kafka_store import AlertWriter, CompactedView
 from pipeline.notify.policy import (
     CLAIMED,
     SEVERITIES,
@@ -58,6 +58,16 @@ from pipeline.notify.settings import AlertSettings
 from pipeline.notify.silences import Silence, SilenceError, active_silence
 from pipeline.schema import FieldError
 from pipeline.settings import KafkaSettings
+from pipeline.topics import (
+    ALERT_TOPICS,
+    ALERTS_DLQ,
+    ALERTS_LEDGER,
+    ALERTS_LOG,
+    ALERTS_SILENCES,
+    ALERTS_STATE,
+    INCIDENTS,
+    ensure_topics,
+)
 
 __all__ = [
     "AlertService",
@@ -106,11 +116,11 @@ class KafkaSink:
         self.writer = writer
 
     async def log_attempt(self, record: dict[str, Any]) -> None:
-        await self.writer.write("alerts.log", record["incident_id"], record)
+        await self.writer.write(ALERTS_LOG, record["incident_id"], record)
 
     async def dead_letter(self, record: dict[str, Any]) -> None:
         telemetry.count_dead_letter(record)
-        await self.writer.write("alerts.dlq", record["incident_id"], record)
+        await self.writer.write(ALERTS_DLQ, record["incident_id"], record)
 
 
 class AlertService:
@@ -134,9 +144,9 @@ class AlertService:
         self.timings = AlertTimings(settings.group_wait_s, settings.repeat_interval_s)
         self.ledger: dict[str, dict[str, LedgerEntry]] = {}  # incident id -> key -> entry
         self.silences: dict[str, Silence] = {}
-        self.states = CompactedView(kafka, "alerts.state")
-        self.ledger_view = CompactedView(kafka, "alerts.ledger", self._on_ledger)
-        self.silence_view = CompactedView(kafka, "alerts.silences", self._on_silence)
+        self.states = CompactedView(kafka, ALERTS_STATE)
+        self.ledger_view = CompactedView(kafka, ALERTS_LEDGER, self._on_ledger)
+        self.silence_view = CompactedView(kafka, ALERTS_SILENCES, self._on_silence)
         self.writer = AlertWriter(kafka)
         self.dispatcher = Dispatcher(self.receivers, settings, KafkaSink(self.writer))
         self.in_flight: dict[str, tuple[asyncio.Task[None], int | None]] = {}
@@ -158,7 +168,7 @@ class AlertService:
         try:
             entry = LedgerEntry.from_record(value)
         except (KeyError, TypeError):
-            log.error("alerts.ledger: bad record for %r ignored", key)
+            log.error("%s: bad record for %r ignored", self.ledger_view.topic, key)
             return
         entries = self.ledger.setdefault(entry.incident_id, {})
         if claim_accepted(entries.get(key), entry):
@@ -171,11 +181,12 @@ class AlertService:
         try:
             self.silences[key] = Silence.from_record(value)
         except SilenceError as exc:
-            log.error("alerts.silences: bad record %r ignored: %s", key, exc)
+            log.error("%s: bad record %r ignored: %s", self.silence_view.topic, key, exc)
 
     # -- life cycle
     async def start(self) -> None:
-        await ensure_alert_topics(self.kafka)
+        # Blocking admin calls, once at start-up: in a thread, off the event loop.
+        await asyncio.to_thread(ensure_topics, self.kafka, ALERT_TOPICS)
         await self.writer.start()
         await self.dispatcher.__aenter__()
         for view in (self.states, self.ledger_view, self.silence_view):
@@ -209,11 +220,11 @@ class AlertService:
             # The one dead-letter format: bounded, however large the event was.
             letter = dead_letter(
                 "alert", [FieldError(e["field"], e["message"]) for e in errors],
-                key=key.encode(), original=original, topic=self.kafka.topic("incidents"),
+                key=key.encode(), original=original, topic=self.kafka.topic(INCIDENTS),
                 partition=-1 if partition is None else partition, offset=-1,
-                reason="invalid_incident", dlq="alerts.dlq",
+                reason="invalid_incident", dlq=ALERTS_DLQ,
             )
-            await self.writer.write_raw("alerts.dlq", dead_letter_key(key.encode()) or b"",
+            await self.writer.write_raw(ALERTS_DLQ, dead_letter_key(key.encode()) or b"",
                                         letter)
             log.error("incident event rejected: %s", "; ".join(e["field"] for e in errors))
             return "invalid"
@@ -225,7 +236,7 @@ class AlertService:
             telemetry.count("*", "*", "deduplicated")
             return "duplicate"
         record = new_state.to_record()
-        await self.writer.write("alerts.state", incident_id, record)
+        await self.writer.write(ALERTS_STATE, incident_id, record)
         self.states.put_local(incident_id, record)
         if value["brand"] not in self.owners_by_brand:
             log.warning(
@@ -251,7 +262,7 @@ class AlertService:
                 continue
             if is_finished(state, entries, now):
                 done = IncidentState.from_record({**record, "finished_at": now})
-                await self.writer.write("alerts.state", incident_id, done.to_record())
+                await self.writer.write(ALERTS_STATE, incident_id, done.to_record())
                 self.states.put_local(incident_id, done.to_record())
                 continue
             owners = self.owners_by_brand.get(state.brand, ())
@@ -265,9 +276,9 @@ class AlertService:
 
     async def _forget(self, state: IncidentState, entries: Mapping[str, LedgerEntry]) -> None:
         for key in list(entries):
-            await self.writer.write("alerts.ledger", key, None)
+            await self.writer.write(ALERTS_LEDGER, key, None)
             self.ledger_view.put_local(key, None)
-        await self.writer.write("alerts.state", state.incident_id, None)
+        await self.writer.write(ALERTS_STATE, state.incident_id, None)
         self.states.put_local(state.incident_id, None)
         self.ledger.pop(state.incident_id, None)
 
@@ -308,7 +319,7 @@ class AlertService:
             self.ledger_view.put_local(note.key, entry.to_record())
             claimed = False  # the outcome replaces the claim: nothing left to hand over
             # Shielded: a stop while it is written must not leave the key looking unsent.
-            await asyncio.shield(self.writer.write("alerts.ledger", note.key, entry.to_record()))
+            await asyncio.shield(self.writer.write(ALERTS_LEDGER, note.key, entry.to_record()))
         except asyncio.CancelledError:
             if claimed:
                 await self._release(claim)
@@ -323,7 +334,7 @@ class AlertService:
         released = replace(claim, until=self.clock())
         try:
             await asyncio.wait_for(
-                self.writer.write("alerts.ledger", claim.key, released.to_record()), timeout=5
+                self.writer.write(ALERTS_LEDGER, claim.key, released.to_record()), timeout=5
             )
         except Exception as exc:  # noqa: BLE001 - then it expires after claim_s instead
             log.warning("claim on %s not released: %s", claim.key, type(exc).__name__)
@@ -332,7 +343,7 @@ class AlertService:
 
     async def _claim(self, claim: LedgerEntry) -> bool:
         """Write the claim, read the ledger up to it: True if it is the one that counts."""
-        await self.writer.write("alerts.ledger", claim.key, claim.to_record())
+        await self.writer.write(ALERTS_LEDGER, claim.key, claim.to_record())
         await self.ledger_view.sync()
         held = self.ledger.get(claim.incident_id, {}).get(claim.key)
         return held is not None and held.claim == claim.claim and held.is_claim
@@ -343,7 +354,7 @@ class AlertService:
             await asyncio.sleep(self.settings.claim_s / 3)
             renewed = replace(claim, until=self.clock() + self.settings.claim_s)
             try:
-                await self.writer.write("alerts.ledger", claim.key, renewed.to_record())
+                await self.writer.write(ALERTS_LEDGER, claim.key, renewed.to_record())
             except Exception as exc:  # noqa: BLE001 - retry at the next beat
                 log.warning("claim on %s not renewed: %s", claim.key, type(exc).__name__)
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline import metrics as _metrics
+from pipeline.topics import ALERTS_DLQ
 
 __all__ = [
     "count",
@@ -43,7 +44,7 @@ def dead_letter_reason(status: int | None, reason: str) -> str:
 
 def count_dead_letter(record: dict[str, Any]) -> None:
     reason = dead_letter_reason(record.get("status"), str(record.get("reason", "")))
-    _metrics.DEAD_LETTERS.labels(dlq="alerts.dlq", stage="alert", reason=reason).inc()
+    _metrics.DEAD_LETTERS.labels(dlq=ALERTS_DLQ, stage="alert", reason=reason).inc()
 
 
 def observe_delivery(receiver_type: str, seconds: float) -> None:

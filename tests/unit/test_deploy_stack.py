@@ -77,23 +77,21 @@ def test_compose_worker_scales() -> None:
 
 
 def worker_topics() -> dict[str, bool]:
-    """The worker's topics (name -> compacted): those agents/topics.py declares, and those
-    the alert stage creates itself (pipeline/notify/kafka_store.py)."""
-    import faust
+    """Vigie's topics (name -> compacted), as pipeline/topics.py declares them."""
+    from pipeline.topics import TOPICS
 
-    from agents.topics import declare_topics
-    from pipeline.notify.kafka_store import COMPACTED_TOPICS, LOG_TOPICS
-    from pipeline.settings import KafkaSettings
+    return {topic.name: topic.compacted for topic in TOPICS}
 
-    app = faust.App("deploy-test", broker="kafka://127.0.0.1:1")  # never started
-    topics = declare_topics(app, KafkaSettings())
-    names = {
-        topic.get_topic_name(): bool(topic.compacting)
-        for topic in (getattr(topics, field) for field in topics.__dataclass_fields__)
-    }
-    names.update(dict.fromkeys(LOG_TOPICS, False))
-    names.update(dict.fromkeys(COMPACTED_TOPICS, True))
-    return names
+
+def single_partition_topics() -> set[str]:
+    from pipeline.topics import TOPICS
+
+    return {topic.name for topic in TOPICS if topic.single_partition}
+
+
+def created_with_one_partition(script: str) -> set[str]:
+    """Topics a creation script makes with `PARTITIONS=1 create NAME ...`."""
+    return set(re.findall(r"PARTITIONS=1 create (\S+)", script))
 
 
 def test_compose_creates_every_topic_the_worker_uses() -> None:
@@ -105,6 +103,7 @@ def test_compose_creates_every_topic_the_worker_uses() -> None:
     assert compacted == {name for name, is_compacted in expected.items() if is_compacted}
     assert topics_in_records_doc() <= set(expected)
     assert '--partitions "$$PARTITIONS"' in command and "--if-not-exists" in command
+    assert created_with_one_partition(command) == single_partition_topics()
 
 
 def test_the_deploy_guide_lists_and_creates_every_topic_the_worker_uses() -> None:
@@ -118,6 +117,20 @@ def test_the_deploy_guide_lists_and_creates_every_topic_the_worker_uses() -> Non
     assert listed >= set(expected), f"not in the topic list: {set(expected) - listed}"
     assert plain | compacted == set(expected)
     assert compacted == {name for name, is_compacted in expected.items() if is_compacted}
+    assert listed == set(expected), f"not declared in pipeline/topics.py: {listed - set(expected)}"
+    assert created_with_one_partition(script) == single_partition_topics()
+    assert '--partitions "${PARTITIONS:-12}"' in script
+
+
+def test_kubernetes_manifests_name_only_declared_topics() -> None:
+    # The workers create the topics themselves on a cluster (no creation Job); what the
+    # manifests name (KEDA's lag trigger, say) must be a topic Vigie declares.
+    named = set()
+    for path in K8S.rglob("*.yaml"):
+        for document in yaml.safe_load_all(path.read_text()):
+            named.update(re.findall(r"'topic': '([^']+)'", repr(document)))
+    assert named, "no topic found in deploy/k8s: the check would not see a wrong one"
+    assert named <= set(worker_topics())
 
 
 def test_compose_ports_match_the_scrape_config() -> None:
