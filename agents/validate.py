@@ -16,7 +16,8 @@ from agents.outlet import Outlet
 from pipeline import metrics
 from pipeline.deadletter import dead_letter, dead_letter_key
 from pipeline.language import detect_language
-from pipeline.schema import InvalidRecord, decode_post, post_key
+from pipeline.records import post_key
+from pipeline.schema import InvalidRecord, decode_post
 from pipeline.topics import POSTS_DLQ
 
 STAGE = "validate"

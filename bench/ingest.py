@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.generator import BrandProfile, Generator  # noqa: E402
 from pipeline.producer import PostProducer  # noqa: E402
-from pipeline.schema import post_key  # noqa: E402
+from pipeline.records import post_key  # noqa: E402
 from pipeline.settings import KafkaSettings  # noqa: E402
 from pipeline.topics import POSTS_VALID  # noqa: E402
 from pipeline.worker_ready import WorkerNotReady, wait_until_ready  # noqa: E402

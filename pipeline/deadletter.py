@@ -30,11 +30,13 @@ __all__ = [
     "DEAD_LETTER_SCHEMA_VERSION",
     "dead_letter",
     "dead_letter_key",
+    "notification_dead_letter",
     "original_bytes",
     "too_large_errors",
 ]
 
 DEAD_LETTER_SCHEMA_VERSION = 2
+NOTIFICATION_DEAD_LETTER_SCHEMA_VERSION = 1
 
 
 def dead_letter_key(key: bytes | None) -> bytes | None:
@@ -109,3 +111,38 @@ def original_bytes(record: dict[str, Any]) -> bytes | None:
     beginning when `original_truncated` is true)."""
     encoded = record.get("original")
     return base64.b64decode(encoded) if encoded is not None else None
+
+
+def notification_dead_letter(
+    *,
+    key: str,
+    incident_id: str,
+    brand: str,
+    receiver: str,
+    receiver_type: str,
+    kind: str,
+    attempts: int,
+    status: int | None,
+    reason: str,
+    failed_at: str,
+    incident: dict[str, Any],
+) -> dict[str, Any]:
+    """An `alerts.dlq` record for a notification that finally failed (docs/alerting.md):
+    enough to resend it by hand, the incident event included. Unlike `dead_letter` it
+    reports a delivery, not a record the stage could not read, hence its own shape; the
+    alert stage's writer still bounds its size (a too large one becomes a `dead_letter`)."""
+    return {
+        "schema_version": NOTIFICATION_DEAD_LETTER_SCHEMA_VERSION,
+        "stage": "alert",
+        "key": key,
+        "incident_id": incident_id,
+        "brand": brand,
+        "receiver": receiver,
+        "receiver_type": receiver_type,
+        "type": kind,
+        "attempts": attempts,
+        "status": status,
+        "reason": reason,
+        "failed_at": failed_at,
+        "incident": incident,
+    }

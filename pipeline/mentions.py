@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.records import post_key
+
 MENTION_SCHEMA_VERSION = 1
 
 
@@ -14,7 +16,7 @@ def mention_record(post: dict[str, Any], brand_id: str, matched: list[str], labe
     return {
         "schema_version": MENTION_SCHEMA_VERSION,
         "brand": brand_id,
-        "post_key": f"{post['platform']}:{post['id']}",
+        "post_key": post_key(post),
         "platform": post["platform"],
         "post_id": post["id"],
         "url": post.get("url"),

@@ -20,7 +20,7 @@ from kafka.errors import KafkaError
 
 from pipeline import metrics
 from pipeline.limits import MAX_MESSAGE_BYTES
-from pipeline.schema import post_key
+from pipeline.records import post_key
 from pipeline.settings import KafkaSettings, env_choice, env_int
 from pipeline.topics import POSTS_RAW
 

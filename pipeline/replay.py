@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 
-from pipeline.schema import parse_timestamp, post_key
+from pipeline.records import post_key
+from pipeline.schema import parse_timestamp
 
 CSV_AUTHOR = {"author_handle": "handle", "author_name": "display_name",
               "author_followers": "followers", "author_verified": "verified"}

@@ -16,13 +16,14 @@ from typing import Any
 
 import orjson
 
+from pipeline.records import PLATFORM_ALIASES
+
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
 PLATFORMS = frozenset(
     {"twitter", "facebook", "instagram", "mastodon", "bluesky", "reddit", "blog", "forum",
      "news", "other"}
 )
-PLATFORM_ALIASES = {"x": "twitter"}
 ENGAGEMENT_FIELDS = ("likes", "reshares", "replies", "quotes", "views")
 LINK_FIELDS = ("reply_to", "reshare_of", "quote_of")
 MAX_TEXT_CHARS = 5000
@@ -50,12 +51,6 @@ class InvalidRecord(Exception):
         super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
         self.reason = reason
         self.errors = errors
-
-
-def post_key(post: dict[str, Any]) -> str:
-    """The Kafka key of a post: `platform:id`, the identity used for deduplication."""
-    platform = str(post.get("platform", "")).lower()
-    return f"{PLATFORM_ALIASES.get(platform, platform)}:{post.get('id', '')}"
 
 
 def normalise_text(text: str) -> tuple[str, bool]:

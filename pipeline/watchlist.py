@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
+from pipeline.records import SEVERITIES
 from pipeline.spelling import did_you_mean
 
-SEVERITIES = ("info", "warning", "critical")
 RECEIVER_TYPES = ("slack", "email", "webhook", "pagerduty")
 _BRAND_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")

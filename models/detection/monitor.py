@@ -33,6 +33,7 @@ from models.detection.spike import SpikeDetector, Surprise
 from models.detection.storylines import StorylineSet, merge_storylines, summarise
 from models.detection.terms import TermBaseline, extract_terms
 from models.detection.volume import VolumeDetector, VolumeScore
+from models.detection.wording import resolved_summary, wave_summary
 
 __all__ = ["BrandMonitor", "SCHEMA_VERSION", "pages_someone"]
 
@@ -63,22 +64,6 @@ def _utc(moment: datetime) -> datetime:
 
 def _iso(moment: datetime) -> str:
     return _utc(moment).isoformat()
-
-
-def human_number(value: float) -> str:
-    """2_100_000 -> '2.1M', 45_300 -> '45K', 812 -> '812'."""
-    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if value >= size:
-            scaled = value / size
-            return f"{scaled:.1f}{suffix}" if scaled < 10 else f"{scaled:.0f}{suffix}"
-    return f"{value:.0f}"
-
-
-def _ratio_text(observed: float, expected: float) -> str:
-    if expected < 0.05:
-        return "normally about none"
-    ratio = observed / expected
-    return f"{ratio:.0f}x normal" if ratio >= 10 else f"{ratio:.1f}x normal"
 
 
 @dataclass
@@ -373,11 +358,8 @@ class BrandMonitor:
         if kind == "resolved":
             top_posts, surging = incident["top_posts"], incident["surging_terms"]
             storylines = incident.get("storylines", [])
-            summary = (
-                f"Resolved: {totals['negative']} negative posts in the last "
-                f"{config.window_minutes} min ({_ratio_text(totals['negative'], expected_negative)}"
-                f"); peak was {incident['peak_negative']}"
-            )
+            summary = resolved_summary(totals["negative"], config.window_minutes,
+                                       expected_negative, incident["peak_negative"])
         else:
             top_posts = sorted(
                 (post for interval in self.window for post in interval.top),
@@ -393,11 +375,8 @@ class BrandMonitor:
                 TOP_STORYLINES)
             incident["storylines"] = storylines
             incident["reported_negative"] = totals["negative"]
-            summary = (
-                f"{totals['negative']} negative posts in {config.window_minutes} min, "
-                f"{_ratio_text(totals['negative'], expected_negative)}; "
-                f"reach {human_number(totals['reach_negative'])}"
-            )
+            summary = wave_summary(totals["negative"], config.window_minutes,
+                                   expected_negative, totals["reach_negative"])
         return {
             "schema_version": SCHEMA_VERSION,
             "incident_id": incident["incident_id"],

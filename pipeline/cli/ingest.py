@@ -21,8 +21,9 @@ from pipeline.cli.sources import SOURCE_COMMANDS
 from pipeline.generator import BrandProfile, Generator, Scenario
 from pipeline.limits import MAX_MESSAGE_BYTES, fits
 from pipeline.producer import PostProducer
+from pipeline.records import post_key
 from pipeline.replay import FileRecord, Pacer, read_records
-from pipeline.schema import parse_timestamp, post_key
+from pipeline.schema import parse_timestamp
 from pipeline.settings import KafkaSettings, WorkerSettings
 from pipeline.watchlist import WatchlistError, load_watchlist
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from pipeline.deadletter import notification_dead_letter
 from pipeline.notify import telemetry
 from pipeline.notify.base import Delivered, DeliveryError, Receiver, redact
 from pipeline.notify.render import Message
@@ -345,21 +346,19 @@ class Dispatcher:
         reason: str,
     ) -> dict[str, Any]:
         """An `alerts.dlq` record: enough to resend by hand (the incident event included)."""
-        return {
-            "schema_version": 1,
-            "stage": "alert",
-            "key": message.key,
-            "incident_id": message.incident_id,
-            "brand": message.brand,
-            "receiver": receiver,
-            "receiver_type": receiver_type,
-            "type": message.kind,
-            "attempts": attempts,
-            "status": status,
-            "reason": reason,
-            "failed_at": _iso(self._clock()),
-            "incident": message.event,
-        }
+        return notification_dead_letter(
+            key=message.key,
+            incident_id=message.incident_id,
+            brand=message.brand,
+            receiver=receiver,
+            receiver_type=receiver_type,
+            kind=message.kind,
+            attempts=attempts,
+            status=status,
+            reason=reason,
+            failed_at=_iso(self._clock()),
+            incident=message.event,
+        )
 
     async def deliver_many(self, jobs: list[tuple[Message, str]]) -> list[DeliveryResult]:
         """Deliver all at once; one receiver's trouble never holds up another's message."""

@@ -26,9 +26,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from pipeline.records import SEVERITIES
+
 __all__ = [
     "CLAIMED",
-    "SEVERITIES",
     "AlertTimings",
     "IncidentState",
     "LedgerEntry",
@@ -42,7 +43,6 @@ __all__ = [
     "severity_at_least",
 ]
 
-SEVERITIES = ("info", "warning", "critical")
 CLAIMED = "sending"  # the outcome of a claim: a worker is sending this notification now
 _RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 

@@ -16,13 +16,14 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pipeline.records import human_number, wave_summary
+
 __all__ = [
     "KINDS",
     "Message",
     "PostLine",
     "build_message",
     "grafana_link",
-    "human_number",
     "safe_url",
     "summary_sentence",
     "render_text",
@@ -156,16 +157,6 @@ def one_line(value: object, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def human_number(value: float) -> str:
-    """2100000 -> '2.1M', 14500 -> '14.5k', 312 -> '312'."""
-    number = float(value)
-    for threshold, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(number) >= threshold:
-            scaled = f"{number / threshold:.1f}".rstrip("0").rstrip(".")
-            return f"{scaled}{suffix}"
-    return f"{number:.0f}" if number == int(number) else f"{number:.1f}"
-
-
 def safe_url(url: object) -> str | None:
     """The URL when it is a plain http(s) link, else None (never a javascript: link)."""
     if not isinstance(url, str) or _CONTROL.search(url) or " " in url or readable(url) != url:
@@ -186,16 +177,13 @@ def summary_sentence(event: dict[str, Any]) -> str:
         return one_line(given, 300)
     observed = event.get("observed") or {}
     expected = event.get("expected") or {}
-    negative = int(observed.get("negative", 0) or 0)
-    minutes = event.get("window_minutes") or 0
-    sentence = f"{negative} negative posts in {minutes} min"
-    baseline = float(expected.get("negative", 0) or 0)
-    if baseline > 0:
-        sentence += f", {negative / baseline:.0f}x normal"
     reach = observed.get("reach_negative")
-    if reach is not None:
-        sentence += f"; reach {human_number(float(reach))}"
-    return sentence
+    return wave_summary(
+        int(observed.get("negative", 0) or 0),
+        event.get("window_minutes") or 0,
+        float(expected.get("negative", 0) or 0),
+        None if reach is None else float(reach),
+    )
 
 
 def _parse_time(value: object) -> datetime | None:

@@ -43,7 +43,6 @@ from pipeline.notify.dispatch import DeliveryResult, Dispatcher, MemorySink
 from pipeline.notify.kafka_store import AlertWriter, CompactedView
 from pipeline.notify.policy import (
     CLAIMED,
-    SEVERITIES,
     AlertTimings,
     IncidentState,
     LedgerEntry,
@@ -56,6 +55,7 @@ from pipeline.notify.policy import (
 from pipeline.notify.render import build_message
 from pipeline.notify.settings import AlertSettings
 from pipeline.notify.silences import Silence, SilenceError, active_silence
+from pipeline.records import SEVERITIES
 from pipeline.schema import FieldError
 from pipeline.settings import KafkaSettings
 from pipeline.topics import (

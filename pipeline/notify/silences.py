@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.notify.policy import SEVERITIES, severity_at_least
+from pipeline.notify.policy import severity_at_least
+from pipeline.records import SEVERITIES
 
 __all__ = ["Silence", "SilenceError", "active_silence", "new_silence", "parse_duration"]
 

@@ -20,13 +20,13 @@ import orjson
 from pipeline.notify.base import post
 from pipeline.notify.render import (
     Message,
-    human_number,
     local_time,
     render_text,
     storyline_rows,
     storyline_sentence,
     trend_line,
 )
+from pipeline.records import human_number
 from pipeline.settings import Secret
 
 __all__ = ["SlackReceiver", "slack_payload", "mrkdwn_escape"]

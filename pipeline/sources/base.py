@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from pipeline.limits import DEFAULT_MAX_POST_BYTES
+from pipeline.records import post_key
 from pipeline.settings import env_float, env_int, env_max_record_bytes, env_str, project_root
 
 __all__ = [
@@ -154,14 +155,6 @@ def _snippet(raw: Any, limit: int = 2000) -> str | None:
         except (TypeError, ValueError):
             raw = repr(raw)
     return raw if len(raw) <= limit else raw[:limit] + "…"
-
-
-def post_key(post: Mapping[str, Any]) -> str:
-    """`platform:id`, the Kafka key of a post (`x` is stored as `twitter`)."""
-    platform = str(post.get("platform", ""))
-    if platform == "x":
-        platform = "twitter"
-    return f"{platform}:{post.get('id', '')}"
 
 
 def deep_merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:

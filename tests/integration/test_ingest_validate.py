@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.generator import BrandProfile, Generator, Scenario
 from pipeline.producer import PostProducer
-from pipeline.schema import post_key
+from pipeline.records import post_key
 from tests.integration.conftest import ROOT, consume, vigie_command
 
 BRANDS = [BrandProfile("acme", ("ACME",), ("#acme",), ("@acme",), base_per_minute=20.0),

@@ -16,7 +16,7 @@ from kafka.admin import NewTopic
 from pipeline.deadletter import original_bytes
 from pipeline.mentions import mention_record
 from pipeline.producer import PostProducer
-from pipeline.schema import post_key
+from pipeline.records import post_key
 from tests.integration.conftest import ROOT, consume, vigie_command
 
 pytestmark = pytest.mark.integration

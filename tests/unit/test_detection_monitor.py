@@ -122,7 +122,7 @@ def test_incident_explains_itself(reference: list[dict]) -> None:
     assert opened["observed"]["negative"] >= 40
     assert opened["observed"]["negative"] > 5 * opened["expected"]["negative"]
     assert opened["score"] > 0.99
-    assert re.fullmatch(r"\d+ negative posts in 10 min, [\d.]+x normal; reach [\d.]+K?",
+    assert re.fullmatch(r"\d+ negative posts in 10 min, [\d.]+x normal; reach [\d.]+k?",
                         opened["summary"]), opened["summary"]
     terms = [term["term"] for term in opened["surging_terms"]]
     assert "#acmeleaks" in terms and "acme" not in terms

@@ -11,7 +11,6 @@ from pipeline.notify.email import build_email
 from pipeline.notify.pagerduty import pagerduty_event
 from pipeline.notify.render import (
     build_message,
-    human_number,
     readable,
     render_html,
     render_text,
@@ -20,6 +19,7 @@ from pipeline.notify.render import (
 )
 from pipeline.notify.slack import slack_payload
 from pipeline.notify.webhook import sign, verify_signature, webhook_body
+from pipeline.records import human_number
 from tests.incidents import incident_event
 
 INCIDENT = {

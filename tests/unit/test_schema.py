@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from pipeline.schema import MAX_TEXT_CHARS, InvalidRecord, decode_post, post_key, validate_post
+from pipeline.records import post_key
+from pipeline.schema import MAX_TEXT_CHARS, InvalidRecord, decode_post, validate_post
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
