@@ -18,7 +18,7 @@ import faust
 import orjson
 
 from agents.app import AgentContext
-from pipeline.notify.base import DeliveryError
+from pipeline.notify.base import NotificationError
 from pipeline.notify.config import build_receiver
 from pipeline.notify.render import Message
 from pipeline.notify.service import AlertService
@@ -47,7 +47,7 @@ class MisconfiguredReceiver:
         return ()
 
     async def send(self, message: Message, http: Any) -> int:
-        raise DeliveryError(f"receiver misconfigured: {self.error}", retryable=False)
+        raise NotificationError(f"receiver misconfigured: {self.error}", retryable=False)
 
 
 def register(context: AgentContext) -> None:

@@ -53,7 +53,7 @@ class InvalidRecord(Exception):
         self.errors = errors
 
 
-def normalise_text(text: str) -> tuple[str, bool]:
+def normalise_post_text(text: str) -> tuple[str, bool]:
     """NFC, control characters removed, capped at MAX_TEXT_CHARS; returns (text, truncated)."""
     clean = _CONTROL.sub("", unicodedata.normalize("NFC", text)).strip()
     if len(clean) > MAX_TEXT_CHARS:
@@ -190,7 +190,7 @@ def validate_post(
     if not isinstance(raw_text, str):
         errors.append(FieldError("text", "required string"))
     else:
-        text, truncated = normalise_text(raw_text)
+        text, truncated = normalise_post_text(raw_text)
         if not text:
             errors.append(FieldError("text", "empty after normalisation"))
 

@@ -56,7 +56,7 @@ from models.sentiment.classifier import (
     Sentiment,
     SentimentClassifier,
     SentimentError,
-    normalise_text,
+    normalise_model_input,
 )
 from models.sentiment.head import LABELS, load_head
 
@@ -71,7 +71,7 @@ __all__ = [
     "SentimentError",
     "ensure_default_model",
     "load_classifier",
-    "normalise_text",
+    "normalise_model_input",
     "parse_label_map",
 ]
 

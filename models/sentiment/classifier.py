@@ -58,7 +58,7 @@ class Backend(Protocol):
         ...
 
 
-def normalise_text(text: str) -> str:
+def normalise_model_input(text: str) -> str:
     """The cache key and what the model sees: NFC, whitespace runs as one space, trimmed.
     Reshares differing only in spacing or Unicode composition are one text."""
     if not isinstance(text, str):
@@ -87,7 +87,7 @@ class SentimentClassifier:
 
     def predict(self, texts: Sequence[str]) -> list[Sentiment]:
         """One Sentiment per text, in the input order. Raises if the model fails."""
-        keys = [normalise_text(t) for t in texts]
+        keys = [normalise_model_input(t) for t in texts]
         found: dict[str, Sentiment] = {}
         missing: list[str] = []
         for key in keys:

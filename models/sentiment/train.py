@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.sentiment.classifier import normalise_text
+from models.sentiment.classifier import normalise_model_input
 from models.sentiment.evaluation import read_labelled, score
 from models.sentiment.head import DEFAULT_HEAD_PATH, Head, HeadSpec, save_head
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # torch is imported only when fine-tuning runs
 TRAIN_FILE = "xlmt-multilingual-train"
 VALIDATION_FILES = ("tweeteval-val-clean", "xlmt-english-val", "xlmt-french-val",
                     "xlmt-multilingual-val")
-NORMALISATION = "nfc-collapse-strip-v1"  # classifier.normalise_text; part of the cache key
+NORMALISATION = "nfc-collapse-strip-v1"  # classifier.normalise_model_input; part of the cache key
 ALL_LAYERS = 13  # embeddings + 12 layers; the cache keeps all so the recipe can change
 
 
@@ -108,7 +108,7 @@ def cached_features(checkpoint: Path, texts_path: Path, texts: list[str], spec: 
     # The texts the model is trained on go through the serving normalisation, so that
     # training and serving see the same strings (the English files end every line with a
     # space, which would otherwise become a trailing token seen in training only).
-    normalised = [normalise_text(t) for t in texts]
+    normalised = [normalise_model_input(t) for t in texts]
     features = encode_all_layers(checkpoint, normalised, spec.prefix, spec.max_length)
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(path.with_suffix(".tmp.npy"), features)
@@ -231,7 +231,8 @@ def tokenize_file(checkpoint: Path, texts: list[str], prefix: str,
 
     tokenizer = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
     tokenizer.enable_truncation(max_length=max_length)
-    return [e.ids for e in tokenizer.encode_batch([prefix + normalise_text(t) for t in texts])]
+    prepared = [prefix + normalise_model_input(t) for t in texts]
+    return [e.ids for e in tokenizer.encode_batch(prepared)]
 
 
 def finetuned_head(model, config: FinetuneConfig) -> Head:  # model: FinetuneModel

@@ -91,9 +91,9 @@ def test(brand: str, as_json: bool) -> None:
 )
 def sink(smtp_port: int, webhook_port: int, secret_env: str, out: Path | None) -> None:
     """Receive alerts locally (SMTP sink + webhook on 127.0.0.1) and print them; for demos."""
-    from pipeline.notify.sinks import LocalSinks
+    from pipeline.notify.local_receivers import LocalReceivers
 
-    sinks = LocalSinks(
+    sinks = LocalReceivers(
         smtp_port,
         webhook_port,
         os.environ.get(secret_env, ""),

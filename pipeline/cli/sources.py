@@ -32,7 +32,7 @@ from pipeline.sources.base import (
     TextFilter,
     run_until_signal,
 )
-from pipeline.sources.terms import BrandTerms, load_watch
+from pipeline.sources.search_terms import BrandTerms, load_watch
 
 __all__ = ["SOURCE_COMMANDS"]
 
@@ -228,7 +228,7 @@ def x_stream(
     dry_run: bool, no_filter: bool, watchlist: Path | None, state_name: str | None
 ) -> None:
     """X (Twitter) posts from the v2 filtered stream; rules follow the watchlist."""
-    from pipeline.sources.terms import x_rules
+    from pipeline.sources.search_terms import x_rules
     from pipeline.sources.twitter import XConnector, XSettings
 
     if no_filter:
@@ -271,7 +271,7 @@ def reddit(
 ) -> None:
     """Reddit posts and comments (OAuth client credentials), polled within the limits."""
     from pipeline.sources.reddit import RedditConnector, RedditSettings
-    from pipeline.sources.terms import reddit_query
+    from pipeline.sources.search_terms import reddit_query
 
     def build(terms: list[BrandTerms]) -> Connector:
         settings = RedditSettings.from_env()

@@ -11,7 +11,7 @@ import aiohttp
 
 from pipeline.notify.render import Message
 
-__all__ = ["Delivered", "DeliveryError", "Receiver", "post", "parse_retry_after", "redact"]
+__all__ = ["Delivered", "NotificationError", "Receiver", "post", "parse_retry_after", "redact"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Delivered:
     thread: str | None = None
 
 
-class DeliveryError(Exception):
+class NotificationError(Exception):
     """One failed attempt. `retryable` says whether trying again may help.
 
     The reason never holds a secret: receivers build it from status codes and short,
@@ -65,7 +65,7 @@ class Receiver(Protocol):
         self, message: Message, http: aiohttp.ClientSession
     ) -> int | None | Delivered:
         """Deliver once; return the status code (None when not HTTP), or `Delivered` when
-        there is a thread to remember; raise DeliveryError on failure."""
+        there is a thread to remember; raise NotificationError on failure."""
         ...
 
 
@@ -111,9 +111,9 @@ async def post(
     except aiohttp.ClientError as exc:
         # aiohttp's messages can name the URL (a Slack webhook URL is a secret): keep
         # only the exception type and a scrubbed message.
-        raise DeliveryError(
+        raise NotificationError(
             f"{type(exc).__name__}: {redact(str(exc), secrets)}", retryable=True
         ) from None
     reason = redact(f"HTTP {status}: {' '.join(text.split())}", secrets)
     retryable = status in (408, 429) or status >= 500
-    raise DeliveryError(reason, retryable=retryable, status=status, retry_after=retry_after)
+    raise NotificationError(reason, retryable=retryable, status=status, retry_after=retry_after)

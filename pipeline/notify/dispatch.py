@@ -25,7 +25,7 @@ import aiohttp
 
 from pipeline.deadletter import notification_dead_letter
 from pipeline.notify import telemetry
-from pipeline.notify.base import Delivered, DeliveryError, Receiver, redact
+from pipeline.notify.base import Delivered, NotificationError, Receiver, redact
 from pipeline.notify.render import Message
 from pipeline.notify.settings import AlertSettings
 
@@ -34,7 +34,7 @@ __all__ = [
     "AttemptRecord",
     "DeliveryResult",
     "Dispatcher",
-    "MemorySink",
+    "MemoryAlertSink",
     "RateLimiter",
     "backoff_delay",
 ]
@@ -89,7 +89,7 @@ class AlertSink(Protocol):
     async def dead_letter(self, record: dict[str, Any]) -> None: ...
 
 
-class MemorySink:
+class MemoryAlertSink:
     """Keeps records in lists (CLI `alert test`, tests)."""
 
     def __init__(self) -> None:
@@ -245,7 +245,7 @@ class Dispatcher:
     ) -> DeliveryResult:
         settings = self.settings
         give_up_at = (self._clock() if since is None else since) + settings.give_up_after_s
-        error: DeliveryError | None = None
+        error: NotificationError | None = None
         delivery_started = time.monotonic()
         attempt = 0
         while True:
@@ -257,11 +257,12 @@ class Dispatcher:
                     receiver.send(message, self._http), timeout=settings.timeout_s
                 )
             except TimeoutError:
-                error = DeliveryError(f"no answer within {settings.timeout_s:g}s", retryable=True)
-            except DeliveryError as exc:
+                error = NotificationError(f"no answer within {settings.timeout_s:g}s",
+                                          retryable=True)
+            except NotificationError as exc:
                 error = exc
             except Exception as exc:  # noqa: BLE001 - a bug or odd input: do not retry it
-                error = DeliveryError(
+                error = NotificationError(
                     redact(f"{type(exc).__name__}: {exc}", receiver.secrets())[:300],
                     retryable=False,
                 )
@@ -320,7 +321,7 @@ class Dispatcher:
         )
 
     def _retry_delay(
-        self, error: DeliveryError, attempt: int, receiver: Receiver, time_left: float
+        self, error: NotificationError, attempt: int, receiver: Receiver, time_left: float
     ) -> float | None:
         """How long to wait before the next attempt; None when there is none to make."""
         if not error.retryable or time_left <= 0:

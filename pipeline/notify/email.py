@@ -27,7 +27,7 @@ from email.utils import formatdate, make_msgid
 import aiohttp
 
 from pipeline.charts import trend_png
-from pipeline.notify.base import DeliveryError, redact
+from pipeline.notify.base import NotificationError, redact
 from pipeline.notify.render import Message, one_line, render_html, render_text
 from pipeline.settings import Secret
 
@@ -162,19 +162,20 @@ class EmailReceiver:
             )
             reason = redact(f"SMTP {exc.smtp_code}: {' '.join(text.split())[:200]}", self.secrets())
             # 4xx replies are transient by definition (RFC 5321); 5xx are final.
-            raise DeliveryError(
+            raise NotificationError(
                 reason, retryable=400 <= exc.smtp_code < 500, status=exc.smtp_code
             ) from None
         except smtplib.SMTPRecipientsRefused as exc:
             codes = sorted({code for code, _ in exc.recipients.values()})
-            raise DeliveryError(
+            raise NotificationError(
                 f"SMTP recipients refused ({', '.join(map(str, codes))})",
                 retryable=all(400 <= c < 500 for c in codes),
                 status=codes[0] if codes else None,
             ) from None
         except smtplib.SMTPNotSupportedError as exc:
-            raise DeliveryError(redact(f"SMTP: {exc}", self.secrets()), retryable=False) from None
+            reason = redact(f"SMTP: {exc}", self.secrets())
+            raise NotificationError(reason, retryable=False) from None
         except (smtplib.SMTPException, OSError) as exc:
             reason = redact(f"{type(exc).__name__}: {exc}", self.secrets())
-            raise DeliveryError(reason, retryable=True) from None
+            raise NotificationError(reason, retryable=True) from None
         return 250

@@ -39,7 +39,7 @@ import orjson
 from pipeline.deadletter import dead_letter, dead_letter_key
 from pipeline.notify import telemetry
 from pipeline.notify.base import Receiver
-from pipeline.notify.dispatch import DeliveryResult, Dispatcher, MemorySink
+from pipeline.notify.dispatch import DeliveryResult, Dispatcher, MemoryAlertSink
 from pipeline.notify.kafka_store import AlertWriter, CompactedView
 from pipeline.notify.policy import (
     CLAIMED,
@@ -71,7 +71,7 @@ from pipeline.topics import (
 
 __all__ = [
     "AlertService",
-    "KafkaSink",
+    "KafkaAlertSink",
     "validate_incident",
     "send_test_alert",
     "make_test_incident",
@@ -109,7 +109,7 @@ def validate_incident(value: Any) -> list[dict[str, str]]:
     return errors
 
 
-class KafkaSink:
+class KafkaAlertSink:
     """Attempts to `alerts.log`, final failures to `alerts.dlq`, keyed by incident id."""
 
     def __init__(self, writer: AlertWriter) -> None:
@@ -148,7 +148,7 @@ class AlertService:
         self.ledger_view = CompactedView(kafka, ALERTS_LEDGER, self._on_ledger)
         self.silence_view = CompactedView(kafka, ALERTS_SILENCES, self._on_silence)
         self.writer = AlertWriter(kafka)
-        self.dispatcher = Dispatcher(self.receivers, settings, KafkaSink(self.writer))
+        self.dispatcher = Dispatcher(self.receivers, settings, KafkaAlertSink(self.writer))
         self.in_flight: dict[str, tuple[asyncio.Task[None], int | None]] = {}
 
     def update_routing(
@@ -442,7 +442,7 @@ async def send_test_alert(
     settings = replace(settings, give_up_after_s=min(settings.give_up_after_s, 60.0))
     event = make_test_incident(brand_id, brand_name)
     names = list(dict.fromkeys(receiver_names))
-    async with Dispatcher(receivers, settings, MemorySink()) as dispatcher:
+    async with Dispatcher(receivers, settings, MemoryAlertSink()) as dispatcher:
         jobs = [
             (
                 build_message(

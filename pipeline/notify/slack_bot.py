@@ -26,7 +26,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from pipeline.notify.base import Delivered, DeliveryError, parse_retry_after, redact
+from pipeline.notify.base import Delivered, NotificationError, parse_retry_after, redact
 from pipeline.notify.render import Message
 from pipeline.notify.slack import slack_payload
 from pipeline.settings import Secret
@@ -91,7 +91,7 @@ class SlackBotReceiver:
         except SlackApiError as exc:
             raise self._error(exc) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DeliveryError(
+            raise NotificationError(
                 f"{type(exc).__name__}: {redact(str(exc), self.secrets())}"[:300],
                 retryable=True) from None
 
@@ -107,7 +107,7 @@ class SlackBotReceiver:
             log.warning("%s: opening message not edited (%s)", key,
                         redact(reason, self.secrets()))
 
-    def _error(self, exc: SlackApiError) -> DeliveryError:
+    def _error(self, exc: SlackApiError) -> NotificationError:
         response = exc.response
         status = getattr(response, "status_code", None)
         code = _code(exc)
@@ -116,7 +116,7 @@ class SlackBotReceiver:
             next((v for k, v in headers.items() if k.lower() == "retry-after"), None))
         retryable = code in _RETRYABLE or status in (408, 429) or (status or 0) >= 500
         reason = redact(f"Slack API {status}: {code or 'error'}", self.secrets())
-        return DeliveryError(reason, retryable=retryable, status=status,
+        return NotificationError(reason, retryable=retryable, status=status,
                              retry_after=retry_after)
 
 

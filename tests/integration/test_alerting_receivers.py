@@ -14,7 +14,7 @@ import unicodedata
 import pytest
 from prometheus_client import REGISTRY
 
-from pipeline.notify.dispatch import Dispatcher, MemorySink
+from pipeline.notify.dispatch import Dispatcher, MemoryAlertSink
 from pipeline.notify.email import EmailReceiver
 from pipeline.notify.pagerduty import PagerDutyReceiver
 from pipeline.notify.render import build_message
@@ -50,7 +50,7 @@ def message(kind="opened", receiver="r", **event_fields):
 
 
 def deliver(receivers, jobs, settings=FAST):
-    sink = MemorySink()
+    sink = MemoryAlertSink()
 
     async def run():
         async with Dispatcher({r.name: r for r in receivers}, settings, sink) as dispatcher:
@@ -142,7 +142,7 @@ def test_a_hanging_receiver_ends_in_the_dead_letters_while_others_get_theirs():
         settings = AlertSettings(**{**FAST.__dict__, "max_attempts": 2})
 
         async def run():
-            sink = MemorySink()
+            sink = MemoryAlertSink()
             async with Dispatcher({r.name: r for r in receivers}, settings, sink) as d:
                 tasks = [asyncio.create_task(d.deliver(m, r)) for m, r in jobs]
                 # The live receivers are done long before the dead one times out.
@@ -382,7 +382,7 @@ def test_a_receiver_outage_longer_than_the_old_retries_delays_the_message_once(h
     seen_pending = []
 
     async def run():
-        sink = MemorySink()
+        sink = MemoryAlertSink()
         async with Dispatcher({"pr-slack": slack(http)}, settings, sink) as dispatcher:
             task = asyncio.create_task(dispatcher.deliver(message(), "pr-slack"))
             await asyncio.sleep(outage_s / 2)

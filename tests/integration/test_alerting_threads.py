@@ -12,7 +12,7 @@ from email.message import EmailMessage
 import pytest
 from PIL import Image
 
-from pipeline.notify.dispatch import Dispatcher, MemorySink
+from pipeline.notify.dispatch import Dispatcher, MemoryAlertSink
 from pipeline.notify.email import EmailReceiver
 from pipeline.notify.pagerduty import PagerDutyReceiver
 from pipeline.notify.render import build_message
@@ -44,7 +44,7 @@ def message(kind, step, event, sequence, severity, receiver, thread=None, timezo
 
 def deliver(receiver, msg):
     async def run():
-        async with Dispatcher({receiver.name: receiver}, FAST, MemorySink()) as dispatcher:
+        async with Dispatcher({receiver.name: receiver}, FAST, MemoryAlertSink()) as dispatcher:
             return await dispatcher.deliver(msg, receiver.name)
 
     return asyncio.run(run())

@@ -304,7 +304,7 @@ def test_x_mastodon_and_reddit_into_posts_raw_once_each(
 ) -> None:
     from pipeline.sources.mastodon import MastodonConnector, MastodonSettings, parse_streams
     from pipeline.sources.reddit import RedditConnector, RedditSettings
-    from pipeline.sources.terms import BrandTerms, x_rules
+    from pipeline.sources.search_terms import BrandTerms, x_rules
     from pipeline.sources.twitter import XConnector, XSettings
     from tests.integration.source_servers import MastodonServer, RedditServer, XServer, sse
 

@@ -12,8 +12,8 @@ import pytest
 from pipeline.settings import Secret
 from pipeline.sources.base import FatalSourceError, RunnerSettings, SourceRunner
 from pipeline.sources.reddit import RedditConnector, RedditSettings, post_from_child
+from pipeline.sources.search_terms import BrandTerms, reddit_query
 from pipeline.sources.sinks import MemorySink
-from pipeline.sources.terms import BrandTerms, reddit_query
 from tests.integration.source_servers import RedditServer, fixture_json
 
 THINGS = fixture_json("reddit_things.json")

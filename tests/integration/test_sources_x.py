@@ -10,8 +10,8 @@ import pytest
 
 from pipeline.settings import Secret
 from pipeline.sources.base import FatalSourceError, RunnerSettings, SourceRunner
+from pipeline.sources.search_terms import BrandTerms, x_rules
 from pipeline.sources.sinks import MemorySink
-from pipeline.sources.terms import BrandTerms, x_rules
 from pipeline.sources.twitter import XConnector, XSettings
 from tests.integration.source_servers import XServer, fixture_lines, run_until
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from pipeline.notify.config import build_receivers
-from pipeline.notify.dispatch import Dispatcher, MemorySink
+from pipeline.notify.dispatch import Dispatcher, MemoryAlertSink
 from pipeline.notify.settings import AlertSettings
 from pipeline.watchlist import parse_watchlist
 from tests.integration.notify_servers import free_port
@@ -83,7 +83,7 @@ def receivers_from_watchlist(urls: dict[str, str], env: dict[str, str]):
 
 def deliver(receivers, names):
     async def run():
-        async with Dispatcher(receivers, FAST, MemorySink()) as dispatcher:
+        async with Dispatcher(receivers, FAST, MemoryAlertSink()) as dispatcher:
             return await dispatcher.deliver_many(
                 [(message(receiver=name), name) for name in names])
 

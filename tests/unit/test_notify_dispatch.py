@@ -6,8 +6,8 @@ import asyncio
 import random
 from datetime import UTC, datetime
 
-from pipeline.notify.base import DeliveryError, parse_retry_after, redact
-from pipeline.notify.dispatch import Dispatcher, MemorySink, RateLimiter, backoff_delay
+from pipeline.notify.base import NotificationError, parse_retry_after, redact
+from pipeline.notify.dispatch import Dispatcher, MemoryAlertSink, RateLimiter, backoff_delay
 from pipeline.notify.policy import CLAIMED, LedgerEntry
 from pipeline.notify.render import build_message
 from pipeline.notify.settings import AlertSettings
@@ -86,14 +86,14 @@ class DownUntil:
     async def send(self, message, http) -> int:
         self.calls.append(self.time.now)
         if self.time.now < self.up_at:
-            raise DeliveryError(
+            raise NotificationError(
                 "HTTP 503: down", retryable=True, status=503, retry_after=self.retry_after
             )
         return 200
 
 
 def run_delivery(receiver, time, settings=None, since=None):
-    sink = MemorySink()
+    sink = MemoryAlertSink()
 
     async def scenario():
         async with Dispatcher(

@@ -13,7 +13,7 @@ from pipeline.sources.mastodon import MastodonSettings, StreamSpec, parse_stream
 from pipeline.sources.push import PushSettings
 from pipeline.sources.reddit import RedditSettings
 from pipeline.sources.rss import RssSettings
-from pipeline.sources.terms import BrandTerms, brand_terms, reddit_query, x_rules
+from pipeline.sources.search_terms import BrandTerms, brand_terms, reddit_query, x_rules
 from pipeline.sources.twitter import XSettings
 from pipeline.watchlist import parse_watchlist
 

@@ -12,7 +12,7 @@ from models.sentiment import (
     SentimentClassifier,
     SentimentError,
     load_classifier,
-    normalise_text,
+    normalise_model_input,
 )
 
 TEXTS = [
@@ -99,7 +99,7 @@ def test_batches_group_texts_of_equal_token_counts_and_results_keep_the_order(mo
         ["ok", "déçu", "superbe", "inadmissible", "merci", "nul", "génial", "bof"] * 2
     )]
     results = clf.predict(texts)
-    counts = [len(ids) for ids in clf.backend.prepare([normalise_text(t) for t in texts])]
+    counts = [len(ids) for ids in clf.backend.prepare([normalise_model_input(t) for t in texts])]
     assert sorted(sum(seen, [])) == sorted(counts)  # every text scored once
     assert sum(seen, []) == sorted(counts)  # ...in batches by increasing token count
     alone = load_classifier(runtime="onnx", cache_dir=model_dir, batch_size=1, cache_size=0)
@@ -132,9 +132,9 @@ def test_cache_is_bounded_and_least_recently_used_goes_first(model_dir):
 
 
 def test_normalisation_and_bad_input():
-    assert normalise_text("  e\u0301te\u0301\n\n chaud ") == "\u00e9t\u00e9 chaud"
+    assert normalise_model_input("  e\u0301te\u0301\n\n chaud ") == "\u00e9t\u00e9 chaud"
     with pytest.raises(TypeError, match="expected a str"):
-        normalise_text(None)  # type: ignore[arg-type]
+        normalise_model_input(None)  # type: ignore[arg-type]
 
 
 def test_predict_each_isolates_a_bad_text(model_dir):

@@ -20,10 +20,10 @@ from aiohttp import web
 
 from pipeline.notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 
-__all__ = ["LocalSinks"]
+__all__ = ["LocalReceivers"]
 
 
-class LocalSinks:
+class LocalReceivers:
     def __init__(
         self,
         smtp_port: int = 8025,
