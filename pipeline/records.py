@@ -7,9 +7,9 @@ finds here how it is keyed, which severities exist and how an incident is put in
   `x` stored as `twitter`); mentions carry it as `post_key`, dead letters as `key`.
 - `SEVERITIES` — the incident severities, lowest first. Defined by the incident lifecycle
   (models/detection/lifecycle.py), which is where a severity is decided.
-- `human_number`, `wave_summary`, `resolved_summary`, `ratio_text` — incident wording,
-  defined in models/detection/wording.py because the detector writes the summary and
-  `models/` may import nothing of the pipeline.
+- `human_number`, `wave_summary`, `subsided_summary`, `resolved_summary`, `ratio_text` —
+  incident wording, defined in models/detection/wording.py because the detector writes
+  the summary and `models/` may import nothing of the pipeline.
 - Dead letters are built by pipeline/deadletter.py (`dead_letter`, `notification_dead_letter`);
   record shapes and schema versions are in docs/records.md.
 """
@@ -20,7 +20,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from models.detection.lifecycle import SEVERITIES
-from models.detection.wording import human_number, ratio_text, resolved_summary, wave_summary
+from models.detection.wording import (
+    human_number,
+    ratio_text,
+    resolved_summary,
+    subsided_summary,
+    wave_summary,
+)
 
 __all__ = [
     "PLATFORM_ALIASES",
@@ -29,6 +35,7 @@ __all__ = [
     "post_key",
     "ratio_text",
     "resolved_summary",
+    "subsided_summary",
     "wave_summary",
 ]
 

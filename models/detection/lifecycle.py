@@ -8,6 +8,14 @@ as the last `calm_intervals` intervals were calm (neither `trigger` nor `active`
 monitor uses its evidence window, so the wave has left it), so a wave still going on at
 that point keeps it open. After it resolves, a new incident needs a fresh trigger.
 
+Inside the quiet period the incident is open but need not be *active*: as soon as that
+same calm test holds, the wave has subsided (`subsided` step, no page), and people are
+told so instead of being reminded of a wave that is over. A renewed surge (by default:
+any interval that is not calm; the monitor also asks for enough posts) makes it active
+again (an `updated` step with `resumed`, no page unless the severity rises). States:
+open (active) -> subsided -> resolved, with subsided -> active as often as the wave
+comes back. None of this changes when an incident opens, escalates or resolves.
+
 Why a fixed quiet period rather than "resolve after N calm intervals": on a bursty brand
 calm stretches are short and unpredictable, so an incident that waits for N calm intervals
 stays open for days and hides the next real wave (a data-dependent blackout), while a short
@@ -30,8 +38,9 @@ SEVERITIES = ("info", "warning", "critical")
 class LifecycleStep:
     """What happened to the incident at one interval."""
 
-    event: str | None  # "opened", "updated", "resolved" or None
+    event: str | None  # "opened", "updated", "subsided", "resolved" or None
     escalated: bool = False  # severity rose on an "updated" step
+    resumed: bool = False  # an "updated" step that ends a subsided state (a renewed surge)
 
 
 @dataclass
@@ -40,10 +49,13 @@ class IncidentLifecycle:
 
     >>> lifecycle = IncidentLifecycle(quiet_intervals=3)
     >>> [lifecycle.step(t, t, 0).event for t in (True, True, False, False, False)]
-    ['opened', None, None, 'resolved', None]
+    ['opened', None, 'subsided', 'resolved', None]
     >>> lifecycle = IncidentLifecycle(quiet_intervals=3, calm_intervals=2)
     >>> [lifecycle.step(t, t, 0).event for t in (True, False, True, False, False, False)]
     ['opened', None, None, None, 'resolved', None]
+    >>> lifecycle = IncidentLifecycle(quiet_intervals=6, calm_intervals=2)
+    >>> [lifecycle.step(t, t, 0).event for t in (True, False, False, True, False, False, False)]
+    ['opened', None, 'subsided', 'updated', None, 'subsided', 'resolved']
     """
 
     quiet_intervals: int
@@ -53,9 +65,14 @@ class IncidentLifecycle:
     quiet: int = 0  # calm intervals in a row while open
     opened_index: int = -1  # interval counter value when it opened
     intervals: int = 0  # intervals seen, ever
+    subsided: bool = False  # open, and calm since the last surge (see the module docstring)
 
-    def step(self, trigger: bool, active: bool, severity: int) -> LifecycleStep:
-        """Advance one interval. `severity` is the level this interval alone would deserve."""
+    def step(
+        self, trigger: bool, active: bool, severity: int, surging: bool | None = None
+    ) -> LifecycleStep:
+        """Advance one interval. `severity` is the level this interval alone would deserve;
+        `surging` whether it is a renewed surge that ends a subsided state (default: it is
+        not calm). Opening, escalation and resolution do not depend on `surging`."""
         self.intervals += 1
         if not self.is_open:
             if trigger:
@@ -63,6 +80,7 @@ class IncidentLifecycle:
                 self.severity = severity
                 self.quiet = 0
                 self.opened_index = self.intervals
+                self.subsided = False
                 return LifecycleStep("opened")
             return LifecycleStep(None)
         calm = not (trigger or active)
@@ -70,10 +88,21 @@ class IncidentLifecycle:
         held = self.intervals - self.opened_index
         if calm and held >= self.quiet_intervals and self.quiet >= self.calm_intervals:
             self.is_open = False
+            self.subsided = False
             return LifecycleStep("resolved")
+        was_subsided = self.subsided
+        if was_subsided and (trigger or (not calm and (surging is None or surging))):
+            self.subsided = False
         if trigger and severity > self.severity:
             self.severity = severity
-            return LifecycleStep("updated", escalated=True)
+            return LifecycleStep("updated", escalated=True, resumed=was_subsided)
+        if was_subsided and not self.subsided:
+            return LifecycleStep("updated", resumed=True)
+        if not was_subsided and calm and self.quiet >= self.calm_intervals:
+            # The same calm test as the resolution's: the incident would resolve now if
+            # the quiet period were over.
+            self.subsided = True
+            return LifecycleStep("subsided")
         return LifecycleStep(None)
 
     def to_state(self) -> dict[str, object]:
@@ -89,4 +118,7 @@ class IncidentLifecycle:
         lifecycle.quiet = int(state["quiet"])  # type: ignore[call-overload]
         lifecycle.opened_index = int(state["opened_index"])  # type: ignore[call-overload]
         lifecycle.intervals = int(state["intervals"])  # type: ignore[call-overload]
+        # States written before `subsided` existed: the calm test, as it stands.
+        lifecycle.subsided = bool(
+            state.get("subsided", lifecycle.is_open and lifecycle.quiet >= calm_intervals))
         return lifecycle

@@ -9,10 +9,18 @@ the incident events (docs/records.md, "Incident event") that this interval produ
 
 - `opened` when the negative volume of the window triggers (see `SpikeDetector`);
 - `updated` when the severity rises (`escalated: true`), when the window's negative volume
-  reaches 1.5x what was last reported, or when it surges again after a calm window;
+  reaches 1.5x what was last reported while the wave is active, or when it surges again
+  after it had subsided (`status` back to `active`);
+- `subsided` once the evidence window has been calm throughout (the resolution's calm
+  test) while the quiet period still holds the incident open: the wave is over for now,
+  nobody need be reminded of it; it carries the evidence last reported, when the calm
+  began (`subsided_at`) and the peak;
 - `resolved` once the quiet period (`quiet_minutes` from the opening) is over and the
   evidence window has been calm throughout; it carries the evidence (top posts, terms)
   last reported and says what the peak was.
+
+Every event says where the incident stands after it (`status`: `active`, `subsided` or
+`resolved`) and its peak so far (`peak_negative`, `peak_at`).
 
 `pages_someone(event)` says which of these events page a person (an opening or an
 escalation; the alert service may fold an escalation into the opening message during its
@@ -33,11 +41,13 @@ from models.detection.spike import SpikeDetector, Surprise
 from models.detection.storylines import StorylineSet, merge_storylines, summarise
 from models.detection.terms import TermBaseline, extract_terms
 from models.detection.volume import VolumeDetector, VolumeScore
-from models.detection.wording import resolved_summary, wave_summary
+from models.detection.wording import resolved_summary, subsided_summary, wave_summary
 
 __all__ = ["BrandMonitor", "SCHEMA_VERSION", "pages_someone"]
 
-SCHEMA_VERSION = 2  # 2: incident events carry `storylines`, trend points `expected`
+# 2: incident events carry `storylines`, trend points `expected`; 3: `subsided` events,
+# `status`, `subsided_at`, `peak_negative`, `peak_at` (docs/records.md)
+SCHEMA_VERSION = 3
 STATE_VERSION = 1
 LABELS = ("negative", "neutral", "positive")
 GROWTH_FOR_UPDATE = 1.5  # an open incident is re-announced when its negative volume grows x1.5
@@ -56,6 +66,13 @@ def pages_someone(event: dict[str, Any]) -> bool:
     return event.get("event") == "opened" or (
         event.get("event") == "updated" and bool(event.get("escalated"))
     )
+
+
+def _status(kind: str, subsided: bool) -> str:
+    """Where the incident stands after an event of this kind (the event's `status`)."""
+    if kind == "resolved":
+        return "resolved"
+    return "subsided" if subsided else "active"
 
 
 def _utc(moment: datetime) -> datetime:
@@ -237,16 +254,12 @@ class BrandMonitor:
         reach = self.reach.score_one(start, totals["reach_negative"])
         self.last_surprise = negative
         severity = self._severity(negative, mentions, reach, totals)
-        # A fresh surge inside an open incident that had calmed down for a whole window
-        # is news even when it is smaller than the peak: it is announced as an update.
-        # (Not `trigger`: the first surge has made such values less rare for the brand.)
-        resurged = (
-            self.lifecycle.is_open
-            and negative.active
-            and totals["negative"] >= config.min_negative
-            and self.lifecycle.quiet >= config.window_intervals
-        )
-        step = self.lifecycle.step(negative.trigger, negative.active, severity)
+        # A fresh surge inside an incident that had subsided is news even when it is
+        # smaller than the peak: it makes the incident active again (an update). (Not
+        # `trigger`: the first surge has made such values less rare for the brand; and
+        # enough posts, so that a few posts on a quiet brand do not undo `subsided`.)
+        surging = negative.active and totals["negative"] >= config.min_negative
+        step = self.lifecycle.step(negative.trigger, negative.active, severity, surging)
 
         # What this interval's negative volume would normally be (the detector expects
         # the window's sum): the "expected" curve of the alert's chart.
@@ -265,24 +278,36 @@ class BrandMonitor:
                 "sequence": 0,
                 "reported_negative": 0,
                 "peak_negative": 0,
+                "peak_at": None,
+                "subsided_at": None,
                 "top_posts": [],
                 "surging_terms": [],
                 "storylines": [],
             }
-        if self.incident is not None:
-            self.incident["peak_negative"] = max(self.incident["peak_negative"], totals["negative"])
+        incident = self.incident
+        if incident is not None:
+            if step.event == "opened" or totals["negative"] > incident["peak_negative"]:
+                incident["peak_negative"], incident["peak_at"] = totals["negative"], _iso(end)
             grew = totals["negative"] >= GROWTH_FOR_UPDATE * max(
-                1, self.incident["reported_negative"]
+                1, incident["reported_negative"]
             )
+            if step.resumed:
+                incident["subsided_at"] = None
+            if step.event == "subsided":
+                # The window has been calm for `calm_intervals` intervals: calm since the
+                # end of the first of them.
+                incident["subsided_at"] = _iso(end - timedelta(
+                    seconds=(self.lifecycle.calm_intervals - 1) * config.interval_seconds))
             if step.event == "opened" or step.escalated:
                 events.append(self._event(step.event or "updated", step.escalated, end, totals,
                                           negative, mentions, reach))
-            elif step.event == "resolved":
-                events.append(self._event("resolved", False, end, totals, negative, mentions,
+            elif step.event in ("subsided", "resolved"):
+                events.append(self._event(step.event, False, end, totals, negative, mentions,
                                           reach))
-                self.incident = None
-                self.wave_storylines = StorylineSet()
-            elif (grew or resurged) and self.lifecycle.is_open:
+                if step.event == "resolved":
+                    self.incident = None
+                    self.wave_storylines = StorylineSet()
+            elif step.resumed or (grew and not self.lifecycle.subsided):
                 events.append(self._event("updated", False, end, totals, negative, mentions,
                                           reach))
         return events
@@ -355,11 +380,13 @@ class BrandMonitor:
         expected_share = (
             min(1.0, expected_negative / mentions.expected) if mentions.expected else 0.0
         )
-        if kind == "resolved":
+        if kind in ("subsided", "resolved"):
+            # The wave has left the window: show the evidence last reported.
             top_posts, surging = incident["top_posts"], incident["surging_terms"]
             storylines = incident.get("storylines", [])
-            summary = resolved_summary(totals["negative"], config.window_minutes,
-                                       expected_negative, incident["peak_negative"])
+            wording = subsided_summary if kind == "subsided" else resolved_summary
+            summary = wording(totals["negative"], config.window_minutes, expected_negative,
+                              incident["peak_negative"])
         else:
             top_posts = sorted(
                 (post for interval in self.window for post in interval.top),
@@ -389,6 +416,10 @@ class BrandMonitor:
             "opened_at": incident["opened_at"],
             "updated_at": _iso(end),
             "resolved_at": _iso(end) if kind == "resolved" else None,
+            "status": _status(kind, self.lifecycle.subsided),
+            "subsided_at": incident.get("subsided_at"),
+            "peak_negative": incident["peak_negative"],
+            "peak_at": incident.get("peak_at"),
             "interval_seconds": config.interval_seconds,
             "summary": summary,
             "observed": {

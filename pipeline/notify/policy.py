@@ -5,8 +5,13 @@ Learnt from Alertmanager's vocabulary:
 - group: one incident (its `incident_id`) is one group; its events fold into one state;
 - group wait: the first notification waits `group_wait_s` after the first event, so
   that an opening burst (opened, then updated/escalated) becomes one message;
-- repeat: while the incident stays open, a reminder every `repeat_interval_s` after the
-  last notification to that receiver;
+- repeat: while the incident is open and *active*, a reminder every `repeat_interval_s`
+  after the last notification to that receiver (and after it last became active);
+- subsided: an open incident whose wave has calmed down (the detector's `subsided` event,
+  `status: subsided`) gets no reminders; each receiver whose last message said the wave
+  was active is told once that it subsided. A renewed surge (`status: active` again)
+  sends nothing by itself (no page unless it escalates); reminders resume after
+  `repeat_interval_s` of renewed activity, and the next message re-arms "subsided";
 - resolve: one resolution message to every receiver that was told of the incident.
 
 What was already done is read from the ledger (one entry per notification key, written
@@ -16,13 +21,13 @@ ledger's log order wins, so two workers that decide the same key at once (a reba
 while a send hangs) send it once. A claim that was not renewed (its worker died) stops
 counting at `until`, and the key is due again. Every planned notification has a stable key
 `<incident_id>:<step>:<receiver>` (step = opened, escalated-<sequence>, reminder-<n>,
-resolved), so that deciding twice (after a restart, a rebalance, a redelivered event)
-plans the same key and the ledger makes the second one a no-op.
+subsided-<sequence>, resolved), so that deciding twice (after a restart, a rebalance, a
+redelivered event) plans the same key and the ledger makes the second one a no-op.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -36,6 +41,7 @@ __all__ = [
     "PlannedNotification",
     "apply_event",
     "claim_accepted",
+    "event_status",
     "is_finished",
     "notification_key",
     "plan",
@@ -89,6 +95,9 @@ class IncidentState:
     escalation_sequence: int = 0  # sequence of the latest escalated event, 0 if none
     partition: int | None = None  # partition of `incidents` the events came from
     finished_at: float | None = None  # resolved and everyone told: kept to ignore replays
+    subsided: bool = False  # open, but the wave has calmed down: no reminders
+    # When it last became active again after subsiding (epoch seconds; 0.0: never).
+    resumed_at: float = 0.0
 
     @property
     def severity(self) -> str:
@@ -115,6 +124,11 @@ def apply_event(
         return state, False
     escalated = bool(event.get("escalated")) and event.get("event") == "updated"
     previous_escalation = state.escalation_sequence if state else 0
+    subsided = event_status(event) == "subsided"
+    was_subsided = state.subsided if state else False
+    resumed_at = state.resumed_at if state else 0.0
+    if was_subsided and not subsided:
+        resumed_at = now
     return (
         IncidentState(
             incident_id=str(event["incident_id"]),
@@ -125,9 +139,20 @@ def apply_event(
             resolved=(state.resolved if state else False) or event.get("event") == "resolved",
             escalation_sequence=sequence if escalated else previous_escalation,
             partition=partition if partition is not None else (state.partition if state else None),
+            subsided=subsided,
+            resumed_at=resumed_at,
         ),
         True,
     )
+
+
+def event_status(event: Mapping[str, Any]) -> str:
+    """`active`, `subsided` or `resolved`: the event's `status`, or what an event written
+    before `status` existed (schema 1 and 2) implies."""
+    status = event.get("status")
+    if status in ("active", "subsided", "resolved"):
+        return str(status)
+    return "resolved" if event.get("event") == "resolved" else "active"
 
 
 @dataclass(frozen=True)
@@ -193,7 +218,7 @@ class PlannedNotification:
     incident_id: str
     brand: str
     receiver: str
-    kind: str  # opened | escalated | reminder | resolved
+    kind: str  # opened | escalated | reminder | subsided | resolved
     sequence: int
     event: dict[str, Any]
 
@@ -204,11 +229,15 @@ def plan(
     owners: Iterable[OwnerLike],
     now: float,
     timings: AlertTimings,
+    not_told_subsided: Collection[str] = (),
 ) -> list[PlannedNotification]:
     """The notifications due now for this incident, given what the ledger says was done.
 
     `ledger` may hold entries of other incidents; only this incident's keys are read.
     A live claim counts as done (someone is sending it); an expired one as never made.
+    `not_told_subsided`: receivers that get no "subsided" message (PagerDuty: a trigger
+    would reopen an alert someone resolved, an acknowledge would swallow a later
+    escalation); they still get no reminders while the incident has subsided.
     """
     ledger = {
         key: entry
@@ -261,8 +290,17 @@ def plan(
         ):
             due.append(planned(receiver, "escalated", escalation_step))
             continue
-        last_at = max(e.at for e in entries)
-        if now >= last_at + timings.repeat_interval_s:
+        last = max(entries, key=lambda e: e.at)
+        if state.subsided:
+            if any(e.is_claim for e in entries):
+                continue  # its message in flight first (a Slack reply needs the opening)
+            # Told once, and only if its last message said the wave was active (a wave
+            # that flares up and calms down again between two messages is not news).
+            if (receiver not in not_told_subsided and last.kind != "subsided"
+                    and last.sequence < state.sequence):
+                due.append(planned(receiver, "subsided", f"subsided-{state.sequence}"))
+            continue
+        if now >= max(last.at, state.resumed_at) + timings.repeat_interval_s:
             reminders = sum(1 for e in entries if e.kind == "reminder")
             due.append(planned(receiver, "reminder", f"reminder-{reminders + 1}"))
     return due

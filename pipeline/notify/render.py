@@ -38,14 +38,16 @@ __all__ = [
     "local_time",
     "sparkline",
     "storyline_sentence",
+    "subsided_sentence",
 ]
 
-KINDS = ("opened", "escalated", "reminder", "resolved", "test")
+KINDS = ("opened", "escalated", "reminder", "subsided", "resolved", "test")
 
 _TITLE_VERBS = {
     "opened": "Negative wave",
     "escalated": "Escalated",
     "reminder": "Still open",
+    "subsided": "Subsided",
     "resolved": "Resolved",
     "test": "Test alert",
 }
@@ -440,9 +442,40 @@ def storyline_rows(message: Message, when: Callable[[datetime | None], str] | No
     return rows
 
 
+def subsided_sentence(
+    message: Message, when: Callable[[datetime | None], str] | None = None
+) -> str:
+    """'Calm since 10:22 CET (peak 95 negative posts in 10 min at 10:05 CET); no reminders
+    while it stays calm.' for a subsided incident, else ''. `when` as in storyline_sentence."""
+    event = message.event
+    if event.get("status") != "subsided":
+        return ""
+    when = when or (lambda moment: local_time(moment, message.timezone, "%H:%M %Z"))
+    sentence = "Calm"
+    since = _parse_time(event.get("subsided_at"))
+    if since is not None:
+        sentence += f" since {when(since)}"
+    peak = event.get("peak_negative")
+    if isinstance(peak, int | float) and not isinstance(peak, bool):
+        sentence += f" (peak {human_number(peak)} negative posts"
+        if event.get("window_minutes"):
+            sentence += f" in {one_line(event['window_minutes'], 8)} min"
+        peak_at = _parse_time(event.get("peak_at"))
+        sentence += f" at {when(peak_at)})" if peak_at is not None else ")"
+    return sentence + "; no reminders while it stays calm."
+
+
 def render_text(message: Message) -> str:
     """The plain-text version (email text part, Slack fallback, CLI)."""
     lines = [message.title, ""]
+    if message.kind == "subsided":
+        # Short: the wave is over for now, the evidence was in the earlier messages.
+        lines += [subsided_sentence(message), message.summary]
+        trend = trend_line(message)
+        if trend:
+            lines.append(trend)
+        lines += ["", f"Dashboard: {message.dashboard_url}", f"Incident: {message.incident_id}"]
+        return "\n".join(lines) + "\n"
     sentence = storyline_sentence(message)
     if sentence:
         lines.append(sentence)
@@ -480,6 +513,16 @@ def render_html(message: Message, chart_cid: str | None = None) -> str:
         return html.escape(str(value), quote=True)
 
     parts = ["<!DOCTYPE html><html><body>", f"<h2>{esc(message.title)}</h2>"]
+    if message.kind == "subsided":
+        parts.append(f"<p><strong>{esc(subsided_sentence(message))}</strong></p>")
+        parts.append(f"<p>{esc(message.summary)}</p>")
+        if chart_cid:
+            parts.append(f'<p><img src="cid:{esc(chart_cid)}" '
+                         f'alt="{esc(trend_line(message))}" width="640"></p>')
+        parts.append(f'<p><a href="{esc(message.dashboard_url)}">Open the dashboard</a> · '
+                     f"Incident {esc(message.incident_id)}</p>")
+        parts.append("</body></html>")
+        return "\n".join(parts) + "\n"
     sentence = storyline_sentence(message)
     if sentence:
         parts.append(f"<p><strong>{esc(sentence)}</strong></p>")

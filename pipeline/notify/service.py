@@ -79,10 +79,11 @@ __all__ = [
 
 log = logging.getLogger("vigie.alert")
 
-_EVENTS = ("opened", "updated", "resolved")
-# 2 added `storylines` (and `expected_negative` in the trend); 1 is still read, so that
-# events written before an upgrade are alerted on.
-INCIDENT_SCHEMA_VERSIONS = (1, 2)
+_EVENTS = ("opened", "updated", "subsided", "resolved")
+_STATUSES = ("active", "subsided", "resolved")
+# 2 added `storylines` (and `expected_negative` in the trend), 3 `subsided` events and
+# `status`; 1 and 2 are still read, so that events written before an upgrade are alerted on.
+INCIDENT_SCHEMA_VERSIONS = (1, 2, 3)
 
 
 def _now_iso() -> str:
@@ -104,8 +105,11 @@ def validate_incident(value: Any) -> list[dict[str, str]]:
         errors.append({"field": "sequence", "message": "must be an integer >= 0"})
     if value.get("severity") not in SEVERITIES:
         errors.append({"field": "severity", "message": f"must be one of {', '.join(SEVERITIES)}"})
+    if "status" in value and value["status"] not in _STATUSES:
+        errors.append({"field": "status", "message": f"must be one of {', '.join(_STATUSES)}"})
     if value.get("schema_version") not in INCIDENT_SCHEMA_VERSIONS:
-        errors.append({"field": "schema_version", "message": "must be 1 or 2"})
+        versions = ", ".join(map(str, INCIDENT_SCHEMA_VERSIONS))
+        errors.append({"field": "schema_version", "message": f"must be one of {versions}"})
     return errors
 
 
@@ -266,7 +270,7 @@ class AlertService:
                 self.states.put_local(incident_id, done.to_record())
                 continue
             owners = self.owners_by_brand.get(state.brand, ())
-            for note in plan(state, entries, owners, now, self.timings):
+            for note in plan(state, entries, owners, now, self.timings, self._not_told_subsided):
                 if note.key in self.in_flight:
                     continue
                 task = asyncio.create_task(self._notify(note), name=f"notify:{note.key}")
@@ -380,6 +384,13 @@ class AlertService:
         if silence is not None:
             return await self.dispatcher.record_silenced(message, note.receiver, silence.id)
         return await self.dispatcher.deliver(message, note.receiver, since=since)
+
+    @property
+    def _not_told_subsided(self) -> frozenset[str]:
+        """Receivers that hear of an incident's openings, escalations and resolution only:
+        PagerDuty (its own alert stays open until resolved; see policy.plan)."""
+        return frozenset(name for name in self.receivers
+                         if self._receiver_type(name) == "pagerduty")
 
     def _receiver_type(self, name: str) -> str:
         receiver = self.receivers.get(name)

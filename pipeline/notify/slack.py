@@ -24,6 +24,7 @@ from pipeline.notify.render import (
     render_text,
     storyline_rows,
     storyline_sentence,
+    subsided_sentence,
     trend_line,
 )
 from pipeline.records import human_number
@@ -85,10 +86,19 @@ def _with_dates(build: Callable[[Callable[[datetime | None], str]], str]) -> str
     return text
 
 
-def slack_payload(message: Message) -> dict[str, Any]:
+def slack_payload(message: Message, short: bool = False) -> dict[str, Any]:
+    """The message as Block Kit; `short`: only the header, where the incident stands and the
+    summary (a reply in the incident's thread whose news is that the wave subsided)."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": message.title[:150]}},
     ]
+    # Where the incident stands first, when it is not plain "active".
+    status = _with_dates(lambda when: subsided_sentence(message, when))
+    if status:
+        blocks.append({"type": "section", "text": _mrkdwn(f"*{status}*")})
+    if short:
+        blocks.append({"type": "section", "text": _mrkdwn(mrkdwn_escape(message.summary))})
+        return {"text": _clip(mrkdwn_escape(render_text(message))), "blocks": blocks}
     # The storylines first: what happened, in one line.
     sentence = _with_dates(lambda when: storyline_sentence(message, when))
     if sentence:

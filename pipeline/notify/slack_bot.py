@@ -1,9 +1,11 @@
 """Slack with a bot token (Web API, the official `slack_sdk`): one thread per incident.
 
 The opening message is posted to the channel (`chat.postMessage`); every later message
-about the incident (escalation, reminder, resolution) is a reply in its thread
-(`thread_ts`), and on escalation and resolution the opening message itself is edited
-(`chat.update`) so that the channel shows the incident's current state at a glance.
+about the incident (escalation, reminder, subsided, resolution) is a reply in its thread
+(`thread_ts`), and the opening message itself is edited (`chat.update`) so that the
+channel shows the incident's current state at a glance (escalated, still open, subsided,
+resolved). The reply that says the wave subsided is short; the edited opening keeps the
+evidence.
 
 Where the opening message is: `send` returns it as the delivery's `thread`
 ("<channel id>/<ts>"), the alert service keeps it in the opening's `alerts.ledger` entry
@@ -38,7 +40,7 @@ DEFAULT_API_URL = "https://slack.com/api/"
 # not_in_channel, msg_too_long...) will not go away by itself.
 _RETRYABLE = {"ratelimited", "internal_error", "fatal_error", "service_unavailable",
               "request_timeout"}
-_EDITED_ON = ("escalated", "resolved")
+_EDITED_ON = ("escalated", "reminder", "subsided", "resolved")
 _GONE = {"thread_not_found", "message_not_found"}  # the opening was deleted
 log = logging.getLogger("vigie.alert")
 
@@ -75,9 +77,11 @@ class SlackBotReceiver:
                 thread = f"{response['channel']}/{response['ts']}"
                 return Delivered(int(response.status_code), thread)
             channel, ts = opening
+            reply = slack_payload(message, short=True) if message.kind == "subsided" \
+                else payload
             try:
                 response = await client.chat_postMessage(channel=channel, thread_ts=ts,
-                                                         **payload)
+                                                         **reply)
             except SlackApiError as exc:
                 if _code(exc) not in _GONE:
                     raise

@@ -134,12 +134,12 @@ def test_slack_bot_posts_one_message_threads_updates_and_edits_it():
 
     assert thread == f"C0VIGIE/{top['ts']}"
     assert methods == ["chat.postMessage", "chat.postMessage", "chat.update",
-                       "chat.postMessage", "chat.postMessage", "chat.update"]
+                       "chat.postMessage", "chat.update", "chat.postMessage", "chat.update"]
     assert [r["text"].splitlines()[0] for r in replies] == [
         "[CRITICAL] ACME: Escalated to critical", "[CRITICAL] ACME: Still open",
         "[CRITICAL] ACME: Resolved"]
-    # The channel shows where things stand: the opening message, edited twice.
-    assert top["edits"] == 2 and top["text"].startswith("[CRITICAL] ACME: Resolved")
+    # The channel shows where things stand: the opening message, edited at each step.
+    assert top["edits"] == 3 and top["text"].startswith("[CRITICAL] ACME: Resolved")
     assert top["channel"] == "C0VIGIE"
     blocks = str(top["blocks"])
     assert "2 storylines: customer-data leak (78 %, started by @leaker at <!date^" in blocks
@@ -199,3 +199,45 @@ def test_slack_bot_a_deleted_opening_starts_a_new_thread_and_a_failed_edit_sends
         assert resolved.outcome == "sent" and resolved.thread != opened.thread
         (top,) = api.top_level()
     assert top["text"].startswith("[CRITICAL] ACME: Resolved")
+
+
+def subsided_message(receiver, thread=None):
+    incident = {**incident_event(event="subsided", sequence=2, storylines=True),
+                "schema_version": 3, "status": "subsided",
+                "subsided_at": "2026-11-28T02:22:00+00:00",
+                "updated_at": "2026-11-28T02:31:00+00:00", "peak_negative": 404,
+                "peak_at": "2026-11-28T02:10:00+00:00",
+                "summary": "Subsided: 4 negative posts in the last 10 min (0.7x normal); "
+                           "peak was 404"}
+    return build_message(incident, "subsided", f"{INCIDENT}:subsided-2:{receiver}",
+                         grafana_url="http://grafana.local:3000", timezone="Europe/Paris",
+                         thread=thread)
+
+
+def test_a_subsided_wave_edits_the_slack_opening_and_threads_a_short_email():
+    with SlackApiStandIn(BOT_TOKEN) as api, SmtpStandIn() as smtp:
+        bot = SlackBotReceiver("crisis", Secret(BOT_TOKEN), "#crisis", api.api_url())
+        opened = deliver(bot, message(*LIFE[0], "crisis"))
+        assert deliver(bot, subsided_message("crisis", opened.thread)).outcome == "sent"
+        (top,) = api.top_level()
+        (reply,) = api.thread(top["ts"])
+        email = EmailReceiver("pr-email", ("pr@acme.example",), "vigie@acme.example",
+                              "127.0.0.1", smtp.port)
+        for msg in (message(*LIFE[0], "pr-email"), subsided_message("pr-email")):
+            assert deliver(email, msg).outcome == "sent"
+        mails = [m.message for m in smtp.wait_for(2)]
+    # Slack: the channel's opening now says it subsided and still shows the evidence; the
+    # thread has a short reply.
+    assert top["edits"] == 1 and top["text"].startswith("[CRITICAL] ACME: Subsided")
+    assert "Calm since <!date^1795832520^{time}|02:22 UTC>" in str(top["blocks"])
+    assert "customer-data leak" in str(top["blocks"])
+    assert reply["text"].startswith("[CRITICAL] ACME: Subsided") and len(reply["blocks"]) == 3
+    # Email: in the incident's thread, short.
+    subsided = mails[1]
+    assert subsided["Subject"] == "[Vigie] [CRITICAL] ACME: Subsided"
+    assert subsided["In-Reply-To"] == mails[0]["Message-ID"]
+    assert subsided["Message-ID"] == "<acme-20261128T0212Z.subsided-2.pr-email@acme.example>"
+    text = subsided.get_body(preferencelist=("plain",)).get_content()
+    assert ("Calm since 03:22 CET (peak 404 negative posts in 10 min at 03:10 CET); "
+            "no reminders while it stays calm.") in text
+    assert "Top posts" not in text and len(text.splitlines()) <= 9

@@ -187,7 +187,7 @@ def test_the_incident_carries_the_wave_s_storylines(kafka_settings, detect_env, 
 
     assert [e["event"] for e in events].count("opened") == 1
     assert events[-1]["event"] == "resolved"
-    assert all(e["schema_version"] == 2 for e in events)
+    assert all(e["schema_version"] == 3 for e in events)
     biggest = [e for e in events if e["event"] != "resolved"][-1]
     storylines = biggest["storylines"]
     assert len(storylines) == 3, [s["label"] for s in storylines]

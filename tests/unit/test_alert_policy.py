@@ -233,3 +233,97 @@ def test_silence_input_errors_are_clear():
         new_silence("acme", 60, "x", "me", now=T0, severity="urgent")
     with pytest.raises(SilenceError, match="reason"):
         new_silence("acme", 60, " ", "me", now=T0)
+
+
+def status_event(sequence, status, kind="updated", severity="critical", escalated=False):
+    """A version 3 event: `status` says where the incident stands."""
+    return {**event(sequence, kind, severity, escalated), "schema_version": 3,
+            "status": status}
+
+
+def opened_critical(ledger):
+    """An incident told to all three receivers at T0 + 10."""
+    state, _ = apply_event(None, status_event(1, "active", "opened"), T0, partition=0)
+    ledger.record(plan(state, ledger, OWNERS, T0 + 10, TIMINGS), T0 + 10)
+    return state
+
+
+def test_a_subsided_incident_is_told_once_and_gets_no_reminders():
+    ledger = Ledger()
+    state = opened_critical(ledger)
+    state, _ = apply_event(state, status_event(2, "subsided", "subsided"), T0 + 1200, 0)
+    due = plan(state, ledger, OWNERS, T0 + 1201, TIMINGS, not_told_subsided={"oncall-pd"})
+    # PagerDuty's alert stays as it is (a trigger could reopen it, an acknowledge would
+    # swallow a later escalation); the people are told the wave calmed down.
+    assert keys(due) == ["acme-1:subsided-2:pr-email", "acme-1:subsided-2:pr-slack"]
+    assert {n.kind for n in due} == {"subsided"}
+    ledger.record(due, T0 + 1201)
+    # Two days of calm inside the quiet period: nothing, for anyone (PagerDuty included).
+    for hours in range(1, 49):
+        assert plan(state, ledger, OWNERS, T0 + 1201 + hours * 3600, TIMINGS,
+                    not_told_subsided={"oncall-pd"}) == []
+    state, _ = apply_event(state, status_event(3, "resolved", "resolved"), T0 + 2 * 86400, 0)
+    due = plan(state, ledger, OWNERS, T0 + 2 * 86400, TIMINGS)
+    assert keys(due) == ["acme-1:resolved:oncall-pd", "acme-1:resolved:pr-email",
+                         "acme-1:resolved:pr-slack"]
+
+
+def test_a_renewed_surge_sends_nothing_and_reminds_only_after_a_repeat_of_activity():
+    ledger = Ledger()
+    state = opened_critical(ledger)
+    state, _ = apply_event(state, status_event(2, "subsided", "subsided"), T0 + 1200, 0)
+    ledger.record(plan(state, ledger, OWNERS, T0 + 1201, TIMINGS), T0 + 1201)
+    # Active again ten hours later, not escalated: no page, no immediate reminder even
+    # though the last message is older than the repeat interval.
+    resumed = T0 + 36000
+    state, _ = apply_event(state, status_event(3, "active"), resumed, 0)
+    assert plan(state, ledger, OWNERS, resumed + 1, TIMINGS) == []
+    assert plan(state, ledger, OWNERS, resumed + 3599, TIMINGS) == []
+    due = plan(state, ledger, OWNERS, resumed + 3600, TIMINGS)
+    assert {n.kind for n in due} == {"reminder"} and len(due) == 3
+    ledger.record(due, resumed + 3600)
+    # It calms down again: a receiver whose last message said "active" hears it again.
+    state, _ = apply_event(state, status_event(4, "subsided", "subsided"), resumed + 4000, 0)
+    assert {n.key for n in plan(state, ledger, OWNERS, resumed + 4001, TIMINGS)} == {
+        f"acme-1:subsided-4:{r}" for r in ("pr-email", "pr-slack", "oncall-pd")}
+
+
+def test_a_wave_that_flares_and_calms_between_two_messages_is_not_news_again():
+    ledger = Ledger()
+    state = opened_critical(ledger)
+    state, _ = apply_event(state, status_event(2, "subsided", "subsided"), T0 + 1200, 0)
+    ledger.record(plan(state, ledger, OWNERS, T0 + 1201, TIMINGS), T0 + 1201)
+    state, _ = apply_event(state, status_event(3, "active"), T0 + 2000, 0)
+    state, _ = apply_event(state, status_event(4, "subsided", "subsided"), T0 + 3000, 0)
+    # Nothing, then or later (the opening is past the repeat interval: no reminder either).
+    assert plan(state, ledger, OWNERS, T0 + 3001, TIMINGS) == []
+    assert plan(state, ledger, OWNERS, T0 + 86400, TIMINGS) == []
+
+
+def test_an_escalation_of_a_subsided_incident_pages_as_before():
+    ledger = Ledger()
+    state, _ = apply_event(None, status_event(1, "active", "opened", "warning"), T0, 0)
+    ledger.record(plan(state, ledger, OWNERS, T0 + 10, TIMINGS), T0 + 10)
+    state, _ = apply_event(state, status_event(2, "subsided", "subsided", "warning"),
+                           T0 + 1200, 0)
+    ledger.record(plan(state, ledger, OWNERS, T0 + 1201, TIMINGS), T0 + 1201)
+    state, _ = apply_event(state, status_event(3, "active", "updated", "critical",
+                                               escalated=True), T0 + 5000, 0)
+    due = plan(state, ledger, OWNERS, T0 + 5001, TIMINGS)
+    assert keys(due) == [
+        "acme-1:escalated-3:pr-email", "acme-1:opened:oncall-pd", "acme-1:opened:pr-slack"]
+    ledger.record(due, T0 + 5001)
+    # Their last message said "escalated": when it calms down again, they are told.
+    state, _ = apply_event(state, status_event(4, "subsided", "subsided"), T0 + 6000, 0)
+    assert {n.kind for n in plan(state, ledger, OWNERS, T0 + 6001, TIMINGS)} == {"subsided"}
+
+
+def test_events_without_status_keep_their_reminders():
+    """Version 1 and 2 events (no `status`): open means active, as before."""
+    state, _ = apply_event(None, event(1), T0, partition=0)
+    state, _ = apply_event(state, event(2, "updated"), T0 + 1200, partition=0)
+    assert not state.subsided
+    ledger = Ledger()
+    ledger.record(plan(state, ledger, OWNERS, T0 + 1201, TIMINGS), T0 + 1201)
+    assert keys(plan(state, ledger, OWNERS, T0 + 4801, TIMINGS)) == [
+        "acme-1:reminder-1:pr-email"]

@@ -18,7 +18,7 @@ EVENT_KEYS = {
     "schema_version", "incident_id", "brand", "brand_name", "event", "sequence", "severity",
     "escalated", "opened_at", "updated_at", "resolved_at", "interval_seconds", "summary",
     "observed", "expected", "score", "window_minutes", "sentiment", "top_posts",
-    "surging_terms", "storylines", "trend",
+    "surging_terms", "storylines", "trend", "status", "subsided_at", "peak_negative", "peak_at",
 }
 POST_KEYS = {"post_key", "url", "author_handle", "author_name", "followers", "text",
              "sentiment", "created_at"}
@@ -103,7 +103,7 @@ def test_one_wave_gives_one_incident_opened_then_resolved(reference: list[dict])
 def test_events_follow_the_incident_record(reference: list[dict]) -> None:
     for event in reference:
         assert set(event) == EVENT_KEYS
-        assert event["schema_version"] == 2 and event["brand"] == "acme"
+        assert event["schema_version"] == 3 and event["brand"] == "acme"
         assert event["severity"] in ("info", "warning", "critical")
         assert set(event["observed"]) == set(event["expected"]) == {
             "mentions", "negative", "negative_share", "reach_negative"}
@@ -205,3 +205,81 @@ def test_mention_for_another_brand_is_refused() -> None:
     monitor = BrandMonitor("acme", "ACME", CONFIG)
     with pytest.raises(ValueError, match="globex"):
         monitor.add_mention({**mention(1, START, "negative", "x", 1), "brand": "globex"})
+
+
+
+# A 2-hour quiet period: the wave (12 min) is over long before the incident may resolve.
+LONG_QUIET = DetectorConfig(interval_seconds=60, quiet_minutes=120)
+
+
+@pytest.fixture(scope="module")
+def held() -> list[dict]:
+    events, _ = run(BrandMonitor("acme", "ACME", LONG_QUIET), 0, WAVE_START + 150,
+                    random.Random(1))
+    return events
+
+
+def test_the_wave_subsides_before_the_quiet_period_ends(held: list[dict]) -> None:
+    """The wave leaves the 10-minute window, the window stays calm for 10 more minutes:
+    a `subsided` event (no page) long before the resolution, and nothing between them."""
+    from models.detection.monitor import pages_someone
+
+    kinds = [event["event"] for event in held]
+    assert kinds.count("subsided") == 1 and kinds.count("opened") == 1
+    at = kinds.index("subsided")
+    subsided = held[at]
+    assert kinds[at + 1:] == ["resolved"]
+    assert not pages_someone(subsided)
+    assert subsided["status"] == "subsided" and subsided["resolved_at"] is None
+    assert all(e["status"] == "active" for e in held[:at])
+    # Calm since the window was first judged calm (the wave's last minute had left it),
+    # told once it had stayed calm for a whole window.
+    last_wave_minute = START + (WAVE_START + WAVE_MINUTES - 1) * MINUTE
+    assert subsided["subsided_at"] == (last_wave_minute + 11 * MINUTE).isoformat()
+    assert subsided["updated_at"] == (last_wave_minute + 20 * MINUTE).isoformat()
+    # The peak of the window, even when no event reported it (12 minutes of about 40
+    # negative posts a minute, at its fullest when the window held the wave's 10 minutes).
+    peak = subsided["peak_negative"]
+    assert peak >= max(e["observed"]["negative"] for e in held) and peak >= 400
+    assert subsided["peak_at"] == (START + (WAVE_START + 10) * MINUTE).isoformat()
+    assert subsided["summary"].startswith("Subsided: ")
+    assert subsided["summary"].endswith(f"peak was {peak}")
+    # The evidence last reported, not the calm window's.
+    assert subsided["top_posts"][0]["followers"] == 2_000_000
+    resolved = held[-1]
+    assert resolved["status"] == "resolved" and resolved["subsided_at"] == subsided["subsided_at"]
+    assert resolved["resolved_at"] == (START + (WAVE_START + 1 + 120) * MINUTE).isoformat()
+
+
+def test_a_renewed_surge_makes_the_incident_active_again_without_a_page() -> None:
+    events, monitor = run(BrandMonitor("acme", "ACME", LONG_QUIET), 0, WAVE_START + 60,
+                          random.Random(1))
+    assert events[-1]["status"] == "subsided" and monitor.lifecycle.subsided
+    rng = random.Random(2)
+    renewed = []
+    for index in range(WAVE_START + 60, WAVE_START + 64):  # 30 negative posts a minute
+        minute = START + index * MINUTE
+        for k in range(30):
+            monitor.add_mention(mention(index * 1000 + k, minute, "negative",
+                                        rng.choice(WAVE_TEXTS), 100))
+        renewed += monitor.close_interval(minute, minute + MINUTE)
+    first = renewed[0]
+    assert (first["event"], first["escalated"], first["status"]) == ("updated", False, "active")
+    assert first["subsided_at"] is None and first["incident_id"] == events[0]["incident_id"]
+    assert all(e["event"] != "opened" and not e["escalated"] for e in renewed)
+
+
+def test_a_state_written_before_subsided_existed_resumes() -> None:
+    _, monitor = run(BrandMonitor("acme", "ACME", LONG_QUIET), 0, WAVE_START + 60,
+                     random.Random(1))
+    state = json.loads(json.dumps(monitor.to_state()))
+    del state["lifecycle"]["subsided"]
+    for key in ("peak_at", "subsided_at"):
+        del state["incident"][key]
+    resumed = BrandMonitor.from_state(state, LONG_QUIET)
+    assert resumed.lifecycle.subsided  # the calm test, as it stood
+    later = []
+    for index in range(WAVE_START + 60, WAVE_START + 130):
+        minute = START + index * MINUTE
+        later += resumed.close_interval(minute, minute + MINUTE)
+    assert [e["event"] for e in later] == ["resolved"]

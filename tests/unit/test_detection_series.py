@@ -102,8 +102,14 @@ def test_one_wave_with_a_dip_is_one_incident_resolved_once() -> None:
     means[wave + 10 : wave + 16] = 700  # a 20-minute dip, then the wave comes back
     values = np.random.default_rng(7).poisson(means)
     points = run_series(zip(times(n), values.tolist(), strict=True), config)
-    events = [(i, kind) for i, p in enumerate(points) for kind in p.kinds if kind != "updated"]
+    events = [(i, kind) for i, p in enumerate(points) for kind in p.kinds
+              if kind in ("opened", "resolved")]
     assert [e for _, e in events] == ["opened", "resolved"]
+    # Calm in the dip and after the wave: it subsided, was active again, subsided again.
+    statuses = [(i - wave, e["status"]) for i, p in enumerate(points) for e in p.events]
+    changes = [s for k, s in enumerate(statuses) if k == 0 or s[1] != statuses[k - 1][1]]
+    assert changes == [(0, "active"), (6, "subsided"), (10, "active"), (16, "subsided"),
+                       (config.quiet_intervals, "resolved")]
     assert [i for i, p in enumerate(points) if p.alert] == [wave]  # one page
     opened_at, resolved_at = events[0][0], events[1][0]
     assert opened_at == wave
@@ -118,7 +124,8 @@ def test_lifecycle_escalates_only_upwards() -> None:
     step = lifecycle.step(True, True, 2)
     assert (step.event, step.escalated) == ("updated", True)
     assert lifecycle.step(True, True, 1).event is None  # lower severity: no news
-    assert lifecycle.step(False, False, 0).event is None  # calm, but in the quiet period
+    # Calm, but in the quiet period: subsided, not resolved.
+    assert lifecycle.step(False, False, 0).event == "subsided"
     assert lifecycle.step(False, False, 0).event == "resolved"
 
 
@@ -130,7 +137,8 @@ def test_quiet_period_holds_one_page_per_period_and_waits_for_calm() -> None:
         (True, True), (False, False), (True, True), (True, True), (False, True),
         (False, False), (True, True)]]
     assert [s.event for s in steps] == [
-        "opened", None, None, None, None, "resolved", "opened"]
+        "opened", "subsided", "updated", None, None, "resolved", "opened"]
+    assert steps[2].resumed and not steps[2].escalated  # active again, no page
 
 
 def test_series_detector_is_causal() -> None:

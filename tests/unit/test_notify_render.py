@@ -234,3 +234,39 @@ def test_storylines_come_first_in_one_line_with_the_first_post_in_the_reader_s_z
     older = build_message(incident_event(), "opened", "k", grafana_url="http://g")
     assert storyline_sentence(older) == "" and "storylines" not in render_text(older)
     assert sparkline([0, 1, 2, 7]) == "▁▂▃█" and len(sparkline(list(range(100)))) == 24
+
+
+SUBSIDED = {
+    **incident_event(event="subsided", sequence=6, storylines=True), "schema_version": 3,
+    "status": "subsided", "subsided_at": "2026-11-28T02:22:00+00:00",
+    "updated_at": "2026-11-28T02:31:00+00:00", "peak_negative": 404,
+    "peak_at": "2026-11-28T02:10:00+00:00",
+    "summary": "Subsided: 4 negative posts in the last 10 min (0.7x normal); peak was 404",
+}
+
+
+def test_a_subsided_message_is_short_and_says_since_when_and_the_peak():
+    message = build_message(SUBSIDED, "subsided", "acme-1:subsided-6:pr-email",
+                            grafana_url="http://g", timezone="Europe/Paris")
+    text = render_text(message)
+    lines = text.splitlines()
+    assert lines[0] == "[CRITICAL] ACME: Subsided"
+    assert lines[2] == ("Calm since 03:22 CET (peak 404 negative posts in 10 min at 03:10 CET); "
+                        "no reminders while it stays calm.")
+    assert lines[3].startswith("Subsided: 4 negative posts")
+    # Short: the evidence was in the earlier messages of the thread.
+    assert "Top posts" not in text and "Storylines" not in text and len(lines) <= 9
+    html = render_html(message)
+    assert "Calm since 03:22 CET" in html and "Top posts" not in html
+    # Slack: the thread reply is short, the edited opening keeps the evidence and says it.
+    short, full = slack_payload(message, short=True), slack_payload(message)
+    assert len(short["blocks"]) == 3 and "Calm since <!date^" in str(short["blocks"])
+    assert "Calm since <!date^" in str(full["blocks"][1]) and len(full["blocks"]) > 5
+    assert webhook_body(message)["kind"] == "subsided"
+    assert webhook_body(message)["incident"]["status"] == "subsided"
+    # Only a subsided incident says it is calm.
+    active = {**SUBSIDED, "event": "updated", "status": "active", "subsided_at": None}
+    message = build_message(active, "reminder", "acme-1:reminder-1:pr-email",
+                            grafana_url="http://g")
+    assert "Calm since" not in render_text(message)
+    assert "Calm since" not in str(slack_payload(message)["blocks"])
