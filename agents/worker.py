@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
 import sys
 
 import click
@@ -26,10 +26,10 @@ class VigieWorker(faust.Worker):
 @click.option("--web-port", type=int, help="Override VIGIE_WEB_PORT (/metrics, /ready).")
 def command(web_port: int | None) -> None:
     """Start a Faust worker: validate, score, detect and alert agents, one consumer group."""
-    if web_port is not None:
-        os.environ["VIGIE_WEB_PORT"] = str(web_port)
     try:
         settings = WorkerSettings.from_env()
+        if web_port is not None:
+            settings = dataclasses.replace(settings, web_port=web_port)
         app, context = create_app(worker=settings)
         ensure_topics(context.kafka)
     except SettingError as exc:

@@ -26,7 +26,7 @@ from pipeline.watchlist import inspect_watchlist
 __all__ = ["CheckReport", "check_configuration", "check_model"]
 
 # Variables Vigie reads outside the settings classes (a CLI option's default).
-_OTHER_NAMES = frozenset({"VIGIE_DEMO_WEBHOOK_SECRET", "VIGIE_STATE_DIR"})
+_OTHER_NAMES = frozenset({"VIGIE_DEMO_WEBHOOK_SECRET"})
 
 
 @dataclass

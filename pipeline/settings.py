@@ -285,6 +285,41 @@ def env_max_record_bytes() -> int:
 
 
 AGENT_NAMES = ("validate", "score", "detect", "alert")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """`VIGIE_LOG_LEVEL`: the log level of every long-running command (worker, sources)."""
+
+    level: str = "info"
+
+    @classmethod
+    def from_env(cls) -> LogSettings:
+        return cls(level=env_choice("VIGIE_LOG_LEVEL", cls.level, LOG_LEVELS))
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    """`VIGIE_STATE_DIR`: the folder of local state, the worker's tables directly in it and
+    the sources' resume state in its `sources/`; unset, both live under the project's
+    `.state/` (`.state/worker`, `.state/sources`)."""
+
+    root: Path | None = None
+
+    @classmethod
+    def from_env(cls) -> StateSettings:
+        value = env_str("VIGIE_STATE_DIR", "")
+        return cls(root=Path(value) if value else None)
+
+    @property
+    def worker_dir(self) -> Path:
+        return self.root if self.root is not None else project_root() / ".state" / "worker"
+
+    @property
+    def sources_dir(self) -> Path:
+        return (self.root / "sources" if self.root is not None
+                else project_root() / ".state" / "sources")
 
 
 @dataclass(frozen=True)
@@ -292,7 +327,7 @@ class WorkerSettings:
     """The Faust worker's own settings."""
 
     app_id: str = "vigie"
-    state_dir: Path = Path(".state/worker")
+    state_dir: Path = field(default_factory=lambda: StateSettings().worker_dir)
     web_port: int = 6066
     web_bind: str = "127.0.0.1"
     watchlist: Path = Path("config/watchlist.yaml")
@@ -309,14 +344,12 @@ class WorkerSettings:
     def from_env(cls) -> WorkerSettings:
         return cls(
             app_id=env_str("VIGIE_APP_ID", cls.app_id),
-            state_dir=Path(env_str("VIGIE_STATE_DIR", str(project_root() / cls.state_dir))),
+            state_dir=StateSettings.from_env().worker_dir,
             web_port=env_int("VIGIE_WEB_PORT", cls.web_port, minimum=1),
             watchlist=Path(env_str("VIGIE_WATCHLIST", str(project_root() / cls.watchlist))),
             max_record_bytes=env_max_record_bytes(),
             dedup_hours=env_float("VIGIE_DEDUP_HOURS", cls.dedup_hours, minimum=0.0),
-            log_level=env_choice(
-                "VIGIE_LOG_LEVEL", cls.log_level, ("debug", "info", "warning", "error")
-            ),
+            log_level=LogSettings.from_env().level,
             web_bind=env_str("VIGIE_WEB_BIND", cls.web_bind),
             store=env_str("VIGIE_STORE", cls.store),
             agents=_agent_names(env_str("VIGIE_AGENTS", "")),

@@ -14,15 +14,16 @@ Usage (the score agent's API)::
     from models.sentiment import load_classifier, Sentiment
 
     clf = load_classifier(model=None, runtime="onnx-int8", threads=2, batch_size=16,
-                          cache_size=10000, label_map=None, cache_dir=Path(".state/models"))
+                          cache_size=10000, label_map=None, cache_dir=Path("/path/to/models"))
     results: list[Sentiment] = clf.predict(["texte 1", "text 2"])  # same order as input
     results[0].label    # "negative" | "neutral" | "positive"
     results[0].scores   # {"negative": 0.8, "neutral": 0.15, "positive": 0.05}
     clf.name            # "vigie-e5-small/onnx-int8" (the mention record's "model")
     clf.predict_each(texts)  # same, but a text that fails yields a SentimentError in place
 
-- `model=None`: the default model; `ModelNotBuiltError` (run `vigie model build`) if the
-  cache folder lacks it. Otherwise a Hugging Face folder or id: torch runtime, unless the
+- `model=None`: the default model, from `cache_dir` (required then: the folder `vigie model
+  build` wrote, VIGIE_MODEL_DIR); `ModelNotBuiltError` (run `vigie model build`) if the
+  folder lacks it. Otherwise a Hugging Face folder or id: torch runtime, unless the
   folder holds a `model.onnx` and `runtime` is an ONNX one.
 - `runtime`: "onnx-int8" (default, fastest), "onnx" (fp32) or "torch".
 - `label_map`: for HF models, model label (name or index) -> Vigie label, e.g.
@@ -75,9 +76,6 @@ __all__ = [
     "parse_label_map",
 ]
 
-DEFAULT_CACHE_DIR = Path(".state/models")
-
-
 class ModelNotBuiltError(ModelLoadError):
     """The default model is not in the cache folder yet."""
 
@@ -89,13 +87,16 @@ def load_classifier(
     batch_size: int = 16,
     cache_size: int = 10_000,
     label_map: dict[str, str] | None = None,
-    cache_dir: Path = DEFAULT_CACHE_DIR,
+    cache_dir: Path | None = None,
 ) -> SentimentClassifier:
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if threads < 1:
         raise ValueError("threads must be at least 1")
     if model is None or model in {"", MODEL_NAME, "default"}:
+        if cache_dir is None:
+            raise ValueError("the default model needs cache_dir: the folder `vigie model build` "
+                             "wrote it to (VIGIE_MODEL_DIR)")
         built = built_model(Path(cache_dir))
         if built is None:
             raise ModelNotBuiltError(

@@ -63,7 +63,7 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes], log: Path, wait_s: 
 
 
 def _tail_incidents(kafka: KafkaSettings, stop: threading.Event, seen: list[dict]) -> None:
-    consumer = KafkaConsumer(kafka.topic(INCIDENTS), bootstrap_servers=kafka.bootstrap_servers,
+    consumer = KafkaConsumer(kafka.topic(INCIDENTS), **kafka.kafka_python_config(),
                              auto_offset_reset="earliest", group_id=None)
     try:
         while not stop.is_set():
@@ -85,7 +85,7 @@ def _tail_incidents(kafka: KafkaSettings, stop: threading.Event, seen: list[dict
 
 def _count(kafka: KafkaSettings, topic: str) -> int:
     """Records on a topic, the detector's clock ticks left out."""
-    consumer = KafkaConsumer(kafka.topic(topic), bootstrap_servers=kafka.bootstrap_servers,
+    consumer = KafkaConsumer(kafka.topic(topic), **kafka.kafka_python_config(),
                              auto_offset_reset="earliest", group_id=None,
                              consumer_timeout_ms=1500)
     try:

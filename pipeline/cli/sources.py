@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from pipeline.cli.exits import ConfigError
-from pipeline.settings import SettingError, WorkerSettings, env_choice
+from pipeline.settings import LogSettings, SettingError, WorkerSettings
 from pipeline.sources.base import (
     Connector,
     FatalSourceError,
@@ -40,7 +40,7 @@ log = logging.getLogger("vigie.sources")
 
 
 def _setup_logging() -> None:
-    level = env_choice("VIGIE_LOG_LEVEL", "info", ("debug", "info", "warning", "error"))
+    level = LogSettings.from_env().level
     logging.basicConfig(
         level=level.upper(),
         stream=sys.stderr,

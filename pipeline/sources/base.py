@@ -40,7 +40,13 @@ from typing import Any, ClassVar, Protocol
 
 from pipeline.limits import DEFAULT_MAX_POST_BYTES
 from pipeline.records import post_key
-from pipeline.settings import env_float, env_int, env_max_record_bytes, env_str, project_root
+from pipeline.settings import (
+    StateSettings,
+    env_float,
+    env_int,
+    env_max_record_bytes,
+    env_str,
+)
 
 __all__ = [
     "Backoff",
@@ -335,8 +341,7 @@ class RecentKeys:
 
 def state_dir() -> Path:
     """`$VIGIE_STATE_DIR/sources`, or `<project root>/.state/sources`."""
-    base = os.environ.get("VIGIE_STATE_DIR")
-    return Path(base) / "sources" if base else project_root() / ".state" / "sources"
+    return StateSettings.from_env().sources_dir
 
 
 class StateStore:
