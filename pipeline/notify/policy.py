@@ -12,6 +12,10 @@ Learnt from Alertmanager's vocabulary:
   was active is told once that it subsided. A renewed surge (`status: active` again)
   sends nothing by itself (no page unless it escalates); reminders resume after
   `repeat_interval_s` of renewed activity, and the next message re-arms "subsided";
+- status: a receiver that shows the incident in one place it can edit silently (the Slack
+  bot's opening message) gets a `status` edit whenever the incident's state changed
+  since its last message (active again, or subsided again after a flare-up) — no new
+  message for anyone, but the channel never shows a state that is no longer true;
 - resolve: one resolution message to every receiver that was told of the incident.
 
 What was already done is read from the ledger (one entry per notification key, written
@@ -21,8 +25,9 @@ ledger's log order wins, so two workers that decide the same key at once (a reba
 while a send hangs) send it once. A claim that was not renewed (its worker died) stops
 counting at `until`, and the key is due again. Every planned notification has a stable key
 `<incident_id>:<step>:<receiver>` (step = opened, escalated-<sequence>, reminder-<n>,
-subsided-<sequence>, resolved), so that deciding twice (after a restart, a rebalance, a
-redelivered event) plans the same key and the ledger makes the second one a no-op.
+subsided-<sequence>, status-<sequence>, resolved), so that deciding twice (after a
+restart, a rebalance, a redelivered event) plans the same key and the ledger makes the
+second one a no-op.
 """
 
 from __future__ import annotations
@@ -98,6 +103,7 @@ class IncidentState:
     subsided: bool = False  # open, but the wave has calmed down: no reminders
     # When it last became active again after subsiding (epoch seconds; 0.0: never).
     resumed_at: float = 0.0
+    status_sequence: int = 0  # sequence of the event that last changed subsided <-> active
 
     @property
     def severity(self) -> str:
@@ -129,6 +135,9 @@ def apply_event(
     resumed_at = state.resumed_at if state else 0.0
     if was_subsided and not subsided:
         resumed_at = now
+    status_sequence = state.status_sequence if state else 0
+    if subsided != was_subsided:
+        status_sequence = sequence
     return (
         IncidentState(
             incident_id=str(event["incident_id"]),
@@ -141,6 +150,7 @@ def apply_event(
             partition=partition if partition is not None else (state.partition if state else None),
             subsided=subsided,
             resumed_at=resumed_at,
+            status_sequence=status_sequence,
         ),
         True,
     )
@@ -218,7 +228,7 @@ class PlannedNotification:
     incident_id: str
     brand: str
     receiver: str
-    kind: str  # opened | escalated | reminder | subsided | resolved
+    kind: str  # opened | escalated | reminder | subsided | status | resolved
     sequence: int
     event: dict[str, Any]
 
@@ -230,6 +240,7 @@ def plan(
     now: float,
     timings: AlertTimings,
     not_told_subsided: Collection[str] = (),
+    edits_in_place: Collection[str] = (),
 ) -> list[PlannedNotification]:
     """The notifications due now for this incident, given what the ledger says was done.
 
@@ -238,6 +249,8 @@ def plan(
     `not_told_subsided`: receivers that get no "subsided" message (PagerDuty: a trigger
     would reopen an alert someone resolved, an acknowledge would swallow a later
     escalation); they still get no reminders while the incident has subsided.
+    `edits_in_place`: receivers that get a `status` edit when the state changed since
+    their last message (see the module docstring).
     """
     ledger = {
         key: entry
@@ -290,19 +303,23 @@ def plan(
         ):
             due.append(planned(receiver, "escalated", escalation_step))
             continue
-        last = max(entries, key=lambda e: e.at)
+        if any(e.is_claim for e in entries):
+            continue  # its message in flight first (a Slack reply or edit needs the opening)
+        # What the receiver was told (a status edit tells nobody anything new).
+        last = max((e for e in entries if e.kind != "status"), key=lambda e: e.at)
         if state.subsided:
-            if any(e.is_claim for e in entries):
-                continue  # its message in flight first (a Slack reply needs the opening)
             # Told once, and only if its last message said the wave was active (a wave
             # that flares up and calms down again between two messages is not news).
             if (receiver not in not_told_subsided and last.kind != "subsided"
                     and last.sequence < state.sequence):
                 due.append(planned(receiver, "subsided", f"subsided-{state.sequence}"))
-            continue
-        if now >= max(last.at, state.resumed_at) + timings.repeat_interval_s:
+                continue
+        elif now >= max(last.at, state.resumed_at) + timings.repeat_interval_s:
             reminders = sum(1 for e in entries if e.kind == "reminder")
             due.append(planned(receiver, "reminder", f"reminder-{reminders + 1}"))
+            continue
+        if receiver in edits_in_place and state.status_sequence > shown:
+            due.append(planned(receiver, "status", f"status-{state.status_sequence}"))
     return due
 
 

@@ -41,13 +41,15 @@ __all__ = [
     "subsided_sentence",
 ]
 
-KINDS = ("opened", "escalated", "reminder", "subsided", "resolved", "test")
+# `status`: a silent edit where the incident is shown (Slack bot's opening message).
+KINDS = ("opened", "escalated", "reminder", "subsided", "status", "resolved", "test")
 
 _TITLE_VERBS = {
     "opened": "Negative wave",
     "escalated": "Escalated",
     "reminder": "Still open",
     "subsided": "Subsided",
+    "status": "Active again",  # or "Subsided", by the event's status (build_message)
     "resolved": "Resolved",
     "test": "Test alert",
 }
@@ -371,6 +373,8 @@ def build_message(
     verb = _TITLE_VERBS[kind]
     if kind == "escalated":
         verb = f"Escalated to {severity}"
+    elif kind == "status":
+        verb = "Subsided" if event.get("status") == "subsided" else "Active again"
     title = one_line(f"[{severity.upper()}] {brand_name}: {verb}", 150)
     counts, sentiment_line = _sentiment(event)
     return Message(

@@ -270,7 +270,8 @@ class AlertService:
                 self.states.put_local(incident_id, done.to_record())
                 continue
             owners = self.owners_by_brand.get(state.brand, ())
-            for note in plan(state, entries, owners, now, self.timings, self._not_told_subsided):
+            for note in plan(state, entries, owners, now, self.timings,
+                             self._not_told_subsided, self._edits_in_place):
                 if note.key in self.in_flight:
                     continue
                 task = asyncio.create_task(self._notify(note), name=f"notify:{note.key}")
@@ -391,6 +392,13 @@ class AlertService:
         PagerDuty (its own alert stays open until resolved; see policy.plan)."""
         return frozenset(name for name in self.receivers
                          if self._receiver_type(name) == "pagerduty")
+
+    @property
+    def _edits_in_place(self) -> frozenset[str]:
+        """Receivers that can show a change of state silently (the Slack bot edits its
+        opening message): they get `status` edits."""
+        return frozenset(name for name, receiver in self.receivers.items()
+                         if getattr(receiver, "edits_in_place", False))
 
     def _receiver_type(self, name: str) -> str:
         receiver = self.receivers.get(name)

@@ -5,7 +5,9 @@ about the incident (escalation, reminder, subsided, resolution) is a reply in it
 (`thread_ts`), and the opening message itself is edited (`chat.update`) so that the
 channel shows the incident's current state at a glance (escalated, still open, subsided,
 resolved). The reply that says the wave subsided is short; the edited opening keeps the
-evidence.
+evidence. A `status` notification (the wave is active again, or subsided again after a
+flare-up, with no message due) only edits the opening: nobody is notified, but the
+channel does not go on showing a state that is no longer true.
 
 Where the opening message is: `send` returns it as the delivery's `thread`
 ("<channel id>/<ts>"), the alert service keeps it in the opening's `alerts.ledger` entry
@@ -52,6 +54,7 @@ class SlackBotReceiver:
     channel: str  # a channel id (C0123...) or name (#crisis)
     api_url: str = DEFAULT_API_URL
     type: str = "slack"
+    edits_in_place: bool = True  # the policy may send it silent `status` edits
 
     @property
     def rate_limit_key(self) -> str:
@@ -71,12 +74,19 @@ class SlackBotReceiver:
         client = self._client(http)
         payload = slack_payload(message)
         opening = _parse_thread(message.thread)
+        if opening is None and message.kind == "status":
+            # No opening message of ours to edit (it failed for good, or another receiver
+            # type sent it): a silent edit has nothing to do.
+            return Delivered(None)
         try:
             if opening is None:
                 response = await client.chat_postMessage(channel=self.channel, **payload)
                 thread = f"{response['channel']}/{response['ts']}"
                 return Delivered(int(response.status_code), thread)
             channel, ts = opening
+            if message.kind == "status":
+                await self._edit_opening(client, channel, ts, payload, message.key)
+                return Delivered(200, message.thread)
             reply = slack_payload(message, short=True) if message.kind == "subsided" \
                 else payload
             try:

@@ -241,3 +241,25 @@ def test_a_subsided_wave_edits_the_slack_opening_and_threads_a_short_email():
     assert ("Calm since 03:22 CET (peak 404 negative posts in 10 min at 03:10 CET); "
             "no reminders while it stays calm.") in text
     assert "Top posts" not in text and len(text.splitlines()) <= 9
+
+
+def test_a_renewed_surge_edits_the_slack_opening_without_a_reply():
+    active_again = {**incident_event(event="updated", sequence=3, storylines=True),
+                    "schema_version": 3, "status": "active"}
+    with SlackApiStandIn(BOT_TOKEN) as api:
+        bot = SlackBotReceiver("crisis", Secret(BOT_TOKEN), "#crisis", api.api_url())
+        opened = deliver(bot, message(*LIFE[0], "crisis"))
+        deliver(bot, subsided_message("crisis", opened.thread))
+        status = build_message(active_again, "status", f"{INCIDENT}:status-3:crisis",
+                               grafana_url="http://grafana.local:3000", thread=opened.thread)
+        assert deliver(bot, status).outcome == "sent"
+        (top,) = api.top_level()
+        replies = api.thread(top["ts"])
+        # Without an opening of its own, a silent edit has nothing to do (and posts nothing).
+        orphan = build_message(active_again, "status", f"{INCIDENT}:status-3:other",
+                               grafana_url="http://g")
+        assert deliver(bot, orphan).outcome == "sent"
+        assert len(api.top_level()) == 1
+    assert top["edits"] == 2 and top["text"].startswith("[CRITICAL] ACME: Active again")
+    assert "Calm since" not in str(top["blocks"])
+    assert len(replies) == 1  # only the "subsided" reply: the edit notified nobody

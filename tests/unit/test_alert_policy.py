@@ -327,3 +327,32 @@ def test_events_without_status_keep_their_reminders():
     ledger.record(plan(state, ledger, OWNERS, T0 + 1201, TIMINGS), T0 + 1201)
     assert keys(plan(state, ledger, OWNERS, T0 + 4801, TIMINGS)) == [
         "acme-1:reminder-1:pr-email"]
+
+
+def test_the_slack_bot_s_opening_is_edited_silently_when_the_state_changes():
+    """A renewed surge sends nobody a message, but the receiver that shows the incident
+    in an editable message (the Slack bot) gets a silent `status` edit, and another when
+    it subsides again without a message being due."""
+    ledger = Ledger()
+    state = opened_critical(ledger)
+    editable = {"pr-slack"}
+
+    def due(at):
+        return plan(state, ledger, OWNERS, at, TIMINGS, edits_in_place=editable)
+
+    state, _ = apply_event(state, status_event(2, "subsided", "subsided"), T0 + 1200, 0)
+    told = due(T0 + 1201)
+    assert {n.kind for n in told} == {"subsided"} and len(told) == 3  # a message, not an edit
+    ledger.record(told, T0 + 1201)
+    state, _ = apply_event(state, status_event(3, "active"), T0 + 2000, 0)
+    edit = due(T0 + 2001)
+    assert keys(edit) == ["acme-1:status-3:pr-slack"] and edit[0].kind == "status"
+    ledger.record(edit, T0 + 2001)
+    assert due(T0 + 2002) == []
+    state, _ = apply_event(state, status_event(4, "subsided", "subsided"), T0 + 2500, 0)
+    assert keys(due(T0 + 2501)) == ["acme-1:status-4:pr-slack"]
+    ledger.record(due(T0 + 2501), T0 + 2501)
+    # The edits tell nobody anything: reminders and "subsided" go by the messages.
+    state, _ = apply_event(state, status_event(5, "active"), T0 + 3000, 0)
+    ledger.record(due(T0 + 3001), T0 + 3001)
+    assert {n.kind for n in due(T0 + 3000 + 3600)} == {"reminder"}
