@@ -30,9 +30,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models.sentiment import load_classifier  # noqa: E402
-from models.sentiment.build import ensure_default_model  # noqa: E402
-from models.sentiment.evaluation import read_texts  # noqa: E402
-from models.sentiment.head import load_head  # noqa: E402
+from models.sentiment.build.default_model import ensure_default_model  # noqa: E402
+from models.sentiment.serving.head import load_head  # noqa: E402
+from models.sentiment.training.evaluation import read_texts  # noqa: E402
 from pipeline.sentiment_settings import BATCHES_PER_CALL, SentimentSettings  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sentiment"

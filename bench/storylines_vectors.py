@@ -24,7 +24,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 import numpy as np  # noqa: E402
 
 from models.detection import storylines as sl  # noqa: E402
-from models.sentiment.build import model_folder  # noqa: E402
+from models.sentiment.serving.built_model import model_folder  # noqa: E402
 from pipeline.sentiment_settings import SentimentSettings  # noqa: E402
 
 # The word-based bench (waves, truth, scoring), loaded from its file.
@@ -40,7 +40,7 @@ class Encoder:
     def __init__(self) -> None:
         import torch
 
-        from models.sentiment.torch_model import load_encoder
+        from models.sentiment.serving.torch_model import load_encoder
 
         torch.set_num_threads(2)
         checkpoint = model_folder(SentimentSettings.from_env().model_dir) / "checkpoint"

@@ -65,7 +65,7 @@ def _other_settings() -> list[Callable[[], object]]:
 def check_model(model: str, model_dir: Path) -> list[str]:
     """Problems with the sentiment model the score agent would load (none loaded here)."""
     if model in ("", "default", "vigie-e5-small"):
-        from models.sentiment.build import built_model, model_folder
+        from models.sentiment.serving.built_model import built_model, model_folder
 
         if built_model(model_dir) is None:
             return [f"VIGIE_MODEL_DIR: the default sentiment model is not built (or is out of "

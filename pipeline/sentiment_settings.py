@@ -47,7 +47,7 @@ class SentimentSettings:
         return self.batch_size * BATCHES_PER_CALL
 
     def label_map(self) -> dict[str, str] | None:
-        from models.sentiment.backends import parse_label_map
+        from models.sentiment.serving.backends import parse_label_map
 
         try:
             return parse_label_map(self.labels)

@@ -44,7 +44,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.sentiment.backends import (
+from models.sentiment.build.default_model import ensure_default_model
+from models.sentiment.serving.backends import (
     RUNTIMES,
     E5OnnxBackend,
     E5TorchBackend,
@@ -52,14 +53,14 @@ from models.sentiment.backends import (
     ModelLoadError,
     parse_label_map,
 )
-from models.sentiment.build import MODEL_NAME, built_model, ensure_default_model
-from models.sentiment.classifier import (
+from models.sentiment.serving.built_model import MODEL_NAME, built_model
+from models.sentiment.serving.classifier import (
     Sentiment,
     SentimentClassifier,
     SentimentError,
     normalise_model_input,
 )
-from models.sentiment.head import LABELS, load_head
+from models.sentiment.serving.head import LABELS, load_head
 
 __all__ = [
     "LABELS",

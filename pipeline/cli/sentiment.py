@@ -41,7 +41,7 @@ def evaluate(texts_path: Path, labels_path: Path, model: str | None, runtime: st
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from models.sentiment import LABELS, ModelLoadError
-    from models.sentiment.evaluation import DataFileError, read_labelled, score
+    from models.sentiment.training.evaluation import DataFileError, read_labelled, score
 
     try:
         base = SentimentSettings.from_env()

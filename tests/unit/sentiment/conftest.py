@@ -12,7 +12,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from models.sentiment.build import BuiltModel, built_model, ensure_default_model  # noqa: E402
+from models.sentiment.build.default_model import ensure_default_model  # noqa: E402
+from models.sentiment.serving.built_model import BuiltModel, built_model  # noqa: E402
 from pipeline.sentiment_settings import SentimentSettings  # noqa: E402
 
 
@@ -33,6 +34,6 @@ def built(model_dir: Path) -> BuiltModel:
 
 @pytest.fixture(scope="session")
 def e5_file():
-    from models.sentiment.e5_reader import read_e5_bin
+    from models.sentiment.build.e5_reader import read_e5_bin
 
     return read_e5_bin()

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.sentiment.convert import merge_adapters
-from models.sentiment.finetune import (
+from models.sentiment.build.convert import merge_adapters
+from models.sentiment.serving.head import load_head, save_head
+from models.sentiment.training.finetune import (
     FinetuneConfig,
     FinetuneModel,
     LoraLinear,
@@ -20,8 +21,7 @@ from models.sentiment.finetune import (
     round_to_float16,
     train,
 )
-from models.sentiment.head import load_head, save_head
-from models.sentiment.train import finetuned_head
+from models.sentiment.training.train import finetuned_head
 
 
 def tiny_encoder(layers: int = 3):

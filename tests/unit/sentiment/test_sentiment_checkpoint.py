@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.sentiment.build import ensure_checkpoint
-from models.sentiment.convert import merge_adapters
-from models.sentiment.e5_reference import ReferenceTokenizer, numpy_hidden_states
-from models.sentiment.head import load_head
+from models.sentiment.build.convert import merge_adapters
+from models.sentiment.build.default_model import ensure_checkpoint
+from models.sentiment.build.e5_reference import ReferenceTokenizer, numpy_hidden_states
+from models.sentiment.serving.head import load_head
 
 
 def test_converted_encoder_loads_with_automodel_and_matches_numpy_forward(e5_file, model_dir):

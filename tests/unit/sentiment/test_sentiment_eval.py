@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from models.sentiment.evaluation import DataFileError, read_labelled, score
+from models.sentiment.training.evaluation import DataFileError, read_labelled, score
 from pipeline.cli import main
 
 

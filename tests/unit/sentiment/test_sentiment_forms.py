@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from models.sentiment import LABELS, load_classifier
-from models.sentiment.build import (
+from models.sentiment.build.default_model import (
     BORDERLINE_MARGIN,
     CHECK_SENTENCES,
     BuildError,
@@ -90,7 +90,7 @@ def test_build_manifest_records_the_agreement_check(built):
 def test_int8_keeps_in_float_only_the_head_and_the_outlier_channels(built):
     import onnx
 
-    from models.sentiment.head import load_head
+    from models.sentiment.serving.head import load_head
 
     layers = load_head(built.head).spec.int8_float_ffn_layers
     outliers = json.loads((built.folder / "build.json").read_text())[

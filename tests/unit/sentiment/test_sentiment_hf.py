@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models.sentiment import LABELS, ModelLoadError, load_classifier
-from models.sentiment.backends import parse_label_map
+from models.sentiment.serving.backends import parse_label_map
 
 TEXTS = ["great product", "terrible service", "the shop opens monday", "great great great"]
 

@@ -7,7 +7,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from models.sentiment.export import quantize_int8, split_outlier_channels
+from models.sentiment.build.export import quantize_int8, split_outlier_channels
 
 FFN, HIDDEN, OUTLIER = 64, 16, 5
 

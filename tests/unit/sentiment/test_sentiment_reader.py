@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from models.sentiment.e5_reader import E5FormatError, dequantize_q4, read_e5_bin
-from models.sentiment.e5_reference import ReferenceTokenizer
+from models.sentiment.build.e5_reader import E5FormatError, dequantize_q4, read_e5_bin
+from models.sentiment.build.e5_reference import ReferenceTokenizer
 
 SAMPLES = [
     "Je déteste cette marque, plus jamais !!!",

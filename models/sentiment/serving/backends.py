@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.sentiment.head import LABELS, Head, HeadSpec
+from models.sentiment.serving.head import LABELS, Head, HeadSpec
 
 RUNTIMES = ("onnx-int8", "onnx", "torch")
 
@@ -94,7 +94,7 @@ class E5TorchBackend:
     def __init__(self, checkpoint: Path, head: Head, threads: int, name: str) -> None:
         import torch
 
-        from models.sentiment.torch_model import load_torch_model
+        from models.sentiment.serving.torch_model import load_torch_model
 
         torch.set_num_threads(threads)
         self.model = load_torch_model(checkpoint, head)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.sentiment.e5_reader import E5File
+from models.sentiment.build.e5_reader import E5File
 
 MAX_LENGTH = 512
 

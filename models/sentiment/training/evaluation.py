@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.sentiment.head import LABELS
+from models.sentiment.serving.head import LABELS
 
 
 class DataFileError(ValueError):

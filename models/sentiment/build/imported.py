@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from models.sentiment.backends import (
+from models.sentiment.serving.backends import (
     ModelLoadError,
     _softmax,
     fold_probabilities,
     resolve_label_map,
 )
-from models.sentiment.build import CHECK_SENTENCES, BuildError, check_agreement
-from models.sentiment.head import LABELS
+from models.sentiment.build.default_model import CHECK_SENTENCES, BuildError, check_agreement
+from models.sentiment.serving.head import LABELS
 
 __all__ = ["ImportRefused", "ImportedModel", "import_model", "IMPORT_MANIFEST"]
 

@@ -3,7 +3,7 @@
 Two recipes, both chosen on the shared validation files (head/TRAINING.md):
 
 - the default, `finetune_encoder`: the first 8 encoder layers fine-tuned with low-rank
-  adapters together with a linear head on the mean of layer 8 (models/sentiment/finetune.py);
+  adapters together with a linear head on the mean of layer 8 (training/finetune.py);
   the adapters are saved in the head file and merged by the build;
 - `train_head` on frozen features (`--frozen-head`, and `--baseline` for the logistic head
   to beat): the masked mean of chosen hidden layers of the frozen 12-layer encoder,
@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.sentiment.classifier import normalise_model_input
-from models.sentiment.evaluation import read_labelled, score
-from models.sentiment.head import DEFAULT_HEAD_PATH, Head, HeadSpec, save_head
+from models.sentiment.serving.classifier import normalise_model_input
+from models.sentiment.serving.head import DEFAULT_HEAD_PATH, Head, HeadSpec, save_head
+from models.sentiment.training.evaluation import read_labelled, score
 
 if TYPE_CHECKING:  # torch is imported only when fine-tuning runs
-    from models.sentiment.finetune import FinetuneConfig
+    from models.sentiment.training.finetune import FinetuneConfig
 
 TRAIN_FILE = "xlmt-multilingual-train"
 VALIDATION_FILES = ("tweeteval-val-clean", "xlmt-english-val", "xlmt-french-val",
@@ -69,8 +69,8 @@ def encode_all_layers(checkpoint: Path, texts: list[str], prefix: str, max_lengt
     """[n, 13, hidden] float16: masked mean of every hidden state, texts in input order."""
     import torch
 
-    from models.sentiment.backends import _FastTokenizer
-    from models.sentiment.torch_model import load_encoder, masked_mean_layers
+    from models.sentiment.serving.backends import _FastTokenizer
+    from models.sentiment.serving.torch_model import load_encoder, masked_mean_layers
 
     torch.set_num_threads(threads)
     encoder = load_encoder(checkpoint)
@@ -236,7 +236,7 @@ def tokenize_file(checkpoint: Path, texts: list[str], prefix: str,
 
 
 def finetuned_head(model, config: FinetuneConfig) -> Head:  # model: FinetuneModel
-    from models.sentiment.finetune import adapter_tensors
+    from models.sentiment.training.finetune import adapter_tensors
 
     width = model.linears[0].in_features
     return Head(
@@ -258,8 +258,8 @@ def finetune_encoder(checkpoint: Path, data_dir: Path, out: Path | None,
                      log: Callable[[str], None] = lambda _msg: None) -> dict:
     """Fine-tune adapters + head on the training file, save them as the head, return the
     report with validation scores of the saved (float16) weights."""
-    from models.sentiment.finetune import FinetuneConfig, predict, round_to_float16, train
-    from models.sentiment.torch_model import load_encoder
+    from models.sentiment.serving.torch_model import load_encoder
+    from models.sentiment.training.finetune import FinetuneConfig, predict, round_to_float16, train
 
     config = config or FinetuneConfig()
     out = out or DEFAULT_HEAD_PATH

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from models.sentiment.e5_reader import E5File, E5Vocabulary
+from models.sentiment.build.e5_reader import E5File, E5Vocabulary
 
 METASPACE = "\u2581"
 UNKNOWN_PENALTY = 10.0

@@ -18,7 +18,7 @@ import numpy as np
 
 LABELS: tuple[str, str, str] = ("negative", "neutral", "positive")
 ADAPTER_PREFIX = "encoder."  # tensor names of the encoder adapters inside a head file
-DEFAULT_HEAD_PATH = Path(__file__).resolve().parent / "head" / "vigie-e5-small-head.safetensors"
+DEFAULT_HEAD_PATH = Path(__file__).resolve().parents[1] / "head" / "vigie-e5-small-head.safetensors"
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Head:
     weights: list[np.ndarray]  # Linear weights [out, in], first to last
     biases: list[np.ndarray]
     # Low-rank encoder updates learnt with the head (`encoder.layer.{i}.{linear}.lora_A|B`);
-    # empty for a head trained on the frozen encoder. See models/sentiment/finetune.py.
+    # empty for a head trained on the frozen encoder. See models/sentiment/training/finetune.py.
     adapters: dict[str, np.ndarray] = field(default_factory=dict)
 
     def logits(self, features: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.sentiment.head import Head
+from models.sentiment.serving.head import Head
 
 
 def masked_mean_layers(

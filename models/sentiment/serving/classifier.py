@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from models.sentiment.head import LABELS
+from models.sentiment.serving.head import LABELS
 
 _SPACES = re.compile(r"\s+")
 
