@@ -13,12 +13,10 @@ build never leaves a half-built model that looks complete.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +31,6 @@ from models.sentiment.serving.built_model import (
     model_folder,
 )
 from models.sentiment.serving.head import DEFAULT_HEAD_PATH, LABELS, load_head
-
 
 # Fixed sentences (French and English, clear and borderline) on which every form of the
 # model must give the same label; the build fails otherwise.
@@ -108,10 +105,10 @@ def build_default_model(
     """Build (always) the default model into `<cache_dir>/vigie-e5-small`."""
     import torch
 
-    from models.sentiment.serving.backends import E5OnnxBackend, E5TorchBackend
     from models.sentiment.build.convert import write_checkpoint
     from models.sentiment.build.e5_reader import find_packaged_bin, read_e5_bin
     from models.sentiment.build.export import export_onnx, ffn_outlier_channels, quantize_int8
+    from models.sentiment.serving.backends import E5OnnxBackend, E5TorchBackend
     from models.sentiment.serving.torch_model import load_torch_model
 
     torch.manual_seed(0)

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from models.sentiment.build.default_model import CHECK_SENTENCES, BuildError, check_agreement
 from models.sentiment.serving.backends import (
     ModelLoadError,
     _softmax,
     fold_probabilities,
     resolve_label_map,
 )
-from models.sentiment.build.default_model import CHECK_SENTENCES, BuildError, check_agreement
 from models.sentiment.serving.head import LABELS
 
 __all__ = ["ImportRefused", "ImportedModel", "import_model", "IMPORT_MANIFEST"]
