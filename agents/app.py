@@ -1,15 +1,16 @@
 """The Faust app: settings from the environment, topics, and one module per agent.
 
-Each module in AGENT_MODULES defines `register(context: AgentContext) -> None`, which
-declares its agents, tables and timers on `context.app`. Scale-out is Kafka's: run more
+Each agent module (validate, score, detect, alert) defines
+`register(context: AgentContext) -> None`, which declares its agents, tables and timers on
+`context.app`. Scale-out is Kafka's: run more
 workers with the same VIGIE_APP_ID (one consumer group) and Kafka spreads partitions.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import faust
@@ -20,19 +21,11 @@ from pipeline import metrics
 from pipeline.kafka_clients import faust_credentials
 from pipeline.limits import MAX_MESSAGE_BYTES
 from pipeline.liveness import Liveness
-from pipeline.settings import KafkaSettings, WorkerSettings
+from pipeline.settings import AGENT_NAMES, KafkaSettings, WorkerSettings
 from pipeline.watchlist_watch import CHECK_INTERVAL_S as WATCHLIST_CHECK_INTERVAL_S
 from pipeline.watchlist_watch import WatchlistWatcher
 
 log = logging.getLogger(__name__)
-
-AGENT_MODULES: list[str] = [
-    "agents.validate",
-    "agents.score",
-    "agents.detect",
-    "agents.alert",
-]
-
 
 @dataclass(frozen=True)
 class AgentContext:
@@ -128,11 +121,17 @@ def create_app(
             on_offsets=lambda committed, ends: liveness.observe(
                 committed, ends, rebalancing=bool(app.rebalancing)))
 
-    for module_name in enabled_agent_modules(worker):
-        importlib.import_module(module_name).register(context)
+    for register in enabled_agents(worker):
+        register(context)
     return app, context
 
 
-def enabled_agent_modules(worker: WorkerSettings) -> list[str]:
-    """The modules of the agents this worker runs (VIGIE_AGENTS), in pipeline order."""
-    return [module for module in AGENT_MODULES if module.rsplit(".", 1)[-1] in worker.agents]
+def enabled_agents(worker: WorkerSettings) -> list[Callable[[AgentContext], None]]:
+    """The `register` steps of the agents this worker runs (VIGIE_AGENTS), in pipeline order."""
+    # Imported here, not at the top: each agent module imports AgentContext from this one.
+    from agents import alert, detect, score, validate
+
+    steps = {"validate": validate.register, "score": score.register,
+             "detect": detect.register, "alert": alert.register}
+    assert set(steps) == set(AGENT_NAMES)
+    return [steps[name] for name in AGENT_NAMES if name in worker.agents]
