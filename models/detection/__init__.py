@@ -23,6 +23,8 @@ close_score, warning_score, critical_score, min_negative, min_ratio, quiet_minut
 critical_reach, alarming_share (see `DetectorConfig`).
 
 Layers, each usable alone:
+- `OnlineDetector` (protocol.py): the `score_one` / `learn_one` protocol the detectors of
+  one count series satisfy (`VolumeDetector`, `SpikeDetector`).
 - `VolumeDetector` (volume.py): the robust online expectation of a count series
   (level, daily and weekly rhythm, spread), River-style `score_one` / `learn_one`.
 - `TailCalibrator` (calibration.py): how rare a surprise is for this series.
@@ -38,6 +40,7 @@ from models.detection.calibration import TailCalibrator
 from models.detection.config import OVERRIDABLE_KEYS, DetectorConfig
 from models.detection.lifecycle import SEVERITIES, IncidentLifecycle
 from models.detection.monitor import BrandMonitor
+from models.detection.protocol import OnlineDetector
 from models.detection.series import SeriesDetector, SeriesPoint, run_series
 from models.detection.spike import SpikeDetector, Surprise
 from models.detection.volume import VolumeDetector, VolumeParams, VolumeScore
@@ -47,6 +50,7 @@ __all__ = [
     "DetectorConfig",
     "IncidentLifecycle",
     "OVERRIDABLE_KEYS",
+    "OnlineDetector",
     "SEVERITIES",
     "SeriesDetector",
     "SeriesPoint",

@@ -24,6 +24,15 @@ def _gaussian_tail(z: float) -> float:
 
 
 class TailCalibrator:
+    """How rare a surprise `z` has been lately: a decaying histogram, plus a Gaussian prior.
+
+    >>> calibrator = TailCalibrator(half_life_intervals=1000, prior_weight=10)
+    >>> for _ in range(100):
+    ...     calibrator.learn(0.5)  # ordinary intervals
+    >>> round(calibrator.rarity(0.2), 2), round(calibrator.rarity(4.0), 1)
+    (0.02, 5.5)
+    """
+
     def __init__(self, half_life_intervals: float, prior_weight: float) -> None:
         self.decay = 0.5 ** (1.0 / max(half_life_intervals, 1.0))
         self.prior_weight = prior_weight

@@ -151,7 +151,18 @@ def _post_evidence(mention: dict[str, Any], label: str, reach: int) -> dict[str,
 
 
 class BrandMonitor:
-    """One brand's detector state; see the package docstring for the calling convention."""
+    """One brand's detector state; see the package docstring for the calling convention.
+
+    >>> from datetime import UTC, datetime, timedelta
+    >>> monitor = BrandMonitor("acme", "ACME", DetectorConfig())  # one-minute intervals
+    >>> start, minute = datetime(2026, 11, 2, tzinfo=UTC), timedelta(minutes=1)
+    >>> events = []
+    >>> for i in range(2 * 24 * 60 + 1):  # two calm days, then 60 negative posts a minute
+    ...     monitor.add_counts(negative=60 if i >= 2 * 24 * 60 else 2 + i % 3, neutral=10)
+    ...     events += monitor.close_interval(start + i * minute, start + (i + 1) * minute)
+    >>> [(event["event"], event["summary"]) for event in events]
+    [('opened', '87 negative posts in 10 min, 2.7x normal; reach 0')]
+    """
 
     def __init__(self, brand: str, brand_name: str, config: DetectorConfig) -> None:
         self.brand = brand

@@ -55,7 +55,17 @@ class SeriesPoint:
 
 
 class SeriesDetector:
-    """A `BrandMonitor` fed one count per interval; `update(t, x)` judges then learns."""
+    """A `BrandMonitor` fed one count per interval; `update(t, x)` judges then learns.
+
+    >>> from datetime import UTC, datetime, timedelta
+    >>> from models.detection.config import DetectorConfig
+    >>> start = datetime(2026, 11, 2, tzinfo=UTC)
+    >>> week = [(start + timedelta(hours=h), 20 + h % 5) for h in range(24 * 7)]
+    >>> wave = [(start + timedelta(hours=24 * 7 + h), 200) for h in range(3)]
+    >>> points = run_series(week + wave, DetectorConfig(interval_seconds=3600))
+    >>> [event["event"] for point in points for event in point.events]
+    ['opened']
+    """
 
     def __init__(self, config: DetectorConfig, brand: str = "series") -> None:
         self.config = series_config(config, config.interval_seconds)

@@ -36,6 +36,19 @@ class Surprise:
 
 
 class SpikeDetector:
+    """Says whether the count of an interval opens an incident (`Surprise.trigger`).
+
+    >>> from datetime import UTC, datetime, timedelta
+    >>> from models.detection.config import DetectorConfig
+    >>> detector = SpikeDetector(DetectorConfig(interval_seconds=3600))
+    >>> start = datetime(2026, 11, 2, tzinfo=UTC)
+    >>> for hour in range(24 * 7):  # a quiet week: 20 to 24 negative posts an hour
+    ...     detector.learn_one(start + timedelta(hours=hour), 20 + hour % 5)
+    >>> after = start + timedelta(hours=24 * 7)
+    >>> detector.score_one(after, 23).trigger, detector.score_one(after, 200).trigger
+    (False, True)
+    """
+
     def __init__(self, config: DetectorConfig, interval_seconds: float | None = None) -> None:
         self.config = config
         self.interval_seconds = float(interval_seconds or config.interval_seconds)

@@ -276,7 +276,20 @@ class Storyline:
 
 
 class StorylineSet:
-    """The storylines of a stretch of posts (one interval, or a merged window)."""
+    """The storylines of a stretch of posts (one interval, or a merged window).
+
+    >>> def post(number, text):
+    ...     return {"post_key": f"twitter:{number}", "text": text, "author": {"handle": "a"},
+    ...             "created_at": "2026-11-28T02:00:00+00:00"}
+    >>> stories = StorylineSet()
+    >>> stories.add(post(1, "Fuite : la marque savait pour le défaut des batteries"), True, 10)
+    0
+    >>> stories.add(post(2, "La marque savait pour le défaut des batteries depuis des mois"),
+    ...             True, 500)  # the same story: it joins storyline 0
+    0
+    >>> len(stories.storylines), stories.storylines[0].negative
+    (1, 2)
+    """
 
     def __init__(self, storylines: list[Storyline] | None = None, other_negative: int = 0,
                  other_posts: int = 0, join: float = JOIN_SIMILARITY) -> None:

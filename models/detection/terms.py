@@ -200,7 +200,16 @@ def extract_terms(text: str, ignore: Iterable[str] = ()) -> set[str]:
 
 
 class TermBaseline:
-    """Decaying document frequency of terms, at most `max_terms` of them."""
+    """Decaying document frequency of terms, at most `max_terms` of them.
+
+    >>> from collections import Counter
+    >>> baseline = TermBaseline()
+    >>> for _ in range(50):  # ordinary days: parcels and deliveries
+    ...     baseline.learn(Counter({"livraison": 1, "colis": 1}), documents=2, decay=0.99)
+    >>> wave = Counter({"#acmeleaks": 30, "livraison": 2})
+    >>> [term["term"] for term in baseline.surging(wave, documents=30, limit=3)]
+    ['#acmeleaks']
+    """
 
     def __init__(self, max_terms: int = 2000) -> None:
         self.max_terms = max_terms

@@ -73,7 +73,17 @@ class VolumeScore:
 
 
 class VolumeDetector:
-    """Online expectation and surprise of one count series (one value per interval)."""
+    """Online expectation and surprise of one count series (one value per interval).
+
+    >>> from datetime import UTC, datetime, timedelta
+    >>> detector = VolumeDetector(interval_seconds=3600)
+    >>> start = datetime(2026, 11, 2, tzinfo=UTC)
+    >>> for hour in range(48):  # two quiet days: 20 to 24 posts an hour
+    ...     detector.learn_one(start + timedelta(hours=hour), 20 + hour % 5)
+    >>> score = detector.score_one(start + timedelta(hours=48), 200)
+    >>> round(score.expected), score.z > 3
+    (23, True)
+    """
 
     def __init__(self, interval_seconds: float, params: VolumeParams | None = None) -> None:
         if interval_seconds <= 0:

@@ -67,6 +67,21 @@ def normalise_model_input(text: str) -> str:
 
 
 class SentimentClassifier:
+    """Scores texts with a backend: normalised, cached, sorted by length and batched.
+
+    >>> import numpy as np
+    >>> class Exclaims:  # a toy backend: "!" is negative, anything else neutral
+    ...     name, concurrency = "exclaims", 1
+    ...     def probabilities(self, texts):
+    ...         return np.array([[0.8, 0.1, 0.1] if "!" in t else [0.1, 0.8, 0.1]
+    ...                          for t in texts])
+    >>> classifier = SentimentClassifier(Exclaims(), batch_size=2)
+    >>> [s.label for s in classifier.predict(["Scandale !", "Ouvert  demain", "Scandale !"])]
+    ['negative', 'neutral', 'negative']
+    >>> classifier.texts_scored, classifier.cache_hits  # the repeat was scored once
+    (2, 1)
+    """
+
     def __init__(self, backend: Backend, batch_size: int = 16, cache_size: int = 10_000) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
