@@ -1,11 +1,8 @@
 """`vigie model build`: the default model's cache folder, made from shipped parts.
 
-    <cache_dir>/vigie-e5-small/
-        checkpoint/      config.json, model.safetensors, tokenizer.json (standard transformers)
-        head.safetensors the committed head, copied
-        model.onnx       encoder + pooling + head, fp32
-        model.int8.onnx  the same, dynamic int8 with per-channel weight scales
-        build.json       what was built from what, and the label-agreement check
+It writes `<cache_dir>/vigie-e5-small/`: the transformers checkpoint, the committed head,
+the ONNX fp32 and int8 forms and build.json (the layout, and how the worker finds it, are
+in models/sentiment/serving/built_model.py).
 
 The folder is written under a temporary name and renamed at the end, so an interrupted
 build never leaves a half-built model that looks complete.
