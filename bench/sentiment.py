@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.sentiment import load_classifier  # noqa: E402
+from models.sentiment import ClassifierOptions, load_classifier  # noqa: E402
 from models.sentiment.build.default_model import ensure_default_model  # noqa: E402
 from models.sentiment.serving.head import load_head  # noqa: E402
 from models.sentiment.training.evaluation import read_texts  # noqa: E402
@@ -107,8 +107,10 @@ def main() -> None:
             extractor(prefix + text)
 
     def fast_path(runtime: str, cache_size: int = 0):
-        return load_classifier(runtime=runtime, threads=args.threads, batch_size=args.batch_size,
-                               cache_size=cache_size, cache_dir=settings.model_dir)
+        return load_classifier(ClassifierOptions(
+            runtime=runtime, threads=args.threads, batch_size=args.batch_size,
+            cache_size=cache_size, cache_dir=settings.model_dir
+        ))
 
     default = fast_path("onnx-int8")
     naive_rounds, default_rounds = [], []

@@ -55,9 +55,9 @@ class SentimentSettings:
             raise SettingError(f"VIGIE_MODEL_LABELS: {exc}") from None
 
     def load_classifier(self):  # -> models.sentiment.SentimentClassifier
-        from models.sentiment import load_classifier
+        from models.sentiment import ClassifierOptions, load_classifier
 
-        return load_classifier(
+        return load_classifier(ClassifierOptions(
             model=self.model or None,
             runtime=self.runtime,
             threads=self.threads,
@@ -65,4 +65,4 @@ class SentimentSettings:
             cache_size=self.cache_size,
             label_map=self.label_map(),
             cache_dir=self.model_dir,
-        )
+        ))

@@ -11,10 +11,11 @@ label mapping.
 Usage (the score agent's API)::
 
     from pathlib import Path
-    from models.sentiment import load_classifier, Sentiment
+    from models.sentiment import ClassifierOptions, Sentiment, load_classifier
 
-    clf = load_classifier(model=None, runtime="onnx-int8", threads=2, batch_size=16,
-                          cache_size=10000, label_map=None, cache_dir=Path("/path/to/models"))
+    clf = load_classifier(ClassifierOptions(model=None, runtime="onnx-int8", threads=2,
+                                            batch_size=16, cache_size=10000, label_map=None,
+                                            cache_dir=Path("/path/to/models")))
     results: list[Sentiment] = clf.predict(["texte 1", "text 2"])  # same order as input
     results[0].label    # "negative" | "neutral" | "positive"
     results[0].scores   # {"negative": 0.8, "neutral": 0.15, "positive": 0.05}
@@ -42,6 +43,7 @@ or agents, and never touches the network.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from models.sentiment.build.default_model import ensure_default_model
@@ -66,6 +68,7 @@ __all__ = [
     "LABELS",
     "MODEL_NAME",
     "RUNTIMES",
+    "ClassifierOptions",
     "ModelLoadError",
     "ModelNotBuiltError",
     "Sentiment",
@@ -77,19 +80,28 @@ __all__ = [
     "parse_label_map",
 ]
 
+
 class ModelNotBuiltError(ModelLoadError):
     """The default model is not in the cache folder yet."""
 
 
-def load_classifier(
-    model: str | None = None,
-    runtime: str = "onnx-int8",
-    threads: int = 2,
-    batch_size: int = 16,
-    cache_size: int = 10_000,
-    label_map: dict[str, str] | None = None,
-    cache_dir: Path | None = None,
-) -> SentimentClassifier:
+@dataclass(frozen=True)
+class ClassifierOptions:
+    """Which model to load and how to run it (pipeline/sentiment_settings.py fills it from
+    the VIGIE_MODEL* settings)."""
+
+    model: str | None = None  # None: the default model, from cache_dir
+    runtime: str = "onnx-int8"
+    threads: int = 2
+    batch_size: int = 16
+    cache_size: int = 10_000
+    label_map: dict[str, str] | None = None
+    cache_dir: Path | None = None
+
+
+def load_classifier(options: ClassifierOptions) -> SentimentClassifier:
+    model, runtime, threads = options.model, options.runtime, options.threads
+    cache_dir, label_map = options.cache_dir, options.label_map
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if threads < 1:
@@ -114,4 +126,5 @@ def load_classifier(
     else:
         backend = HuggingFaceBackend(model, runtime, threads, max_length=256,
                                      label_map=label_map)
-    return SentimentClassifier(backend, batch_size=batch_size, cache_size=cache_size)
+    return SentimentClassifier(backend, batch_size=options.batch_size,
+                               cache_size=options.cache_size)

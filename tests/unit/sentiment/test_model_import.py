@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.sentiment import load_classifier
+from models.sentiment import ClassifierOptions, load_classifier
 from tests.unit.sentiment.test_sentiment_hf import TEXTS, save_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -42,8 +42,9 @@ def test_an_imported_folder_runs_as_onnx_int8_with_torchs_labels(tmp_path):
     assert report["agree"] is True and report["outputs"] == [2, 0, 1]
 
     # The worker's classifier: int8 ONNX, no label map needed any more.
-    classifier = load_classifier(model=str(folder), runtime="onnx-int8",
-                                 cache_dir=tmp_path / "unused")
+    classifier = load_classifier(ClassifierOptions(
+        model=str(folder), runtime="onnx-int8", cache_dir=tmp_path / "unused"
+    ))
     assert classifier.name == f"{folder}/onnx-int8"
     with torch.no_grad():
         encoded = tokenizer(TEXTS, padding=True, return_tensors="pt")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from models.sentiment import (
+    ClassifierOptions,
     ModelNotBuiltError,
     SentimentClassifier,
     SentimentError,
@@ -30,12 +31,16 @@ TEXTS = [
 # move by a few hundredths with the batch's company; fp32 only by rounding.
 @pytest.fixture(scope="module")
 def one_by_one(model_dir):
-    clf = load_classifier(runtime="onnx", cache_dir=model_dir, batch_size=1, cache_size=0)
+    clf = load_classifier(ClassifierOptions(
+        runtime="onnx", cache_dir=model_dir, batch_size=1, cache_size=0
+    ))
     return {t: clf.predict([t])[0] for t in TEXTS}
 
 
 def test_batched_results_come_back_in_input_order(model_dir, one_by_one):
-    clf = load_classifier(runtime="onnx", cache_dir=model_dir, batch_size=3, cache_size=0)
+    clf = load_classifier(ClassifierOptions(
+        runtime="onnx", cache_dir=model_dir, batch_size=3, cache_size=0
+    ))
     shuffled = TEXTS[3:] + TEXTS[:3]
     results = clf.predict(shuffled)
     assert [r.label for r in results] == [one_by_one[t].label for t in shuffled]
@@ -45,8 +50,9 @@ def test_batched_results_come_back_in_input_order(model_dir, one_by_one):
 
 
 def test_concurrent_batches_give_the_sequential_results(model_dir, one_by_one):
-    parallel = load_classifier(runtime="onnx", cache_dir=model_dir, threads=2, batch_size=2,
-                               cache_size=0)
+    parallel = load_classifier(ClassifierOptions(
+        runtime="onnx", cache_dir=model_dir, threads=2, batch_size=2, cache_size=0
+    ))
     assert parallel.backend.concurrency == 2
     results = parallel.predict(TEXTS * 3)  # 11 batches over 2 threads
     parallel.close()
@@ -83,8 +89,9 @@ def test_batches_run_side_by_side_up_to_the_backend_concurrency():
 
 
 def test_batches_group_texts_of_equal_token_counts_and_results_keep_the_order(model_dir):
-    clf = load_classifier(runtime="onnx", cache_dir=model_dir, threads=1, batch_size=4,
-                          cache_size=0)
+    clf = load_classifier(ClassifierOptions(
+        runtime="onnx", cache_dir=model_dir, threads=1, batch_size=4, cache_size=0
+    ))
     seen: list[list[int]] = []
     score_batch = clf.backend.probabilities
 
@@ -102,12 +109,14 @@ def test_batches_group_texts_of_equal_token_counts_and_results_keep_the_order(mo
     counts = [len(ids) for ids in clf.backend.prepare([normalise_model_input(t) for t in texts])]
     assert sorted(sum(seen, [])) == sorted(counts)  # every text scored once
     assert sum(seen, []) == sorted(counts)  # ...in batches by increasing token count
-    alone = load_classifier(runtime="onnx", cache_dir=model_dir, batch_size=1, cache_size=0)
+    alone = load_classifier(ClassifierOptions(
+        runtime="onnx", cache_dir=model_dir, batch_size=1, cache_size=0
+    ))
     assert [r.label for r in results] == [alone.predict([t])[0].label for t in texts]
 
 
 def test_a_reshared_text_is_scored_once(model_dir):
-    clf = load_classifier(cache_dir=model_dir, cache_size=100)
+    clf = load_classifier(ClassifierOptions(cache_dir=model_dir, cache_size=100))
     original = "Scandale chez Acme : les documents internes ont fuité"
     reshare = "  Scandale chez  Acme :\tles documents internes ont fuité "
     first = clf.predict([original, reshare, original])
@@ -119,7 +128,7 @@ def test_a_reshared_text_is_scored_once(model_dir):
 
 
 def test_cache_is_bounded_and_least_recently_used_goes_first(model_dir):
-    clf = load_classifier(cache_dir=model_dir, cache_size=2)
+    clf = load_classifier(ClassifierOptions(cache_dir=model_dir, cache_size=2))
     clf.predict(["a"])
     clf.predict(["b"])
     clf.predict(["a"])  # a is now the most recent
@@ -138,7 +147,7 @@ def test_normalisation_and_bad_input():
 
 
 def test_predict_each_isolates_a_bad_text(model_dir):
-    clf = load_classifier(cache_dir=model_dir)
+    clf = load_classifier(ClassifierOptions(cache_dir=model_dir))
     results = clf.predict_each(["très bon produit", 42, "terrible"])  # type: ignore[list-item]
     assert results[0].label == "positive"
     assert isinstance(results[1], SentimentError) and "expected a str" in str(results[1])
@@ -147,6 +156,6 @@ def test_predict_each_isolates_a_bad_text(model_dir):
 
 def test_missing_default_model_says_how_to_build(tmp_path):
     with pytest.raises(ModelNotBuiltError, match="vigie model build"):
-        load_classifier(cache_dir=tmp_path)
+        load_classifier(ClassifierOptions(cache_dir=tmp_path))
     with pytest.raises(ValueError, match="runtime must be one of"):
-        load_classifier(runtime="tensorrt", cache_dir=tmp_path)
+        load_classifier(ClassifierOptions(runtime="tensorrt", cache_dir=tmp_path))

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from models.sentiment import LABELS, load_classifier
+from models.sentiment import LABELS, ClassifierOptions, load_classifier
 from models.sentiment.build.default_model import (
     BORDERLINE_MARGIN,
     CHECK_SENTENCES,
@@ -30,7 +30,9 @@ SENTENCES = [
 def predictions(model_dir):
     out = {}
     for runtime in ("torch", "onnx", "onnx-int8"):
-        clf = load_classifier(runtime=runtime, threads=2, cache_dir=model_dir, cache_size=0)
+        clf = load_classifier(ClassifierOptions(
+            runtime=runtime, threads=2, cache_dir=model_dir, cache_size=0
+        ))
         assert clf.name == f"vigie-e5-small/{runtime}"
         out[runtime] = clf.predict(SENTENCES)
     return out

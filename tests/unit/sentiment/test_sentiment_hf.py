@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.sentiment import LABELS, ModelLoadError, load_classifier
+from models.sentiment import LABELS, ClassifierOptions, ModelLoadError, load_classifier
 from models.sentiment.serving.backends import parse_label_map
 
 TEXTS = ["great product", "terrible service", "the shop opens monday", "great great great"]
@@ -42,8 +42,9 @@ def test_label_mapping_is_applied_end_to_end(tmp_path):
 
     model, tokenizer = save_tiny_bert(tmp_path, {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"})
     label_map = parse_label_map("LABEL_0=positive, LABEL_1=negative, LABEL_2=neutral")
-    clf = load_classifier(model=str(tmp_path), runtime="onnx-int8", label_map=label_map,
-                          cache_dir=tmp_path / "unused")
+    clf = load_classifier(ClassifierOptions(
+        model=str(tmp_path), runtime="onnx-int8", label_map=label_map, cache_dir=tmp_path / "unused"
+    ))
     assert clf.name == f"{tmp_path}/torch"  # no model.onnx in the folder: torch
     results = clf.predict(TEXTS)
     # the same model run by hand, then remapped: output 0 -> positive, 1 -> negative...
@@ -59,24 +60,25 @@ def test_label_mapping_is_applied_end_to_end(tmp_path):
 
 def test_two_label_model_by_index_and_names_recognised(tmp_path):
     save_tiny_bert(tmp_path / "two", {0: "LABEL_0", 1: "LABEL_1"})
-    clf = load_classifier(model=str(tmp_path / "two"), runtime="torch",
-                          label_map={"0": "negative", "1": "positive"})
+    clf = load_classifier(ClassifierOptions(
+        model=str(tmp_path / "two"), runtime="torch", label_map={"0": "negative", "1": "positive"}
+    ))
     result = clf.predict(["terrible service"])[0]
     assert result.scores["neutral"] == 0.0
     assert result.scores["negative"] + result.scores["positive"] == pytest.approx(1.0)
 
     save_tiny_bert(tmp_path / "named", {0: "NEG", 1: "NEU", 2: "POS"})
-    named = load_classifier(model=str(tmp_path / "named"), runtime="torch")
+    named = load_classifier(ClassifierOptions(model=str(tmp_path / "named"), runtime="torch"))
     assert named.predict(["great"])[0].label in LABELS
 
 
 def test_unmapped_labels_and_missing_models_are_clear_errors(tmp_path):
     save_tiny_bert(tmp_path / "m", {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"})
     with pytest.raises(ModelLoadError, match="VIGIE_MODEL_LABELS"):
-        load_classifier(model=str(tmp_path / "m"), runtime="torch")
+        load_classifier(ClassifierOptions(model=str(tmp_path / "m"), runtime="torch"))
     with pytest.raises(ModelLoadError, match="offline"):
-        load_classifier(model=str(tmp_path / "absent"), runtime="torch")
+        load_classifier(ClassifierOptions(model=str(tmp_path / "absent"), runtime="torch"))
     with pytest.raises(ModelLoadError, match="offline"):
-        load_classifier(model="some-org/not-in-the-local-cache", runtime="torch")
+        load_classifier(ClassifierOptions(model="some-org/not-in-the-local-cache", runtime="torch"))
     with pytest.raises(ValueError, match="target must be one of"):
         parse_label_map("LABEL_0=angry")
