@@ -12,10 +12,12 @@ it would live.
 For one worker (all four agents, one consumer group, own topic prefix, 4 partitions), then
 for two worker processes sharing the partitions:
 1. the offered rate steps up (`--rates`, `--step-s` each) until consumer lag stops being
-   flat: lag is the group's committed offsets behind the end of posts.raw, posts.valid,
+   flat (if the first rate is not, it steps down by 30 % from an empty backlog): lag is
+   the group's committed offsets behind the end of posts.raw, posts.valid,
    mentions.scored and incidents, sampled twice a second; a step is flat when the lag's
    slope over its last three quarters is under 3 % of the offered rate and the lag stays
-   under 10 s of posts (Faust commits every 2.8 s, so committed lag is a saw-tooth);
+   under 10 s of posts or 5,000 records (Faust commits every 2.8 s, so committed lag is a
+   saw-tooth);
 2. the highest flat rate is held for `--hold-s` (default 120 s; `--hold-s 600` for the
    10-minute memory run): RSS at the start of the hold (after warm-up) and at its end, lag
    at its end, produce -> scored latency p50/p99 (the mention's Kafka timestamp on
@@ -42,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -71,6 +74,7 @@ FLAT_SLOPE_SHARE = 0.03   # lag may grow by at most 3 % of the offered rate
 # and stay under this many seconds of posts: Faust commits every 2.8 s, so each of the two
 # topics every post passes (posts.raw, posts.valid) shows up to 2.8 s of committed lag.
 FLAT_MAX_LAG_S = 10.0
+FLAT_MAX_LAG_FLOOR = 5000  # at low rates the saw-tooth and the batching waits dominate
 
 
 # -- the stream ------------------------------------------------------------------------------
@@ -79,12 +83,13 @@ def watched_name(index: int) -> str:
     return f"Veltora{index:02d}"
 
 
-def make_pool(seed: int = 11) -> list[dict[str, Any]]:
-    """POOL_SIZE generated posts over 500 brands with equal volumes, 50 of them watched."""
+def make_pool(seed: int = 11, unwatched: int = UNWATCHED) -> list[dict[str, Any]]:
+    """POOL_SIZE generated posts over 50 watched brands and `unwatched` others, all with
+    the same volume (450 others: 10 % of posts mention a watched brand)."""
     brands = [BrandProfile(f"w{i:02d}", (watched_name(i),), base_per_minute=20.0)
               for i in range(WATCHED)]
     brands += [BrandProfile(f"u{i:03d}", (f"Quorbex{i:03d}",), base_per_minute=20.0)
-               for i in range(UNWATCHED)]
+               for i in range(unwatched)]
     generator = Generator(brands, datetime(2026, 3, 3, 12, tzinfo=UTC), seed=seed)
     pool: list[dict[str, Any]] = []
     for post in generator.posts(10_000):
@@ -112,11 +117,11 @@ def nth_post(pool: list[dict[str, Any]], index: int, created_at: str) -> tuple[b
 
 
 def produce_loop(bootstrap: str, prefix: str, rate: Any, produced: Any, stop: Any,
-                 failed: Any, ready: Any) -> None:
+                 failed: Any, ready: Any, unwatched: int = UNWATCHED) -> None:
     """Child process: sends posts at `rate` posts/s (token bucket) until `stop` is set."""
     from pipeline.producer import PostProducer
 
-    pool = make_pool()
+    pool = make_pool(unwatched=unwatched)
     settings = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
     index, allowance, last = 0, 0.0, time.monotonic()
     with PostProducer(settings, source="bench") as producer:
@@ -143,6 +148,30 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+MODEL_METRICS = {"vigie_model_posts_scored_total": "scored",
+                 "vigie_model_cache_hits_total": "cache_hits",
+                 "vigie_model_batch_duration_seconds_sum": "model_s"}
+
+
+def model_counters(ports: list[int]) -> dict[str, float]:
+    """The score stage's model counters, summed over the workers' /metrics."""
+    totals = dict.fromkeys(MODEL_METRICS.values(), 0.0)
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+            for line in page.read().decode().splitlines():
+                name, _, value = line.partition(" ")
+                if name in MODEL_METRICS:
+                    totals[MODEL_METRICS[name]] += float(value)
+    return totals
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) the process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -292,7 +321,8 @@ def run_step(probe: LagProbe, rate_value: Any, produced: Any, rate: float,
     growth = slope(steady)
     offered = (produced.value - first_count) / (time.monotonic() - started)
     tail = [lag for _, lag in steady[-max(1, len(steady) // 3):]]
-    flat = growth <= FLAT_SLOPE_SHARE * rate and max(tail) <= FLAT_MAX_LAG_S * rate
+    flat = growth <= FLAT_SLOPE_SHARE * rate and \
+        max(tail) <= max(FLAT_MAX_LAG_S * rate, FLAT_MAX_LAG_FLOOR)
     return {"rate": rate, "offered_posts_per_s": round(offered), "lag_slope": round(growth),
             "lag_last": samples[-1][1] if samples else None, "flat": flat,
             "lag_by_topic": {name.split(".", 1)[1]: lag for name, lag in by_topic.items()}}
@@ -322,7 +352,7 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
     rate_value, produced = ctx.Value("d", 0.0), ctx.Value("q", 0)
     failed, stop, ready = ctx.Value("q", 0), ctx.Event(), ctx.Event()
     producer = ctx.Process(target=produce_loop, daemon=True, args=(
-        args.bootstrap, prefix, rate_value, produced, stop, failed, ready))
+        args.bootstrap, prefix, rate_value, produced, stop, failed, ready, args.unwatched))
     producer.start()
     ready.wait(120)
     watch = MentionWatch(settings)
@@ -330,26 +360,62 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
     reader.start()
     probe = LagProbe(settings, prefix.rstrip("."), args.partitions)
     try:
-        steps, sustained = [], 0.0
+        def drain() -> None:
+            rate_value.value = 0.0
+            deadline = time.monotonic() + args.drain_s
+            while probe.lag() > 1000 and time.monotonic() < deadline:
+                time.sleep(1.0)
+
+        def step(rate: float) -> bool:
+            outcome = run_step(probe, rate_value, produced, rate, args.step_s)
+            steps.append(outcome)
+            print(f"[{workers_count} worker(s)] {json.dumps(outcome)}", flush=True)
+            return bool(outcome["flat"])
+
+        steps: list[dict[str, Any]] = []
+        sustained = 0.0
         for rate in args.rates:
-            step = run_step(probe, rate_value, produced, rate, args.step_s)
-            steps.append(step)
-            print(f"[{workers_count} worker(s)] {json.dumps(step)}", flush=True)
-            if not step["flat"]:
+            if not step(rate):
                 break
             sustained = rate
+        # Even the first rate was too much: step down (from an empty backlog each time).
+        rate = args.rates[0]
+        while not sustained and rate > 150:
+            rate = round(rate * 0.7, -1)
+            drain()
+            if step(rate):
+                sustained = rate
         result["steps"] = steps
         # Drain what a failed step left, then hold the highest flat rate.
-        rate_value.value = 0.0
-        deadline = time.monotonic() + args.drain_s
-        while probe.lag() > 1000 and time.monotonic() < deadline:
-            time.sleep(1.0)
-        hold_rate = sustained or args.rates[0] / 2
+        drain()
+        hold_rate = sustained or rate
         hold_started, hold_first = time.time(), produced.value
         result["rss_warm_mb"] = round(sum(rss_mb(pid) for pid in pids), 1)
+        ports = [w.port for w in workers]
+        model_before = model_counters(ports)
+        cpu_before = sum(cpu_s(pid) for pid in pids)
+        raw_lag_before = probe.lag_by_topic()[settings.topic("posts.raw")]
         hold = run_step(probe, rate_value, produced, hold_rate, args.hold_s)
         hold_ended = time.time()
         result["rss_end_mb"] = round(sum(rss_mb(pid) for pid in pids), 1)
+        # Per core, whatever share of the machine the workers got: the figure to size with
+        # (docs/deploy.md). Posts validated during the hold: offered, less the growth of
+        # posts.raw's lag.
+        cpu = sum(cpu_s(pid) for pid in pids) - cpu_before
+        validated = produced.value - hold_first - (
+            probe.lag_by_topic()[settings.topic("posts.raw")] - raw_lag_before)
+        result["worker_cpu_share"] = round(cpu / args.hold_s, 2)
+        result["posts_per_worker_cpu_s"] = round(validated / cpu) if cpu else None
+        model = {name: value - model_before[name]
+                 for name, value in model_counters(ports).items()}
+        distinct = model["scored"] - model["cache_hits"]
+        # The score stage's own pace: distinct posts through the model per second of
+        # model time (the model is busy only part of the hold at a 10 % matched share).
+        result["score_stage"] = {
+            "distinct_posts": round(distinct), "cache_hits": round(model["cache_hits"]),
+            "model_busy_share": round(model["model_s"] / max(args.hold_s, 1e-9), 3),
+            "distinct_per_model_s": round(distinct / model["model_s"])
+            if model["model_s"] else None}
         result["lag_end"] = hold["lag_last"]
         result["hold"] = hold
         print(f"[{workers_count} worker(s)] hold {json.dumps(hold)}", flush=True)
@@ -443,6 +509,9 @@ def main() -> None:
     parser.add_argument("--drain-s", type=float, default=180.0)
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: rates 500,1500,3000 for 15 s each, hold 15 s")
+    parser.add_argument("--matched-share", type=float, default=0.1,
+                        help="share of posts that mention a watched brand (1.0: every post "
+                        "is scored, to load the model)")
     parser.add_argument("--one-worker-only", action="store_true")
     parser.add_argument("--profile", type=Path,
                         help="run the one worker under a profiler, write its stats here "
@@ -457,7 +526,8 @@ def main() -> None:
         if getattr(args, name) is None:
             setattr(args, name, value)
 
-    pool = make_pool()
+    args.unwatched = round(WATCHED / args.matched_share) - WATCHED
+    pool = make_pool(unwatched=args.unwatched)
     watchlist = parse_watchlist(watchlist_yaml())
     expected_per_post = [len(watchlist.match(post["text"])) for post in pool]
     share = sum(1 for n in expected_per_post if n) / len(pool)
