@@ -394,7 +394,7 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
         ports = [w.port for w in workers]
         model_before = model_counters(ports)
         cpu_before = sum(cpu_s(pid) for pid in pids)
-        raw_lag_before = probe.lag_by_topic()[settings.topic("posts.raw")]
+        raw_lag_before = probe.lag_by_topic()[settings.topic(POSTS_RAW)]
         hold = run_step(probe, rate_value, produced, hold_rate, args.hold_s)
         hold_ended = time.time()
         result["rss_end_mb"] = round(sum(rss_mb(pid) for pid in pids), 1)
