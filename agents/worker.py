@@ -10,7 +10,8 @@ import click
 import faust
 
 from agents.app import create_app
-from pipeline.settings import SettingError, WorkerSettings
+from pipeline.kafka_link import aiokafka_answers, install_log_gate, kafka_link, probe_until_back
+from pipeline.settings import KafkaSettings, SettingError, WorkerSettings
 from pipeline.topics import ensure_topics
 
 
@@ -20,6 +21,20 @@ class VigieWorker(faust.Worker):
         # aiokafka and Faust debug call still builds its log record: 15% of a busy
         # worker's time. Setting the level on the logger itself skips that work.
         logger.setLevel(level)
+        # During a broker outage aiokafka logs each failed attempt of every fetcher,
+        # coordinator and producer (8,000 lines/s were seen): the gate logs the outage
+        # once, its end once, and counts the rest (vigie_kafka_* metrics).
+        install_log_gate(kafka_link(), logger)
+
+
+def watch_kafka_link(app: faust.App, kafka: KafkaSettings) -> None:
+    """This worker's link to Kafka (`pipeline.kafka_link`): named, and probed while down,
+    since a worker with nothing to fetch has no other way to notice Kafka is back."""
+    link = kafka_link("worker", kafka.bootstrap_servers)
+
+    @app.task
+    async def kafka_link_probe() -> None:
+        await probe_until_back(link, lambda: aiokafka_answers(kafka))
 
 
 @click.command(name="worker")
@@ -31,6 +46,7 @@ def command(web_port: int | None) -> None:
         if web_port is not None:
             settings = dataclasses.replace(settings, web_port=web_port)
         app, context = create_app(worker=settings)
+        watch_kafka_link(app, context.kafka)
         ensure_topics(context.kafka)
     except SettingError as exc:
         click.echo(f"vigie worker: {exc}", err=True)

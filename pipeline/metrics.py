@@ -32,6 +32,10 @@ __all__ = [
     "DEAD_LETTERS",
     "INCIDENTS_OPEN",
     "INCIDENT_EVENTS",
+    "KAFKA_CLIENT_LOG_LINES_HELD",
+    "KAFKA_CONNECTED",
+    "KAFKA_OUTAGES",
+    "KAFKA_OUTAGE_SECONDS",
     "MENTIONS",
     "MENTIONS_RECOUNTED",
     "MODEL_BATCH_SECONDS",
@@ -45,6 +49,7 @@ __all__ = [
     "POSTS_INVALID",
     "POSTS_PRODUCED",
     "POSTS_PRODUCE_FAILED",
+    "POSTS_UNACKNOWLEDGED",
     "POSTS_UNMATCHED",
     "POSTS_VALID",
     "RECORDS_TOO_LARGE",
@@ -78,6 +83,12 @@ POSTS_PRODUCED = Counter(
 POSTS_PRODUCE_FAILED = Counter(
     "vigie_posts_produce_failed_total",
     "Posts that Kafka did not acknowledge after the producer's retries, by source.",
+    ["source"],
+)
+POSTS_UNACKNOWLEDGED = Gauge(
+    "vigie_posts_unacknowledged",
+    "Posts handed to the producer that Kafka has not acknowledged yet, by source (they "
+    "wait in memory, within VIGIE_PRODUCER_BUFFER_BYTES, while Kafka is away).",
     ["source"],
 )
 SOURCE_ITEMS = Counter(
@@ -244,6 +255,32 @@ WATCHLIST_RELOAD_ERRORS = Counter(
 WATCHLIST_RELOAD_FAILING = Gauge(
     "vigie_watchlist_reload_failing",
     "1 while the watchlist file on disk is unusable and the worker runs an older version.",
+)
+
+# --- Link to Kafka (every process) ---------------------------------------------------------
+
+KAFKA_CONNECTED = Gauge(
+    "vigie_kafka_connected",
+    "1 while this process reaches Kafka, 0 from the first failed connection until Kafka "
+    "answers again, by client (the worker, or the source a producer sends for).",
+    ["client"],
+)
+KAFKA_OUTAGES = Counter(
+    "vigie_kafka_outages_total",
+    "Times this process lost its connection to Kafka, by client.",
+    ["client"],
+)
+KAFKA_OUTAGE_SECONDS = Counter(
+    "vigie_kafka_outage_seconds_total",
+    "Seconds spent without Kafka, by client (added when an outage ends).",
+    ["client"],
+    unit="seconds",
+)
+KAFKA_CLIENT_LOG_LINES_HELD = Counter(
+    "vigie_kafka_client_log_lines_held_total",
+    "Warnings and errors of the Kafka client libraries kept out of the log during an "
+    "outage, which is logged once when it starts and once when it ends, by client.",
+    ["client"],
 )
 
 # --- Kafka consumption (worker) -------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -17,10 +17,10 @@ from tqdm import tqdm
 
 from pipeline import metrics
 from pipeline.cli.exits import ConfigError
-from pipeline.cli.sources import SOURCE_COMMANDS
+from pipeline.cli.sources import SOURCE_COMMANDS, setup_logging
 from pipeline.generator import BrandProfile, Generator, Scenario
 from pipeline.limits import MAX_MESSAGE_BYTES, fits
-from pipeline.producer import PostProducer
+from pipeline.producer import PostProducer, ProducerAbandoned
 from pipeline.records import post_key
 from pipeline.replay import FileRecord, Pacer, read_records
 from pipeline.schema import parse_timestamp
@@ -34,10 +34,12 @@ def command() -> None:
 
 
 class _Interrupted:
-    """Turns Ctrl-C and SIGTERM into a flag so the loop stops, flushes and reports."""
+    """Turns Ctrl-C and SIGTERM into a flag so the loop stops, waits for Kafka's
+    acknowledgements and reports; a second signal gives up waiting (`on_second`)."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.on_second: Callable[[], None] | None = None
 
     def __enter__(self) -> _Interrupted:
         self._previous = {sig: signal.signal(sig, self._handle)
@@ -45,6 +47,8 @@ class _Interrupted:
         return self
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.signal is not None and self.on_second is not None:
+            self.on_second()
         self.signal = signum
 
     def __exit__(self, *_exc: object) -> None:
@@ -58,7 +62,12 @@ def _produce(records: Iterable[FileRecord], source: str, pacer: Pacer, total: in
 
     A record larger than any Kafka record Vigie writes is reported and skipped, and the
     rest is sent (a record over VIGIE_MAX_RECORD_BYTES but under that is sent: the
-    validate stage dead-letters it with its reason, like any other bad line)."""
+    validate stage dead-letters it with its reason, like any other bad line).
+
+    A broker outage only pauses it: posts wait in the producer (within
+    VIGIE_PRODUCER_BUFFER_BYTES, then sending blocks) until Kafka takes them.
+    """
+    setup_logging()
     kafka = KafkaSettings.from_env()
     metrics.start_http_server()  # VIGIE_METRICS_PORT; 0 (the default) serves nothing
     started = time.monotonic()
@@ -69,28 +78,37 @@ def _produce(records: Iterable[FileRecord], source: str, pacer: Pacer, total: in
     except KafkaError as exc:
         raise click.ClickException(
             f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from None
-    with _Interrupted() as interrupted, producer, tqdm(
+    with _Interrupted() as interrupted, tqdm(
         total=total, unit="post", disable=quiet, file=sys.stderr, mininterval=0.5
     ) as progress:
-        for record in records:
-            if interrupted.signal is not None:
-                break
-            pacer.wait(record.created_at)
-            if fits(record.key.encode(), record.value):
-                try:
-                    producer.send_raw(record.key, record.value)
-                    sent += 1
-                except MessageSizeTooLargeError:
+        interrupted.on_second = producer.abandon
+        try:
+            for record in records:
+                if interrupted.signal is not None:
+                    break
+                pacer.wait(record.created_at)
+                if fits(record.key.encode(), record.value):
+                    try:
+                        producer.send_raw(record.key, record.value)
+                        sent += 1
+                    except MessageSizeTooLargeError:
+                        too_large.append(_too_large(record))
+                else:
                     too_large.append(_too_large(record))
-            else:
-                too_large.append(_too_large(record))
-            progress.update(1)
-        if interrupted.signal is not None:
-            click.echo("interrupted: flushing what was sent…", err=True)
+                progress.update(1)
+        except ProducerAbandoned:
+            pass
+        finally:
+            if interrupted.signal is not None:
+                click.echo("interrupted: waiting for Kafka to acknowledge what was sent "
+                           "(Ctrl-C again to give up)…", err=True)
+            producer.close()
     elapsed = max(time.monotonic() - started, 1e-9)
+    undelivered = sent - producer.delivered
     summary = {
         "source": source, "topic": producer.topic, "sent": sent,
         "delivered": producer.delivered, "failed": producer.failed,
+        "not_acknowledged": undelivered - producer.failed,
         "seconds": round(elapsed, 3), "posts_per_s": round(producer.delivered / elapsed, 1),
         "interrupted": interrupted.signal is not None,
         "too_large": len(too_large),
@@ -104,10 +122,10 @@ def _produce(records: Iterable[FileRecord], source: str, pacer: Pacer, total: in
         click.echo(f"vigie ingest: {len(too_large)} record(s) over the {MAX_MESSAGE_BYTES} "
                    f"bytes of a Kafka record were skipped: {', '.join(too_large[:5])}"
                    f"{' …' if len(too_large) > 5 else ''}", err=True)
-    if producer.failed or producer.delivered != sent:
-        click.echo(f"vigie ingest: {sent - producer.delivered} of {sent} posts were not "
+    if undelivered:
+        click.echo(f"vigie ingest: {undelivered} of {sent} posts were not "
                    f"delivered to {producer.topic}", err=True)
-    if too_large or producer.failed or producer.delivered != sent:
+    if too_large or undelivered:
         sys.exit(1)
 
 

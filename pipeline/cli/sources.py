@@ -34,12 +34,13 @@ from pipeline.sources.base import (
 )
 from pipeline.sources.search_terms import BrandTerms, load_watch
 
-__all__ = ["SOURCE_COMMANDS"]
+__all__ = ["SOURCE_COMMANDS", "setup_logging"]
 
 log = logging.getLogger("vigie.sources")
 
 
-def _setup_logging() -> None:
+def setup_logging() -> None:
+    """Log lines on stderr at VIGIE_LOG_LEVEL, for every `vigie ingest` command."""
     level = LogSettings.from_env().level
     logging.basicConfig(
         level=level.upper(),
@@ -47,6 +48,9 @@ def _setup_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # kafka-python narrates every connection at INFO; its warnings are what matter (and
+    # an outage is summarised by pipeline.kafka_link).
+    logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
 def _start_metrics() -> None:
@@ -95,7 +99,7 @@ def _run(
     state_name: str | None,
 ) -> None:
     """Build the connector, run it until SIGTERM (or the end with --once), report."""
-    _setup_logging()
+    setup_logging()
     try:
         text_filter, terms = _watch(use_filter, watchlist)
         connector = build(terms)
@@ -337,7 +341,7 @@ def serve(host: str | None, port: int | None, dry_run: bool) -> None:
     """An authenticated HTTP endpoint for posts from any platform (token or HMAC)."""
     from pipeline.sources.push import PushServer, PushSettings
 
-    _setup_logging()
+    setup_logging()
     try:
         settings = PushSettings.from_env()
         if host:

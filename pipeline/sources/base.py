@@ -54,6 +54,7 @@ __all__ = [
     "Connector",
     "Delivery",
     "DeliveryError",
+    "DeliveryPending",
     "FatalSourceError",
     "MALFORMED",
     "Post",
@@ -114,6 +115,11 @@ class FatalSourceError(Exception):
 
 class DeliveryError(Exception):
     """The sink could not confirm that posts reached Kafka."""
+
+
+class DeliveryPending(DeliveryError):
+    """Nothing failed, but Kafka has not acknowledged (or taken) the posts yet: it may be
+    away. The sink keeps retrying; the resume state must not move past them."""
 
 
 # --------------------------------------------------------------------------- items
@@ -187,8 +193,10 @@ class Delivery(Protocol):
 class PostSink(Protocol):
     """Where posts go: Kafka in production (`KafkaSink`), a list in tests (`MemorySink`).
 
-    `send` may block briefly (Kafka client buffers); `flush` blocks until everything
-    sent so far is acknowledged and raises DeliveryError if anything failed.
+    `send` may block briefly (Kafka client buffers) and raises DeliveryPending when it
+    cannot take a post now (Kafka away, memory bound reached); `flush` blocks until
+    everything sent so far is acknowledged and raises DeliveryError if anything failed,
+    DeliveryPending if something is still unacknowledged after `timeout`.
     """
 
     def send(self, post: Post) -> Delivery: ...
@@ -651,31 +659,33 @@ class SourceRunner:
             self.report.invalid += 1
             _metric_inc("SOURCE_ITEMS", source, "invalid")
             self._reject(item.rejected, item.raw)
-        elif item.post is not None:
-            await self._deliver(item.post)
+        elif item.post is not None and not await self._deliver(item.post):
+            return  # stopped while Kafka could not take it: its state must not count
         if item.state:
             deep_merge(self.cursor, item.state)
             self._pending_since_checkpoint += 1
 
-    async def _deliver(self, post: Post) -> None:
+    async def _deliver(self, post: Post) -> bool:
+        """Hand one post to the sink (or count why not); False only when the runner was
+        stopped while waiting for Kafka to take it."""
         source = self.connector.name
         key = post_key(post)
         if key in self.recent:
             self.report.duplicate += 1
             _metric_inc("SOURCE_ITEMS", source, "duplicate")
-            return
+            return True
         text = str(post.get("text") or "")
         if not text.strip() or (self.text_filter is not None and not self.text_filter(text)):
             # Nothing to read (image-only posts) or no brand of the watchlist in it.
             self.report.filtered += 1
             _metric_inc("SOURCE_ITEMS", source, "filtered")
-            return
+            return True
         problems = _schema_problems(post)
         if problems:
             self.report.invalid += 1
             _metric_inc("SOURCE_ITEMS", source, "invalid")
             self._reject(f"{key}: {problems}", _snippet(post))
-            return
+            return True
         size = len(json.dumps(post, ensure_ascii=False).encode())
         if size > self.settings.max_record_bytes:
             self.report.invalid += 1
@@ -685,13 +695,21 @@ class SourceRunner:
                 f" ({self.settings.max_record_bytes})",
                 _snippet(post),
             )
-            return
-        try:
-            await asyncio.to_thread(self.sink.send, post)
-        except DeliveryError as exc:
-            raise FatalSourceError(
-                f"{self.name}: Kafka refused a post ({exc}); the resume state was not advanced"
-            ) from None
+            return True
+        while True:
+            try:
+                await asyncio.to_thread(self.sink.send, post)
+                break
+            except DeliveryPending:
+                # Kafka is away and the producer's memory bound is reached: wait for it
+                # (the producer logs the outage once), unless asked to stop.
+                if self._stop.is_set():
+                    return False
+            except DeliveryError as exc:
+                raise FatalSourceError(
+                    f"{self.name}: Kafka refused a post ({exc}); the resume state was not"
+                    " advanced"
+                ) from None
         self.recent.add(key)
         self._pending_since_checkpoint += 1
         self.report.produced += 1
@@ -701,6 +719,7 @@ class SourceRunner:
             self._newest_created = created
         if self._newest_created is not None:
             _metric_set("SOURCE_LAG_SECONDS", source, max(0.0, time.time() - self._newest_created))
+        return True
 
     def _reject(self, reason: str, raw: str | None) -> None:
         entry = {
@@ -721,6 +740,11 @@ class SourceRunner:
 
     # -- checkpoints
 
+    def _flush_wait(self, final: bool) -> float:
+        # A periodic checkpoint does not hold the reader up for long while Kafka is away;
+        # the final one gives it the whole flush_timeout.
+        return self.settings.flush_timeout if final else min(self.settings.flush_timeout, 5.0)
+
     def _checkpoint_due(self) -> bool:
         return self._pending_since_checkpoint >= self.settings.checkpoint_items or (
             self._pending_since_checkpoint > 0
@@ -732,13 +756,27 @@ class SourceRunner:
         async with self._lock:
             if not self._pending_since_checkpoint and not force:
                 return
-            try:
-                await asyncio.to_thread(self.sink.flush, self.settings.flush_timeout)
-            except DeliveryError as exc:
-                raise FatalSourceError(
-                    f"{self.name}: Kafka did not acknowledge posts ({exc}); the resume state"
-                    " was not advanced, so a restart re-reads them"
-                ) from None
+            while True:
+                try:
+                    await asyncio.to_thread(self.sink.flush, self._flush_wait(force))
+                    break
+                except DeliveryPending as exc:
+                    # Kafka is away: the posts stay in the producer, which retries them.
+                    # The saved state stays at the last acknowledged post; a periodic
+                    # checkpoint tries again later, the final one waits unless stopped.
+                    if not force:
+                        return
+                    if self._stop.is_set():
+                        raise FatalSourceError(
+                            f"{self.name}: stopped while Kafka was away ({exc}); the resume"
+                            " state stays at the last acknowledged post, so a restart"
+                            " fetches the rest again"
+                        ) from None
+                except DeliveryError as exc:
+                    raise FatalSourceError(
+                        f"{self.name}: Kafka did not acknowledge posts ({exc}); the resume"
+                        " state was not advanced, so a restart re-reads them"
+                    ) from None
             snapshot = {"cursor": self._cursor_view(), "recent_keys": self.recent.snapshot()}
             # A cancelled await would not stop the thread: let the write finish before the
             # lock is released, so the next checkpoint (the final one) saves after it.

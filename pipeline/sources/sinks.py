@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from pipeline.sources.base import DeliveryError, Post, post_key
+from pipeline.sources.base import DeliveryError, DeliveryPending, Post, post_key
 
 __all__ = ["DoneDelivery", "KafkaSink", "MemorySink", "PrintSink"]
 
@@ -74,11 +74,13 @@ class _FutureDelivery:
 
 
 class KafkaSink:
-    """Posts to `posts.raw` through the lead's `PostProducer` (acks=all, idempotent).
+    """Posts to `posts.raw` through `PostProducer` (acks=all, idempotent, waits out outages).
 
-    `flush` waits for every send since the previous flush and raises DeliveryError unless
-    each one was acknowledged, so the runner never advances its cursor past a lost post
-    (the producer's own flush only logs a timeout; the futures tell the truth).
+    `flush` waits for every send since the previous flush: DeliveryError if one failed,
+    DeliveryPending if some are not acknowledged yet (Kafka away: they stay in the
+    producer and are retried), so the runner never advances its cursor past a post that
+    is not on Kafka. `send` raises DeliveryPending when the producer's memory bound stays
+    full for a second, so that a caller can stop instead of blocking for the outage.
     """
 
     def __init__(self, settings: Any = None, source: str = "source") -> None:
@@ -93,9 +95,13 @@ class KafkaSink:
     def send(self, post: Post) -> _FutureDelivery:
         from kafka.errors import KafkaError
 
+        from pipeline.producer import BufferFull
+
         try:
-            future = self._producer.send(post)
-        except KafkaError as exc:  # refused before sending: size, metadata timeout
+            future = self._producer.send(post, block_s=1.0)
+        except BufferFull as exc:
+            raise DeliveryPending(f"Kafka has not taken earlier posts yet ({exc})") from None
+        except KafkaError as exc:  # refused before sending: size, abandoned
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
         with self._lock:
             self._pending.append(future)
@@ -111,19 +117,26 @@ class KafkaSink:
         self._producer.flush(timeout)
         unconfirmed = [f for f in pending if not f.is_done]
         failed = [f for f in pending if f.is_done and f.failed()]
-        if unconfirmed or failed:
+        if unconfirmed:
             with self._lock:  # keep them for the next flush's verdict
                 self._pending = unconfirmed + self._pending
-            first = failed[0].exception if failed else None
+        if failed:
+            first = failed[0].exception
             raise DeliveryError(
-                f"{len(failed)} post(s) failed, {len(unconfirmed)} not acknowledged in time"
-                + (f" ({type(first).__name__}: {first})" if first is not None else "")
+                f"{len(failed)} post(s) failed, {len(unconfirmed)} not acknowledged yet"
+                f" ({type(first).__name__}: {first})"
             )
+        if unconfirmed:
+            raise DeliveryPending(f"{len(unconfirmed)} post(s) not acknowledged by Kafka yet")
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
+        """Close after at most `timeout` s more of waiting: the runner has already waited
+        (and kept its cursor before anything still unacknowledged)."""
         if self._closed:
             return
         self._closed = True
+        if not self._producer.wait_delivered(timeout):
+            self._producer.abandon()
         self._producer.close()
 
 

@@ -19,6 +19,7 @@ from pipeline.sources.base import (
     Backoff,
     BackoffPolicy,
     Connector,
+    DeliveryPending,
     FatalSourceError,
     RateLimited,
     RecentKeys,
@@ -215,6 +216,71 @@ def test_stop_flushes_and_saves_then_returns(tmp_path: Path) -> None:
     asyncio.run(scenario())
     assert sink.flushes >= 1
     assert json.loads((tmp_path / "scripted.json").read_text())["cursor"] == {"pos": 1}
+
+
+class KafkaAwaySink(MemorySink):
+    """A sink whose Kafka is away until `back` is set: flushes stay unconfirmed and, past
+    `room` posts, sends are refused for now (the producer's memory bound)."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+        self.back = threading.Event()
+
+    def send(self, post: dict[str, Any]) -> Any:
+        if not self.back.is_set() and len(self.posts) >= self.room:
+            self.back.wait(0.05)
+            raise DeliveryPending("memory bound reached")
+        return super().send(post)
+
+    def flush(self, timeout: float | None = None) -> None:
+        if not self.back.wait(min(timeout or 0.05, 0.05)):
+            raise DeliveryPending(f"{len(self.posts)} post(s) not acknowledged yet")
+        super().flush(timeout)
+
+
+def test_a_kafka_outage_keeps_the_last_acknowledged_state_and_the_run_going(
+    tmp_path: Path,
+) -> None:
+    StateStore(tmp_path / "scripted.json").save({"cursor": {"pos": 0}, "recent_keys": []})
+    items = [SourceItem.ok(post(n), {"pos": n}) for n in range(1, 7)]
+    connector = ScriptedConnector([items])
+    sink = KafkaAwaySink(room=3)
+    quick = RunnerSettings(state_dir=tmp_path, backoff_scale=0.0, checkpoint_items=1)
+
+    async def scenario() -> Any:
+        runner = SourceRunner(connector, sink, quick, once=True)
+        task = asyncio.create_task(runner.run())
+        await asyncio.to_thread(sink.wait_for, 3, 5)
+        await asyncio.sleep(0.5)  # checkpoints come and go while Kafka is away
+        assert not task.done(), "an outage is not fatal"
+        saved = json.loads((tmp_path / "scripted.json").read_text())
+        assert saved["cursor"] == {"pos": 0}, "nothing acknowledged, nothing saved"
+        assert len(sink.posts) == 3, "the memory bound holds the rest back"
+        sink.back.set()
+        return await asyncio.wait_for(task, 5)
+
+    report = asyncio.run(scenario())
+    assert report.produced == 6 and sink.keys == [f"other:{n}" for n in range(1, 7)]
+    assert json.loads((tmp_path / "scripted.json").read_text())["cursor"] == {"pos": 6}
+
+
+def test_a_stop_during_an_outage_keeps_the_state_where_kafka_acknowledged(tmp_path: Path) -> None:
+    StateStore(tmp_path / "scripted.json").save({"cursor": {"pos": 0}, "recent_keys": []})
+    connector = ScriptedConnector([[SourceItem.ok(post(n), {"pos": n}) for n in (1, 2, 3)]])
+    sink = KafkaAwaySink(room=2)
+    quick = RunnerSettings(state_dir=tmp_path, backoff_scale=0.0, flush_timeout=0.2)
+
+    async def scenario() -> None:
+        runner = SourceRunner(connector, sink, quick)
+        task = asyncio.create_task(runner.run())
+        await asyncio.to_thread(sink.wait_for, 2, 5)
+        runner.stop("SIGTERM")
+        with pytest.raises(FatalSourceError, match="restart fetches the rest again"):
+            await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+    assert json.loads((tmp_path / "scripted.json").read_text())["cursor"] == {"pos": 0}
 
 
 def test_filter_blank_text_invalid_posts_and_rejects(tmp_path: Path) -> None:
