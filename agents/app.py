@@ -17,6 +17,7 @@ import faust
 from aiohttp.web import Response
 
 from agents.topics import Topics, declare_topics
+from agents.transport import VigieApp
 from pipeline import metrics
 from pipeline.kafka_clients import faust_credentials
 from pipeline.limits import MAX_MESSAGE_BYTES
@@ -45,7 +46,7 @@ def create_app(
     worker = worker or WorkerSettings.from_env()
     worker.state_dir.mkdir(parents=True, exist_ok=True)
     watchlist = WatchlistWatcher(worker.watchlist)  # a bad file stops here, before Kafka
-    app = faust.App(
+    app = VigieApp(
         worker.app_id,
         broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(kafka),
