@@ -217,7 +217,7 @@ async def aiokafka_answers(settings: KafkaSettings, timeout_s: float = 5.0) -> b
     the probe does not depend on the state of the clients that saw the outage)."""
     from aiokafka import AIOKafkaClient
 
-    from pipeline.notify.kafka_store import aiokafka_config
+    from pipeline.kafka_clients import aiokafka_config
 
     client = AIOKafkaClient(**aiokafka_config(settings), client_id="vigie-kafka-probe",
                             request_timeout_ms=int(timeout_s * 1000))
