@@ -47,7 +47,11 @@ class _Interrupted:
         return self
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.signal is not None and self.on_second is not None:
+        if self.signal is None:
+            # Said at once: a send may be waiting for Kafka (an outage) for a long time.
+            click.echo("interrupted: waiting for Kafka to acknowledge what was sent "
+                       "(Ctrl-C again to give up)…", err=True)
+        elif self.on_second is not None:
             self.on_second()
         self.signal = signum
 
@@ -99,9 +103,6 @@ def _produce(records: Iterable[FileRecord], source: str, pacer: Pacer, total: in
         except ProducerAbandoned:
             pass
         finally:
-            if interrupted.signal is not None:
-                click.echo("interrupted: waiting for Kafka to acknowledge what was sent "
-                           "(Ctrl-C again to give up)…", err=True)
             producer.close()
     elapsed = max(time.monotonic() - started, 1e-9)
     undelivered = sent - producer.delivered

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.generator import BrandProfile, Generator
 from pipeline.kafka_local import LocalKafka
@@ -46,6 +47,23 @@ def own_env(broker: LocalKafka, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def wait_for_records(broker: LocalKafka, topic: str, count: int, timeout_s: float = 60) -> None:
+    """Until `topic` holds `count` records: the producer is up and delivering (a slow
+    start on a busy machine must not meet the outage before it has even connected)."""
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+            if sum(ends.values()) >= count:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{topic} did not reach {count} records in {timeout_s} s")
+    finally:
+        consumer.close()
+
+
 def keys_on(broker: LocalKafka, topic: str) -> list[str]:
     consumer = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=None,
                              auto_offset_reset="earliest", consumer_timeout_ms=5000)
@@ -72,7 +90,7 @@ def test_ingest_rides_through_an_outage_longer_than_the_delivery_timeout(own_bro
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        time.sleep(4)  # some posts delivered before the broker goes away
+        wait_for_records(own_broker, settings.topic("posts.raw"), 300)  # then it goes away
         assert ingest.poll() is None
         own_broker.stop()
         time.sleep(OLD_DELIVERY_TIMEOUT_S + 15)
@@ -97,6 +115,40 @@ def test_ingest_rides_through_an_outage_longer_than_the_delivery_timeout(own_bro
     assert sum("sending paused" in line for line in lines) >= 1, err[-3000:]
     assert len(lines) <= 10, err[-3000:]
     assert "Traceback" not in err
+
+
+def test_a_second_ctrl_c_gives_up_waiting_for_kafka_and_says_what_was_not_delivered(
+        own_broker, tmp_path):
+    settings = KafkaSettings(bootstrap_servers=own_broker.bootstrap, topic_prefix="o.",
+                             partitions=4)
+    ensure_topics(settings, ["posts.raw"])
+    brands = [BrandProfile("acme", ("ACME",), ("#acme",), ("@acme",), base_per_minute=60.0)]
+    posts = list(Generator(brands, datetime(2026, 3, 2, 11, tzinfo=UTC), seed=6).posts(30))
+    path = tmp_path / "posts.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(p) + b"\n" for p in posts))
+    ingest = subprocess.Popen(
+        [*vigie_command(), "ingest", "file", str(path), "--rate", "100", "--quiet"],
+        env=own_env(own_broker, tmp_path), cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for_records(own_broker, settings.topic("posts.raw"), 100)
+        own_broker.stop()
+        time.sleep(3)
+        ingest.send_signal(signal.SIGINT)
+        time.sleep(2)
+        assert ingest.poll() is None, f"the first Ctrl-C waits for Kafka: {ingest.communicate()}"
+        ingest.send_signal(signal.SIGINT)
+        out, err = ingest.communicate(timeout=60)
+    finally:
+        if ingest.poll() is None:
+            ingest.kill()
+    assert ingest.returncode == 1, err[-3000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["interrupted"] is True and 0 < summary["delivered"] < summary["sent"]
+    assert summary["failed"] + summary["not_acknowledged"] == summary["sent"] - summary["delivered"]
+    assert f"{summary['sent'] - summary['delivered']} of {summary['sent']} posts were not" in err
+    assert "Traceback" not in err, err[-3000:]
 
 
 def metric(text: str, name: str, client: str) -> float:
