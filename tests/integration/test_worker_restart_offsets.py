@@ -15,7 +15,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.producer import PostProducer
-from pipeline.schema import post_key
+from pipeline.records import post_key
 from tests.integration.test_ingest_validate import consume, generated_posts, produce
 
 
