@@ -210,9 +210,10 @@ def test_worker_logs_an_outage_once_and_measures_it(own_broker, tmp_path, start_
         post_key(p) for p in posts)
 
     worker.stop()  # its log is complete once it exited
-    during = lines_between(worker.log(), stopped_at, back_at)
-    # The old worker wrote about 100 lines/s here (8,000/s with every agent under load);
-    # the broker's own shutdown still earns a few coordinator warnings.
+    during = [line for line in lines_between(worker.log(), stopped_at, back_at)
+              if "[WARNING]" in line or "[ERROR]" in line]
+    # The old worker wrote about 100 such lines/s here (8,000/s with every agent under
+    # load); the broker's own shutdown still earns a few coordinator warnings.
     assert 0 < len(during) <= 25, "\n".join(during[:40])
     assert sum("does not answer" in line for line in during) == 1, "\n".join(during[:40])
     assert sum("answers again" in line for line in worker.log().splitlines()) == 1
