@@ -60,6 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from pipeline.generator import BrandProfile, Generator  # noqa: E402
+from pipeline.kafka_local import LocalKafka  # noqa: E402
 from pipeline.settings import KafkaSettings  # noqa: E402
 from pipeline.topics import INCIDENTS, MENTIONS_SCORED, POSTS_RAW, POSTS_VALID  # noqa: E402
 from pipeline.watchlist import parse_watchlist  # noqa: E402
@@ -509,6 +510,9 @@ def main() -> None:
     parser.add_argument("--drain-s", type=float, default=180.0)
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: rates 500,1500,3000 for 15 s each, hold 15 s")
+    parser.add_argument("--own-broker", action="store_true",
+                        help="start a private broker on free ports (own state, stopped at "
+                        "the end) instead of using --bootstrap")
     parser.add_argument("--matched-share", type=float, default=0.1,
                         help="share of posts that mention a watched brand (1.0: every post "
                         "is scored, to load the model)")
@@ -526,6 +530,22 @@ def main() -> None:
         if getattr(args, name) is None:
             setattr(args, name, value)
 
+    broker = None
+    if args.own_broker:
+        # A shared broker carries everyone's topics (and may run out of heap); a private
+        # one measures this pipeline alone.
+        broker = LocalKafka(free_port(), free_port(),
+                            Path(tempfile.mkdtemp(prefix="vigie-bench-kafka-")), heap="1g")
+        broker.start(wait_s=120)
+        args.bootstrap = broker.bootstrap
+    try:
+        run(args)
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+def run(args: argparse.Namespace) -> None:
     args.unwatched = round(WATCHED / args.matched_share) - WATCHED
     pool = make_pool(unwatched=args.unwatched)
     watchlist = parse_watchlist(watchlist_yaml())
