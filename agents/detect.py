@@ -1,11 +1,15 @@
 """The `detect` agent: mentions.scored (key = brand) -> per-brand detector -> incidents.
 
 Each brand's detector state lives in a Faust table keyed by brand id, so it is restored
-from its changelog after a restart or a rebalance. Intervals follow event time (the
-posts' created_at): a mention later than the open interval closes the intervals before
-it, empty ones included (an interval without posts is a zero). So that a quiet brand's
-intervals close on time too, each worker regularly puts a clock tick for every watched
-brand on mentions.scored, keyed by brand, which lands in the brand's own partition.
+from its changelog after a restart or a rebalance. Intervals follow event time (the posts'
+created_at) as far as the watermark allows (models/detection/clock.py): the score stage's
+clock ticks, which land in each brand's partition behind its mentions, say how far every
+partition of posts.valid has been read, and an interval closes once every partition that
+still holds unread posts has passed its end. A mention of a later interval is held (in a
+table of its own, one tally per brand and interval) until its interval opens; no mention
+moves the clock, so a backfill read faster on one partition than another loses nothing,
+and a post dated a day ahead closes nobody's interval. Each mention of the open interval
+is judged at once (early firing), so a steep wave is reported before its interval closes.
 
 A restart re-reads the mentions after the last committed offset; the state remembers the
 offset of the last record it counted, so nothing is counted twice, and incident events
@@ -26,71 +30,47 @@ import orjson
 
 from agents.app import AgentContext
 from agents.outlet import Outlet
-from models.detection import BrandMonitor, DetectorConfig
+from models.detection import BrandClock, BrandMonitor, DetectorConfig
 from pipeline import metrics
 from pipeline.deadletter import dead_letter, dead_letter_key
 from pipeline.detect_settings import DetectionSettings
+from pipeline.mentions import TICK_SCHEMA_VERSION
 from pipeline.schema import FieldError, parse_timestamp
+from pipeline.topics import MENTIONS_DLQ
 from pipeline.watchlist import Watchlist
 
 log = logging.getLogger(__name__)
 STAGE = "detect"
-# After a long silence (a stopped pipeline, a replay of old data) the detector jumps
-# instead of closing every missed interval one by one.
-MAX_INTERVALS_PER_STEP = 1440
 # How long a counted (brand, post) pair is remembered: re-scored mentions come within
 # seconds or minutes of the originals, and any later than the allowed lateness is
 # dead-lettered as too late anyway. (Kept for one to two hours: tumbling windows.)
 RECOUNT_HORIZON = timedelta(hours=1)
 
 
-def tick_record(clock: datetime) -> bytes:
-    return orjson.dumps({"schema_version": 1, "tick": clock.isoformat()})
+class BrandState:
+    """One brand's monitor, clock and last counted offset: the table value."""
 
-
-def interval_start(moment: datetime, seconds: int) -> datetime:
-    epoch = int(moment.timestamp())
-    return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
-
-
-class BrandClock:
-    """One brand's monitor plus where its open interval starts; the table value."""
-
-    def __init__(self, monitor: BrandMonitor, open_start: datetime | None, last_offset: int):
+    def __init__(self, monitor: BrandMonitor, clock: BrandClock, last_offset: int):
         self.monitor = monitor
-        self.open_start = open_start
+        self.clock = clock
         self.last_offset = last_offset
 
     def to_state(self) -> dict[str, Any]:
-        return {"monitor": self.monitor.to_state(),
-                "open_start": self.open_start.isoformat() if self.open_start else None,
+        return {"monitor": self.monitor.to_state(), "clock": self.clock.to_state(),
                 "last_offset": self.last_offset}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], config: DetectorConfig) -> BrandClock:
-        open_start = state.get("open_start")
+    def from_state(cls, state: dict[str, Any], config: DetectorConfig,
+                   lateness: timedelta) -> BrandState:
+        # States written before the watermark kept only `open_start` beside the monitor.
+        clock_state = state.get("clock") or {"open_start": state.get("open_start")}
         return cls(BrandMonitor.from_state(state["monitor"], config),
-                   datetime.fromisoformat(open_start) if open_start else None,
+                   BrandClock.from_state(clock_state, config.interval_seconds, lateness),
                    int(state.get("last_offset", -1)))
 
-    def advance(self, until: datetime, seconds: int) -> list[dict[str, Any]]:
-        """Close every interval that ends at or before `until`; returns incident events."""
-        events: list[dict[str, Any]] = []
-        if self.open_start is None:
-            self.open_start = interval_start(until, seconds)
-            return events
-        step = timedelta(seconds=seconds)
-        due = int((until - self.open_start) / step)
-        if due > MAX_INTERVALS_PER_STEP:
-            # Close the open interval, then skip the silence in one go.
-            events += self.monitor.close_interval(self.open_start, self.open_start + step)
-            self.open_start = interval_start(until, seconds) - step * (MAX_INTERVALS_PER_STEP - 1)
-            due = MAX_INTERVALS_PER_STEP - 1
-        for _ in range(max(0, due)):
-            end = self.open_start + step
-            events += self.monitor.close_interval(self.open_start, end)
-            self.open_start = end
-        return events
+
+def held_key(brand_id: str, start: datetime) -> str:
+    return f"{brand_id}|{int(start.timestamp())}"
 
 
 def register(context: AgentContext) -> None:
@@ -98,7 +78,7 @@ def register(context: AgentContext) -> None:
     settings = DetectionSettings.from_env()
     base_config = settings.to_config()
     configs: dict[str, DetectorConfig] = {}
-    live: dict[str, BrandClock] = {}
+    live: dict[str, BrandState] = {}
 
     def use_watchlist(watchlist: Watchlist) -> None:
         """Per-brand settings from this watchlist version: a new brand is counted from its
@@ -116,18 +96,18 @@ def register(context: AgentContext) -> None:
     lateness = timedelta(seconds=settings.allowed_lateness_seconds)
     states = app.Table("brand-detectors", default=None, partitions=context.kafka.partitions,
                        help="per-brand detector state")
+    held = app.Table("mentions-held", default=None, partitions=context.kafka.partitions,
+                     help="tallies of mentions waiting for their interval to open")
     counted = app.Table(
         "mentions-counted", default=int, partitions=context.kafka.partitions,
         help="(brand, post) pairs counted by the detector recently",
     ).tumbling(RECOUNT_HORIZON, expires=RECOUNT_HORIZON * 2)
-    newest_event = [datetime.min.replace(tzinfo=UTC)]  # for the event clock
-    wall_clock = settings.clock == "wall"
 
-    incidents_out = Outlet(topics.incidents, topics.mentions_dlq, "mentions.dlq", STAGE)
-    dead_out = Outlet(topics.mentions_dlq, topics.mentions_dlq, "mentions.dlq", STAGE)
+    incidents_out = Outlet(topics.incidents, topics.mentions_dlq, MENTIONS_DLQ, STAGE)
+    dead_out = Outlet(topics.mentions_dlq, topics.mentions_dlq, MENTIONS_DLQ, STAGE)
 
-    def clock_for(brand_id: str, state: dict[str, Any] | None) -> BrandClock:
-        """The brand's clock: the live object while the table agrees with it, else rebuilt
+    def state_for(brand_id: str, state: dict[str, Any] | None) -> BrandState:
+        """The brand's state: the live object while the table agrees with it, else rebuilt
         from the table (after a restart, or when the partition comes back from another
         worker), which saves parsing the whole state on every mention."""
         cached = live.get(brand_id)
@@ -137,11 +117,37 @@ def register(context: AgentContext) -> None:
         config = configs[brand_id]
         if state is None:
             brand = context.watchlist.watchlist.brands[brand_id]
-            clock = BrandClock(BrandMonitor(brand_id, brand.name, config), None, -1)
+            current = BrandState(BrandMonitor(brand_id, brand.name, config),
+                                 BrandClock(config.interval_seconds, lateness), -1)
         else:
-            clock = BrandClock.from_state(state, config)
-        live[brand_id] = clock
-        return clock
+            current = BrandState.from_state(state, config, lateness)
+        live[brand_id] = current
+        return current
+
+    def add_held(brand_id: str, brand: BrandState, start: datetime) -> str:
+        """Add to the open interval what was held for it; returns the table key used."""
+        key = held_key(brand_id, start)
+        tally = held.get(key)
+        if tally is not None:
+            brand.monitor.open_held(tally["tally"])
+        return key
+
+    def advance(brand_id: str, brand: BrandState) -> tuple[list[dict[str, Any]], list[str]]:
+        """Close what the watermark allows; returns the events and the held keys used up."""
+        events: list[dict[str, Any]] = []
+        used: list[str] = []
+        until = brand.clock.watermark.value()
+        if until is None:
+            return events, used
+        for interval in brand.clock.advance(until):
+            if interval.held:
+                used.append(add_held(brand_id, brand, interval.start))
+            events += brand.monitor.close_interval(interval.start, interval.end)
+        start = brand.clock.open_start
+        if start is not None and brand.clock.take_open_held():
+            used.append(add_held(brand_id, brand, start))
+            events += brand.monitor.judge_open(start, until)
+        return events, used
 
     async def emit(brand_id: str, events: list[dict[str, Any]]) -> None:
         for event in events:
@@ -149,8 +155,8 @@ def register(context: AgentContext) -> None:
                                            severity=event["severity"]).inc()
             await incidents_out.send(brand_id.encode(), orjson.dumps(event))
 
-    def export_gauges(brand_id: str, clock: BrandClock, events: list[dict[str, Any]]) -> None:
-        trend = clock.monitor.trend
+    def export_gauges(brand_id: str, brand: BrandState, events: list[dict[str, Any]]) -> None:
+        trend = brand.monitor.trend
         if trend:
             last = trend[-1]
             metrics.BRAND_OBSERVED.labels(brand=brand_id, measure="mentions").set(last["mentions"])
@@ -169,11 +175,10 @@ def register(context: AgentContext) -> None:
         await dead_out.send(dead_letter_key(event.key), dead_letter(
             STAGE, [FieldError("$", message)], key=event.key, original=event.value,
             topic=record.topic, partition=record.partition, offset=record.offset,
-            reason=reason, dlq="mentions.dlq"))
+            reason=reason, dlq=MENTIONS_DLQ))
 
     @app.agent(topics.mentions_scored, name="detect")
     async def detect(stream: faust.StreamT) -> None:
-        seconds = base_config.interval_seconds
         async for event in stream.events():
             brand_id = (event.key or b"").decode("utf-8", "replace")
             offset = event.message.offset
@@ -183,57 +188,70 @@ def register(context: AgentContext) -> None:
             try:
                 record = orjson.loads(event.value)
                 tick = record.get("tick")
-                moment = parse_timestamp(tick or record.get("created_at"))
+                moment = None if tick else parse_timestamp(record.get("created_at"))
+                if moment is not None:
+                    moment = moment.astimezone(UTC)
             except (orjson.JSONDecodeError, AttributeError, ValueError, OverflowError) as exc:
                 await dead(event, "invalid_mention", str(exc))
                 continue
-            clock = clock_for(brand_id, states.get(brand_id))
-            if offset <= clock.last_offset:
+            brand = state_for(brand_id, states.get(brand_id))
+            if offset <= brand.last_offset:
                 continue  # counted before a restart
-            post_key = None if tick else record.get("post_key")
+            if tick:
+                if record.get("schema_version") != TICK_SCHEMA_VERSION:
+                    continue  # a tick of an older version carries no progress
+                try:
+                    brand.clock.watermark.merge(record["progress"])
+                except (KeyError, TypeError, ValueError) as exc:
+                    await dead(event, "invalid_tick", str(exc))
+                    continue
+                brand.last_offset = offset
+                events, used = advance(brand_id, brand)
+                await emit(brand_id, events)
+                states[brand_id] = brand.to_state()
+                for key in used:  # after the state: a crash between them loses nothing
+                    held.pop(key, None)
+                export_gauges(brand_id, brand, events)
+                continue
+
+            assert moment is not None
+            post_key = record.get("post_key")
             pair = f"{brand_id}|{post_key}" if post_key else None
             if pair is not None:
                 window = counted[pair]
                 if window.current() or window.delta(RECOUNT_HORIZON):
                     metrics.MENTIONS_RECOUNTED.labels(brand=brand_id).inc()
                     continue  # the same post, scored again after a score worker restart
-            clock.last_offset = offset
+            placement = brand.clock.place(moment)
             events: list[dict[str, Any]] = []
-            if tick:
-                events = clock.advance(moment, seconds)
-            else:
-                newest_event[0] = max(newest_event[0], moment)
-                if clock.open_start is None or moment >= clock.open_start:
-                    # On the wall clock a post from a fast source clock must not close
-                    # intervals that have not happened yet.
-                    until = min(moment, datetime.now(UTC)) if wall_clock else moment
-                    events = clock.advance(until, seconds)
-                elif clock.open_start - moment > lateness:
-                    await dead(event, "too_late", f"created_at {moment.isoformat()} is more "
-                               f"than {lateness} before the open interval")
-                    states[brand_id] = clock.to_state()
-                    continue
-                # A mention late by less than the allowed lateness counts in the open one.
-                try:
-                    clock.monitor.add_mention(record)
-                except ValueError as exc:
-                    await dead(event, "invalid_mention", str(exc))
+            if placement.kind == "too_late":
+                brand.last_offset = offset
+                await dead(event, "too_late", f"created_at {moment.isoformat()} is more than "
+                           f"{lateness} before the open interval "
+                           f"({brand.clock.open_start.isoformat()})")
+                states[brand_id] = brand.to_state()
+                continue
+            try:
+                if placement.kind == "held":
+                    assert placement.start is not None
+                    key = held_key(brand_id, placement.start)
+                    tally = held.get(key)
+                    if tally is None or tally["offset"] < offset:  # else counted before a crash
+                        held[key] = {"tally": brand.monitor.hold_mention(
+                            None if tally is None else tally["tally"], record), "offset": offset}
+                    brand.clock.hold(placement.start)
+                else:
+                    # A mention late by less than the allowed lateness counts in the open one.
+                    brand.monitor.add_mention(record)
+                    start = brand.clock.open_start
+                    assert start is not None
+                    events = brand.monitor.judge_open(start, moment)
+            except ValueError as exc:
+                await dead(event, "invalid_mention", str(exc))
+            brand.last_offset = offset
             await emit(brand_id, events)
-            states[brand_id] = clock.to_state()
+            states[brand_id] = brand.to_state()
             if pair is not None:
                 counted[pair] = 1  # after the state: a crash between them re-counts nothing
-            if events or tick:
-                export_gauges(brand_id, clock, events)
-
-    @app.timer(interval=settings.tick_seconds)
-    async def send_ticks() -> None:
-        if wall_clock:
-            now = datetime.now(UTC) - timedelta(seconds=settings.tick_seconds)
-        elif newest_event[0].year > 1:
-            now = newest_event[0] - lateness
-        else:
-            return
-        value = tick_record(now)
-        for brand_id in list(configs):  # a reload may change it between sends
-            await topics.mentions_scored.send(key=brand_id.encode(), value=value)
-
+            if events:
+                export_gauges(brand_id, brand, events)

@@ -3,6 +3,11 @@
 Posts are taken in batches so that the model sees full batches; inference runs in one
 worker thread so that the event loop keeps heart-beating while the model works. A post
 that mentions no watched brand stops here; one that mentions two brands gives two mentions.
+
+The detector's clock comes from here: every `VIGIE_DETECT_TICK_SECONDS` each score worker
+puts a tick on `mentions.scored` for every watched brand (keyed by brand, so behind that
+brand's mentions in its partition) that reports how far it has read each partition of
+`posts.valid` it holds (models/detection/clock.py, `SourceProgress`).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -18,10 +24,12 @@ import orjson
 
 from agents.app import AgentContext
 from agents.outlet import Outlet
+from models.detection import SourceProgress
 from pipeline import metrics
 from pipeline.deadletter import dead_letter, dead_letter_key
-from pipeline.mentions import mention_record
-from pipeline.schema import FieldError
+from pipeline.detect_settings import DetectionSettings
+from pipeline.mentions import mention_record, tick_record
+from pipeline.schema import FieldError, parse_timestamp
 from pipeline.sentiment_settings import SentimentSettings
 from pipeline.topics import MENTIONS_DLQ, POSTS_DLQ
 
@@ -41,6 +49,19 @@ def register(context: AgentContext) -> None:
     mentions_out = Outlet(topics.mentions_scored, topics.mentions_dlq, MENTIONS_DLQ, STAGE)
     posts_dead_out = Outlet(topics.posts_dlq, topics.posts_dlq, POSTS_DLQ, STAGE)
     mentions_dead_out = Outlet(topics.mentions_dlq, topics.mentions_dlq, MENTIONS_DLQ, STAGE)
+    tick_seconds = DetectionSettings.from_env().tick_seconds
+    progress = SourceProgress()
+    source_topic = topics.posts_valid.get_topic_name()
+
+    def observe(events: list[Any]) -> None:
+        """Count the batch as read, once whatever it gave has been sent."""
+        now = datetime.now(UTC)
+        for event in events:
+            try:
+                created_at = parse_timestamp(orjson.loads(event.value)["created_at"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                created_at = None
+            progress.observe(event.message.partition, event.message.offset, created_at, now)
 
     def score(texts: list[str]) -> tuple[list[Any], float, int]:
         hits_before = classifier.cache_hits
@@ -75,6 +96,7 @@ def register(context: AgentContext) -> None:
                         continue
                     pending.append((post, brand_id, matched))
             if not pending:
+                observe(events)
                 continue
             texts = [post["text"] for post, _, _ in pending]
             results, seconds, hits = await loop.run_in_executor(executor, score, texts)
@@ -94,3 +116,21 @@ def register(context: AgentContext) -> None:
                                          classifier.name)
                 metrics.MENTIONS.labels(brand=brand_id, sentiment=result.label).inc()
                 await mentions_out.send(brand_id.encode(), orjson.dumps(mention))
+            observe(events)
+
+    @app.timer(interval=tick_seconds)
+    async def send_ticks() -> None:
+        """Tell each brand's detector how far this worker has read (after its mentions)."""
+        try:
+            held = [tp for tp in app.consumer.assignment() if tp.topic == source_topic]
+            highwaters = {tp.partition: app.consumer.highwater(tp) for tp in held}
+            partitions = app.consumer.topic_partitions(source_topic) or context.kafka.partitions
+        except Exception as exc:  # the consumer is not started yet, or is rebalancing
+            log.debug("no clock tick this time: %s", exc)
+            return
+        if not highwaters:
+            return
+        now = datetime.now(UTC)
+        value = orjson.dumps(tick_record(progress.report(partitions, highwaters, now), now))
+        for brand_id in list(holder.watchlist.brands):  # a reload may change it meanwhile
+            await mentions_out.send(brand_id.encode(), value)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 
 from models.detection import DetectorConfig
-from pipeline.settings import env_choice, env_float, env_int
+from pipeline.settings import env_float, env_int
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -18,13 +22,15 @@ class DetectionSettings:
     min_negative: int = 10
     quiet_minutes: float = 2880.0
     allowed_lateness_seconds: int = 120
-    # "wall": intervals close on the wall clock (live streams); "event": on the newest
-    # post time seen (replays and demos, where created_at runs faster than the clock).
-    clock: str = "wall"
+    # How often each score worker reports how far it has read (the detector's clock ticks).
     tick_seconds: float = 5.0
 
     @classmethod
     def from_env(cls) -> DetectionSettings:
+        if os.environ.get("VIGIE_DETECT_CLOCK"):
+            # One clock model now serves live streams and replays (models/detection/clock.py).
+            log.warning("VIGIE_DETECT_CLOCK is ignored: intervals follow the watermark of "
+                        "the posts' own times, on live streams and replays alike")
         return cls(
             interval_seconds=env_int("VIGIE_DETECT_INTERVAL_SECONDS", cls.interval_seconds, 1),
             window_minutes=env_int("VIGIE_DETECT_WINDOW_MINUTES", cls.window_minutes, 1),
@@ -34,7 +40,6 @@ class DetectionSettings:
             allowed_lateness_seconds=env_int(
                 "VIGIE_DETECT_ALLOWED_LATENESS_SECONDS", cls.allowed_lateness_seconds, 0
             ),
-            clock=env_choice("VIGIE_DETECT_CLOCK", cls.clock, ("wall", "event")),
             tick_seconds=env_float("VIGIE_DETECT_TICK_SECONDS", cls.tick_seconds, 0.5),
         )
 

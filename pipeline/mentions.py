@@ -1,4 +1,5 @@
-"""The mention record (docs/records.md): one post about one brand, with its sentiment."""
+"""The records of `mentions.scored` (docs/records.md): the mention, one post about one
+brand with its sentiment, and the clock tick, how far the score stage has read."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from typing import Any
 from pipeline.records import post_key
 
 MENTION_SCHEMA_VERSION = 1
+# Version 1 ticks (`{"tick": time}`, sent by the detect stage itself) carried no progress;
+# the detector ignores them.
+TICK_SCHEMA_VERSION = 2
 
 
 def mention_record(post: dict[str, Any], brand_id: str, matched: list[str], label: str,
@@ -35,3 +39,9 @@ def mention_record(post: dict[str, Any], brand_id: str, matched: list[str], labe
         # With created_at, how long the post took to be scored (for latency metrics).
         "scored_at": datetime.now(UTC).isoformat(),
     }
+
+
+def tick_record(progress: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A clock tick: `progress` is a `SourceProgress.report()` of the score worker."""
+    return {"schema_version": TICK_SCHEMA_VERSION, "tick": now.isoformat(),
+            "progress": progress}

@@ -8,6 +8,7 @@ pipeline. The calling convention of the `detect` agent::
     config = DetectorConfig(interval_seconds=60).with_overrides(brand_thresholds)
     monitor = BrandMonitor(brand="acme", brand_name="ACME", config=config)
     monitor.add_mention(mention)            # a Mention record of the open interval
+    events = monitor.judge_open(start, at)  # early firing on the open interval so far
     events = monitor.close_interval(start, end)  # zero mentions allowed; incident events
     state = monitor.to_state()              # JSON-serialisable (a Faust table value)
     monitor = BrandMonitor.from_state(state, config)  # resumes exactly
@@ -34,9 +35,13 @@ Layers, each usable alone:
 - `SeriesDetector`, `run_series` (series.py): the detector on a plain count series
   (`vigie detect series`, NAB); `BrandMonitor` (monitor.py): the detector on mentions.
 - `nab.py`: the NAB scoring rules; `scenarios.py`: synthetic crisis waves.
+- `clock.py`: event time: per-partition progress (`SourceProgress`), the watermark that
+  is safe across partitions (`Watermark`), and one brand's intervals (`BrandClock`):
+  which may close, where a mention of a given time is counted.
 """
 
 from models.detection.calibration import TailCalibrator
+from models.detection.clock import BrandClock, SourceProgress, Watermark, interval_start
 from models.detection.config import OVERRIDABLE_KEYS, DetectorConfig
 from models.detection.lifecycle import SEVERITIES, IncidentLifecycle
 from models.detection.monitor import BrandMonitor
@@ -46,6 +51,7 @@ from models.detection.spike import SpikeDetector, Surprise
 from models.detection.volume import VolumeDetector, VolumeParams, VolumeScore
 
 __all__ = [
+    "BrandClock",
     "BrandMonitor",
     "DetectorConfig",
     "IncidentLifecycle",
@@ -54,11 +60,14 @@ __all__ = [
     "SEVERITIES",
     "SeriesDetector",
     "SeriesPoint",
+    "SourceProgress",
     "SpikeDetector",
     "Surprise",
     "TailCalibrator",
     "VolumeDetector",
     "VolumeParams",
     "VolumeScore",
+    "Watermark",
+    "interval_start",
     "run_series",
 ]

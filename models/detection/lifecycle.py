@@ -105,6 +105,15 @@ class IncidentLifecycle:
             return LifecycleStep("subsided")
         return LifecycleStep(None)
 
+    def open_early(self, severity: int) -> None:
+        """Open within the interval being counted (early firing); its `step` then goes on
+        with the open incident (no second `opened`)."""
+        self.is_open = True
+        self.severity = severity
+        self.quiet = 0
+        self.opened_index = self.intervals + 1
+        self.subsided = False
+
     def to_state(self) -> dict[str, object]:
         return asdict(self)
 

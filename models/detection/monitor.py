@@ -25,6 +25,16 @@ Every event says where the incident stands after it (`status`: `active`, `subsid
 `pages_someone(event)` says which of these events page a person (an opening or an
 escalation; the alert service may fold an escalation into the opening message during its
 group wait). The benchmarks count exactly those events as detections (series.py).
+
+Early firing: `judge_open` judges the open interval on the mentions counted so far, so a
+steep wave is reported while its first interval is still filling. It uses the very test
+of `close_interval`, on the same expectation: counts only grow within an interval and the
+test is monotone in them, so it fires only in an interval whose close would have opened
+the same incident. It adds no false alert; it only fires sooner.
+
+Mentions of a later interval, which arrive before the detector's clock reaches it
+(a backfill read faster on one partition than on another), are counted apart with
+`hold_mention` and added with `open_held` when their interval opens.
 """
 
 from __future__ import annotations
@@ -112,6 +122,19 @@ class _Interval:
             "storylines": self.storylines.to_state(),
         }
 
+    def is_empty(self) -> bool:
+        return self.mentions == 0 and self.reach_negative == 0
+
+    def merge(self, other: _Interval, top_posts: int) -> None:
+        """Add another tally of the same interval to this one."""
+        for name in ("mentions", "negative", "neutral", "positive", "reach_negative"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.top = sorted([*self.top, *other.top], key=lambda post: -post["followers"])
+        del self.top[top_posts:]
+        self.negative_terms.update(other.negative_terms)
+        self.all_terms.update(other.all_terms)
+        self.storylines = merge_storylines([self.storylines, other.storylines])
+
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> _Interval:
         return cls(
@@ -194,6 +217,27 @@ class BrandMonitor:
 
         Raises ValueError when the record lacks what the detector needs; nothing is counted.
         """
+        self._count(self.current, mention)
+
+    def hold_mention(self, held: dict[str, Any] | None, mention: dict[str, Any]) -> dict[str, Any]:
+        """Count a mention of a later interval apart: `held` is that interval's tally so far
+        (a previous return value, or None); returns the new tally (JSON-serialisable).
+
+        Raises ValueError as `add_mention` does.
+        """
+        interval = _Interval.from_state(held) if held else _Interval()
+        self._count(interval, mention)
+        return interval.to_state()
+
+    def open_held(self, held: dict[str, Any]) -> None:
+        """Add a tally made by `hold_mention` to the open interval (now that it is open)."""
+        tally = _Interval.from_state(held)
+        if self.current.is_empty():
+            self.current = tally  # the usual case: exactly as if counted here
+        else:
+            self.current.merge(tally, self.config.top_posts)
+
+    def _count(self, interval: _Interval, mention: dict[str, Any]) -> None:
         if not isinstance(mention, dict):
             raise ValueError("mention must be a JSON object")
         if mention.get("brand", self.brand) != self.brand:
@@ -212,7 +256,6 @@ class BrandMonitor:
         ignored = [*self._ignored_terms, *map(str, matched)]
         terms = extract_terms(text, ignored)
 
-        interval = self.current
         interval.mentions += 1
         setattr(interval, label, getattr(interval, label) + 1)
         interval.all_terms.update(terms)
@@ -282,19 +325,7 @@ class BrandMonitor:
 
         events: list[dict[str, Any]] = []
         if step.event == "opened":
-            stamp = "%Y%m%dT%H%MZ" if config.interval_seconds % 60 == 0 else "%Y%m%dT%H%M%SZ"
-            self.incident = {
-                "incident_id": f"{self.brand}-{start.strftime(stamp)}",
-                "opened_at": _iso(start),
-                "sequence": 0,
-                "reported_negative": 0,
-                "peak_negative": 0,
-                "peak_at": None,
-                "subsided_at": None,
-                "top_posts": [],
-                "surging_terms": [],
-                "storylines": [],
-            }
+            self._open_incident(start)
         incident = self.incident
         if incident is not None:
             if step.event == "opened" or totals["negative"] > incident["peak_negative"]:
@@ -323,6 +354,53 @@ class BrandMonitor:
                                           reach))
         return events
 
+    def judge_open(self, start: datetime, at: datetime) -> list[dict[str, Any]]:
+        """Early firing: judge the open interval [start, start + interval) on the mentions
+        counted so far; returns the `opened` event when it triggers, as of `at`.
+
+        The evidence window is the one its close would judge (the closed intervals of the
+        last `window_minutes`, and this one), scored against the same expectation with the
+        same thresholds; nothing is learnt. Once open, the incident goes on at the close
+        of the interval (updates, escalation, resolution) as if it had opened there.
+        """
+        if self.lifecycle.is_open:
+            return []
+        config = self.config
+        start, at = _utc(start), _utc(at)
+        end = start + timedelta(seconds=config.interval_seconds)
+        horizon = _iso(end - timedelta(minutes=config.window_minutes))
+        closed = [interval for interval in self.window if interval.start >= horizon]
+        window = [*closed[len(closed) - (config.window_intervals - 1):], self.current] \
+            if config.window_intervals > 1 else [self.current]
+        totals = self._totals(window)
+        negative = self.negative.score_one(start, totals["negative"])
+        if not negative.trigger:
+            return []
+        mentions = self.mentions.score_one(start, totals["mentions"])
+        reach = self.reach.score_one(start, totals["reach_negative"])
+        self.lifecycle.open_early(self._severity(negative, mentions, reach, totals))
+        moment = max(start, min(at, end))
+        incident = self._open_incident(start)
+        incident["peak_negative"], incident["peak_at"] = totals["negative"], _iso(moment)
+        return [self._event("opened", False, moment, totals, negative, mentions, reach,
+                            window)]
+
+    def _open_incident(self, start: datetime) -> dict[str, Any]:
+        stamp = "%Y%m%dT%H%MZ" if self.config.interval_seconds % 60 == 0 else "%Y%m%dT%H%M%SZ"
+        self.incident = {
+            "incident_id": f"{self.brand}-{start.strftime(stamp)}",
+            "opened_at": _iso(start),
+            "sequence": 0,
+            "reported_negative": 0,
+            "peak_negative": 0,
+            "peak_at": None,
+            "subsided_at": None,
+            "top_posts": [],
+            "surging_terms": [],
+            "storylines": [],
+        }
+        return self.incident
+
     def _push(self, closed: _Interval, end: datetime) -> None:
         self.trend.append(
             {"start": closed.start, "mentions": closed.mentions, "negative": closed.negative}
@@ -343,8 +421,12 @@ class BrandMonitor:
                     [self.wave_storylines, leaving.storylines])
 
     def _window_totals(self) -> dict[str, int]:
+        return self._totals(self.window)
+
+    @staticmethod
+    def _totals(window: list[_Interval]) -> dict[str, int]:
         keys = ("mentions", "negative", "neutral", "positive", "reach_negative")
-        return {key: sum(getattr(i, key) for i in self.window) for key in keys}
+        return {key: sum(getattr(i, key) for i in window) for key in keys}
 
     def _severity(
         self,
@@ -381,7 +463,9 @@ class BrandMonitor:
         negative: Surprise,
         mentions: VolumeScore,
         reach: VolumeScore,
+        window: list[_Interval] | None = None,
     ) -> dict[str, Any]:
+        window = self.window if window is None else window
         incident = self.incident
         assert incident is not None
         config = self.config
@@ -400,16 +484,16 @@ class BrandMonitor:
                               incident["peak_negative"])
         else:
             top_posts = sorted(
-                (post for interval in self.window for post in interval.top),
+                (post for interval in window for post in interval.top),
                 key=lambda post: -post["followers"],
             )[: config.top_posts]
             wave_terms: Counter[str] = Counter()
-            for interval in self.window:
+            for interval in window:
                 wave_terms.update(interval.negative_terms)
             surging = self.terms.surging(wave_terms, totals["negative"], config.top_terms)
             incident["top_posts"], incident["surging_terms"] = top_posts, surging
             storylines = summarise(merge_storylines(
-                [self.wave_storylines, *(interval.storylines for interval in self.window)]),
+                [self.wave_storylines, *(interval.storylines for interval in window)]),
                 TOP_STORYLINES)
             incident["storylines"] = storylines
             incident["reported_negative"] = totals["negative"]

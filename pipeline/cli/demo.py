@@ -129,8 +129,6 @@ def command(web_port: int, seed: int) -> None:
         "VIGIE_STATE_DIR": str(folder / "worker"),
         "VIGIE_WEB_PORT": str(web_port),
         "VIGIE_WATCHLIST": str(root / "config" / "watchlist.yaml"),
-        # The demo's posts carry simulated times: intervals follow them, not the clock.
-        "VIGIE_DETECT_CLOCK": "event",
         "VIGIE_DETECT_QUIET_MINUTES": "30",
         "VIGIE_ALERT_GROUP_WAIT_S": "3",
         "VIGIE_DEMO_WEBHOOK_SECRET": secrets.token_hex(16),

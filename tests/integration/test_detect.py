@@ -10,8 +10,9 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from models.detection import SourceProgress
 from pipeline.generator import BrandProfile, Generator, Scenario
-from pipeline.mentions import mention_record
+from pipeline.mentions import mention_record, tick_record
 from pipeline.producer import PostProducer
 from tests.integration.conftest import consume
 
@@ -56,7 +57,7 @@ def detect_env(worker_env):
     # One partition: the replay's posts reach the detector in created_at order, so that
     # two runs can be compared event for event. (With several partitions, a fast replay
     # interleaves them and posts up to the allowed lateness count in a later interval.)
-    return {**worker_env, "VIGIE_AGENTS": "score,detect", "VIGIE_DETECT_CLOCK": "event",
+    return {**worker_env, "VIGIE_AGENTS": "score,detect",
             "VIGIE_DETECT_TICK_SECONDS": "1", "VIGIE_DETECT_QUIET_MINUTES": "20",
             "VIGIE_TOPIC_PARTITIONS": "1"}
 
@@ -133,6 +134,20 @@ def scored_mention(number: int, created_at: datetime, brand: str = "lumio") -> d
     }
 
 
+def with_ticks(mentions: list[dict], every: int = 50) -> list[dict]:
+    """Mentions as one score worker holding the single partition of posts.valid sends
+    them: a clock tick after every `every` posts read, and one when it has read them all."""
+    progress = SourceProgress()
+    now = datetime.now(UTC)
+    out: list[dict] = []
+    for offset, mention in enumerate(mentions):
+        out.append(mention)
+        progress.observe(0, offset, datetime.fromisoformat(mention["created_at"]), now)
+        if (offset + 1) % every == 0 or offset + 1 == len(mentions):
+            out.append(tick_record(progress.report(1, {0: len(mentions)}, now), now))
+    return out
+
+
 def observed(worker, name: str, labels: str) -> float | None:
     for line in worker.metrics_text().splitlines():
         if line.startswith(f"{name}{{{labels}}} "):
@@ -148,9 +163,17 @@ def test_mentions_scored_again_after_a_score_restart_count_once(kafka_settings, 
     worker = start_worker(env)
     minute = START + timedelta(minutes=10)
     first = [scored_mention(n, minute + timedelta(seconds=n)) for n in range(5)]
-    later = scored_mention(99, minute + timedelta(minutes=1, seconds=5))  # closes `minute`
+    later = scored_mention(99, minute + timedelta(minutes=1, seconds=5))
+    # The score worker's clock tick after them: it has read its one partition of
+    # posts.valid past `later` (one more post, about another brand), which closes `minute`.
+    progress = SourceProgress()
+    now = START + timedelta(days=1)
+    read = [datetime.fromisoformat(post["created_at"]) for post in [*first, later]]
+    for offset, created_at in enumerate([*read, read[-1] + timedelta(seconds=5)]):
+        progress.observe(0, offset, created_at, now)
+    tick = tick_record(progress.report(1, {0: 100}, now), now)
     producer = KafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
-    for mention in [*first, *first, later]:  # the five again, as a restarted scorer sends them
+    for mention in [*first, *first, later, tick]:  # the five again, as a restarted scorer
         producer.send(kafka_settings.topic("mentions.scored"), key=b"lumio",
                       value=orjson.dumps(mention))
     producer.flush()
@@ -173,11 +196,13 @@ def test_the_incident_carries_the_wave_s_storylines(kafka_settings, detect_env, 
     posts = list(generator.posts(WARMUP + CRISIS + AFTER))
     worker = start_worker({**detect_env, "VIGIE_AGENTS": "detect"})
     producer = KafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
+    mentions = []
     for post in posts:
         label = generator.truth[f"{post['platform']}:{post['id']}"][1]
         matched = [w for w in ("lumio", "#lumioleaks", "@lumio_energie")
                    if w in post["text"].lower()]
-        value = mention_record(post, "lumio", matched, label, {label: 1.0}, "script")
+        mentions.append(mention_record(post, "lumio", matched, label, {label: 1.0}, "script"))
+    for value in with_ticks(mentions):  # and the score stage's clock ticks among them
         producer.send(kafka_settings.topic("mentions.scored"), key=b"lumio",
                       value=orjson.dumps(value))
     producer.flush()

@@ -2,8 +2,8 @@
 
 validate -> score (the real default model) -> detect -> alert, in one real `vigie worker`,
 with a stand-in webhook and a real SMTP server on 127.0.0.1 as the brand's receivers.
-Intervals follow the posts' own times (VIGIE_DETECT_CLOCK=event), so six hours of
-background replay in seconds.
+Intervals follow the posts' own times (the watermark of the score stage's progress), so six
+hours of background replay in seconds.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def test_a_leak_gives_one_alert_per_receiver_with_the_evidence_then_a_resolution
         env = {**worker_env,
                "VIGIE_WATCHLIST": str(write_watchlist(tmp_path, hook, smtp.port)),
                "T_HOOK_SECRET": "hook-secret",
-               "VIGIE_DETECT_CLOCK": "event", "VIGIE_DETECT_TICK_SECONDS": "1",
+               "VIGIE_DETECT_TICK_SECONDS": "1",
                "VIGIE_DETECT_QUIET_MINUTES": "20",
                "VIGIE_ALERT_GROUP_WAIT_S": "2", "VIGIE_ALERT_TICK_S": "0.2",
                "VIGIE_ALERT_REPEAT_INTERVAL_S": "3600"}

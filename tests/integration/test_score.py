@@ -45,9 +45,16 @@ def test_posts_become_mentions_per_brand_and_bad_ones_are_dead_lettered(
     producer.flush()
     producer.close()
 
-    mentions = [orjson.loads(r.value) for r in
-                consume(kafka_settings, "mentions.scored", expected=4, timeout_s=120)]
+    records = [orjson.loads(r.value) for r in
+               consume(kafka_settings, "mentions.scored", expected=4, timeout_s=120)]
     dead = consume(kafka_settings, "posts.dlq", expected=1, timeout_s=30)
+    # Beside the mentions, the clock ticks of the score stage (docs/records.md): how far
+    # this worker, which holds every partition of posts.valid, has read each.
+    mentions = [r for r in records if "tick" not in r]
+    ticks = [r["progress"] for r in records if "tick" in r]
+    assert ticks and all(t["partitions"] == kafka_settings.partitions for t in ticks)
+    latest = max(ticks, key=lambda t: t["at"])
+    assert sorted(latest["progress"]) == [str(p) for p in range(kafka_settings.partitions)]
 
     by_pair = {(m["post_key"], m["brand"]): m for m in mentions}
     assert sorted(by_pair) == [("twitter:1", "orange"), ("twitter:1", "societe-generale"),
