@@ -58,6 +58,7 @@ bench: $(STAMP) model kafka-start
 	$(BIN)/python bench/sentiment.py
 	$(BIN)/python bench/detection.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/latency.py
 
 clean: kafka-stop
 	rm -rf .state

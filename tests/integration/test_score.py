@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
 from kafka import KafkaProducer
 
+from pipeline.watchlist import load_watchlist
 from tests.integration.conftest import ROOT, consume
 
 pytestmark = pytest.mark.integration
@@ -45,8 +47,10 @@ def test_posts_become_mentions_per_brand_and_bad_ones_are_dead_lettered(
     producer.flush()
     producer.close()
 
-    records = [orjson.loads(r.value) for r in
-               consume(kafka_settings, "mentions.scored", expected=4, timeout_s=120)]
+    brands = len(load_watchlist(Path(worker_env["VIGIE_WATCHLIST"])).brands)
+    # The four mentions, and at least one round of clock ticks (one per watched brand).
+    records = [orjson.loads(r.value) for r in consume(
+        kafka_settings, "mentions.scored", expected=4 + brands, timeout_s=120)]
     dead = consume(kafka_settings, "posts.dlq", expected=1, timeout_s=30)
     # Beside the mentions, the clock ticks of the score stage (docs/records.md): how far
     # this worker, which holds every partition of posts.valid, has read each.
