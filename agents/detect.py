@@ -205,8 +205,14 @@ def register(context: AgentContext) -> None:
                 except (KeyError, TypeError, ValueError) as exc:
                     await dead(event, "invalid_tick", str(exc))
                     continue
-                brand.last_offset = offset
+                opened_at = brand.clock.open_start
                 events, used = advance(brand_id, brand)
+                if brand.clock.open_start == opened_at and not events:
+                    # Most ticks close nothing: the state (100 KB and more) is not written
+                    # again for them. The merged progress rides with the next write, and a
+                    # restart re-reads these ticks (the offset stays where it was).
+                    continue
+                brand.last_offset = offset
                 await emit(brand_id, events)
                 states[brand_id] = brand.to_state()
                 for key in used:  # after the state: a crash between them loses nothing
