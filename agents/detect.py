@@ -245,7 +245,12 @@ def register(context: AgentContext) -> None:
                     if tally is None or tally["offset"] < offset:  # else counted before a crash
                         held[key] = {"tally": brand.monitor.hold_mention(
                             None if tally is None else tally["tally"], record), "offset": offset}
-                    brand.clock.hold(placement.start)
+                    if not brand.clock.hold(placement.start):
+                        # Its interval was already held for: the state has not changed, so
+                        # it is not written again (the tally's offset guards a re-read).
+                        if pair is not None:
+                            counted[pair] = 1
+                        continue
                 else:
                     # A mention late by less than the allowed lateness counts in the open one.
                     brand.monitor.add_mention(record)

@@ -40,6 +40,7 @@ True
 >>> placed.kind
 'held'
 >>> clock.hold(placed.start)
+True
 >>> [(i.start.minute, i.held) for i in clock.advance(watermark.value())]
 [(0, True), (1, False)]
 >>> clock.place(t0 + 2 * minute).kind, clock.place(t0 + minute).kind
@@ -286,11 +287,14 @@ class BrandClock:
             return Placement("late")
         return Placement("too_late")
 
-    def hold(self, start: datetime) -> None:
-        """Remember that mentions wait for the interval starting at `start`."""
+    def hold(self, start: datetime) -> bool:
+        """Remember that mentions wait for the interval starting at `start`; False when it
+        was already remembered."""
         epoch = int(_utc(start).timestamp())
-        if epoch not in self.held:
-            insort(self.held, epoch)
+        if epoch in self.held:
+            return False
+        insort(self.held, epoch)
+        return True
 
     def take_open_held(self) -> bool:
         """Whether mentions were held for the open interval; they are to be added now."""

@@ -40,12 +40,20 @@ def produce(kafka_settings, posts) -> None:
 
 
 def incident_events(kafka_settings, timeout_s: float) -> list[dict]:
-    """Incident events, a redelivered copy (same incident and sequence) counted once."""
-    seen: dict[tuple[str, int], dict] = {}
-    for record in consume(kafka_settings, "incidents", timeout_s=timeout_s, idle_s=10):
-        event = orjson.loads(record.value)
-        seen.setdefault((event["incident_id"], event["sequence"]), event)
-    return sorted(seen.values(), key=lambda e: (e["incident_id"], e["sequence"]))
+    """Incident events, a redelivered copy (same incident and sequence) counted once: once
+    some incident opened and every one resolved (on a loaded machine the detector may pause
+    for longer than the idle wait between two events), or at `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        seen: dict[tuple[str, int], dict] = {}
+        for record in consume(kafka_settings, "incidents", timeout_s=60, idle_s=10):
+            event = orjson.loads(record.value)
+            seen.setdefault((event["incident_id"], event["sequence"]), event)
+        events = sorted(seen.values(), key=lambda e: (e["incident_id"], e["sequence"]))
+        last = {e["incident_id"]: e["event"] for e in events}
+        if (last and all(kind == "resolved" for kind in last.values())) \
+                or time.monotonic() > deadline:
+            return events
 
 
 def peak(events: list[dict]) -> int:
