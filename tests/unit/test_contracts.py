@@ -4,7 +4,8 @@
   (pipeline/settings.py `env_*`), never through `os.environ` directly;
 - the import graph goes one way: the CLI (pipeline/cli) above agents/, above the rest of
   pipeline/, above models/, which imports nothing of the project; every import of the
-  project's own modules is a plain import statement that the graph shows (no importlib).
+  project's own modules is a plain import statement that the graph shows (no importlib);
+- topic names are spelled in pipeline/topics.py only; everything else uses its constants.
 """
 
 from __future__ import annotations
@@ -98,3 +99,20 @@ def test_no_module_of_ours_is_imported_by_name_at_run_time() -> None:
                 if called.endswith("import_module") or called == "__import__":
                     dynamic.append(f"{path}:{node.lineno}: {ast.unparse(node)}")
     assert not dynamic, "\n".join(dynamic)
+
+
+def test_topic_names_are_spelled_only_where_they_are_declared() -> None:
+    from pipeline.topics import ALL_TOPICS
+
+    files = [path for package in ("pipeline", "agents", "bench") for path in
+             (ROOT / package).rglob("*.py")]
+    # Test helpers too (the tests themselves may spell what they check).
+    files += [path for path in (ROOT / "tests").rglob("*.py") if not path.name.startswith("test_")]
+    spelled = []
+    for path in files:
+        if path == ROOT / "pipeline" / "topics.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in ALL_TOPICS:
+                spelled.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+    assert not spelled, "\n".join(spelled)
