@@ -404,7 +404,7 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
         # posts.raw's lag.
         cpu = sum(cpu_s(pid) for pid in pids) - cpu_before
         validated = produced.value - hold_first - (
-            probe.lag_by_topic()[settings.topic("posts.raw")] - raw_lag_before)
+            probe.lag_by_topic()[settings.topic(POSTS_RAW)] - raw_lag_before)
         result["worker_cpu_share"] = round(cpu / args.hold_s, 2)
         result["posts_per_worker_cpu_s"] = round(validated / cpu) if cpu else None
         model = {name: value - model_before[name]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 from models.detection import DetectorConfig
-from pipeline.settings import env_float, env_int
+from pipeline.settings import env_float, env_int, env_str
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +26,7 @@ class DetectionSettings:
 
     @classmethod
     def from_env(cls) -> DetectionSettings:
-        if os.environ.get("VIGIE_DETECT_CLOCK"):
+        if env_str("VIGIE_DETECT_CLOCK", ""):
             # One clock model now serves live streams and replays (models/detection/clock.py).
             log.warning("VIGIE_DETECT_CLOCK is ignored: intervals follow the watermark of "
                         "the posts' own times, on live streams and replays alike")
