@@ -46,12 +46,12 @@ def _other_settings() -> list[Callable[[], object]]:
     from pipeline.kafka_local import LocalKafka
     from pipeline.metrics import MetricsSettings
     from pipeline.producer import ProducerSettings
-    from pipeline.sources.base import RunnerSettings
     from pipeline.sources.bluesky import BlueskySettings
     from pipeline.sources.mastodon import MastodonSettings
     from pipeline.sources.push import PushSettings
     from pipeline.sources.reddit import RedditSettings
     from pipeline.sources.rss import RssSettings
+    from pipeline.sources.runner import RunnerSettings
     from pipeline.sources.twitter import XSettings
 
     return [

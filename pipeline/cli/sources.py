@@ -23,16 +23,12 @@ import click
 
 from pipeline.cli.exits import ConfigError
 from pipeline.settings import LogSettings, SettingError, WorkerSettings
-from pipeline.sources.base import (
-    Connector,
-    FatalSourceError,
-    PostSink,
-    RunnerSettings,
-    SourceRunner,
-    TextFilter,
-    run_until_signal,
-)
+from pipeline.sources.connector import Connector
+from pipeline.sources.errors import FatalSourceError
+from pipeline.sources.items import TextFilter
+from pipeline.sources.runner import RunnerSettings, SourceRunner, run_until_signal
 from pipeline.sources.search_terms import BrandTerms, load_watch
+from pipeline.sources.sinks import PostSink
 
 __all__ = ["SOURCE_COMMANDS", "setup_logging"]
 

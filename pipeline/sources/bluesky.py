@@ -20,15 +20,10 @@ from urllib.parse import urlencode
 import aiohttp
 
 from pipeline.settings import env_float, env_str
-from pipeline.sources.base import (
-    MALFORMED,
-    Connector,
-    FatalSourceError,
-    RateLimited,
-    SourceItem,
-    TransientSourceError,
-    retry_after_seconds,
-)
+from pipeline.sources.backoff import retry_after_seconds
+from pipeline.sources.connector import Connector
+from pipeline.sources.errors import MALFORMED, FatalSourceError, RateLimited, TransientSourceError
+from pipeline.sources.items import SourceItem
 from pipeline.sources.text import iso_from_epoch, iso_from_text, new_post
 
 __all__ = ["BlueskyConnector", "BlueskySettings", "post_from_event"]

@@ -24,17 +24,10 @@ from urllib.parse import quote
 import aiohttp
 
 from pipeline.settings import Secret, SettingError, env_choice, env_float, env_secret, env_str
-from pipeline.sources.base import (
-    MALFORMED,
-    Connector,
-    FatalSourceError,
-    RateLimited,
-    SourceItem,
-    TransientSourceError,
-    read_within,
-    remaining_requests,
-    retry_after_seconds,
-)
+from pipeline.sources.backoff import read_within, remaining_requests, retry_after_seconds
+from pipeline.sources.connector import Connector
+from pipeline.sources.errors import MALFORMED, FatalSourceError, RateLimited, TransientSourceError
+from pipeline.sources.items import SourceItem
 from pipeline.sources.text import html_to_text, iso_from_text, new_post
 
 __all__ = ["MastodonConnector", "MastodonSettings", "parse_streams", "post_from_status"]

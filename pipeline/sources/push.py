@@ -30,6 +30,7 @@ from aiohttp import web
 
 from pipeline import metrics
 from pipeline.limits import DEFAULT_MAX_POST_BYTES, DEFAULT_PUSH_BODY_BYTES
+from pipeline.records import post_key
 from pipeline.settings import (
     Secret,
     SettingError,
@@ -39,7 +40,8 @@ from pipeline.settings import (
     env_secret,
     env_str,
 )
-from pipeline.sources.base import DeliveryError, PostSink, post_key
+from pipeline.sources.errors import DeliveryError
+from pipeline.sources.sinks import PostSink
 
 __all__ = ["PushServer", "PushSettings", "sign"]
 

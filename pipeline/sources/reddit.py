@@ -25,16 +25,10 @@ from typing import Any, ClassVar
 import aiohttp
 
 from pipeline.settings import Secret, SettingError, env_bool, env_float, env_secret, env_str
-from pipeline.sources.base import (
-    MALFORMED,
-    Connector,
-    FatalSourceError,
-    RateLimited,
-    SourceItem,
-    TransientSourceError,
-    remaining_requests,
-    retry_after_seconds,
-)
+from pipeline.sources.backoff import remaining_requests, retry_after_seconds
+from pipeline.sources.connector import Connector
+from pipeline.sources.errors import MALFORMED, FatalSourceError, RateLimited, TransientSourceError
+from pipeline.sources.items import SourceItem
 from pipeline.sources.text import iso_from_epoch, new_post
 
 __all__ = ["RedditConnector", "RedditSettings", "post_from_child"]

@@ -34,7 +34,10 @@ import yaml
 from defusedxml.ElementTree import fromstring as defused_fromstring
 
 from pipeline.settings import SettingError, env_float, env_int, env_str
-from pipeline.sources.base import MALFORMED, Connector, SourceItem, retry_after_seconds
+from pipeline.sources.backoff import retry_after_seconds
+from pipeline.sources.connector import Connector
+from pipeline.sources.errors import MALFORMED
+from pipeline.sources.items import SourceItem
 from pipeline.sources.text import html_to_text, iso_from_text, new_post
 
 __all__ = ["FeedSpec", "RssConnector", "RssSettings", "load_feeds", "parse_feed"]

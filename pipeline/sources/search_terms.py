@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.sources.base import FatalSourceError, TextFilter
+from pipeline.sources.errors import FatalSourceError
+from pipeline.sources.items import TextFilter
 
 __all__ = ["BrandTerms", "brand_terms", "load_watch", "reddit_query", "x_rules"]
 

@@ -1,14 +1,38 @@
-"""Where a source's posts go: `KafkaSink` (posts.raw) or `MemorySink` (tests, dry runs)."""
+"""Where a source's posts go: the `PostSink` protocol the runner writes to, and its
+implementations `KafkaSink` (posts.raw), `MemorySink` (tests) and `PrintSink` (dry runs)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
-from pipeline.sources.base import DeliveryError, DeliveryPending, Post, post_key
+from pipeline.records import post_key
+from pipeline.sources.errors import DeliveryError, DeliveryPending
+from pipeline.sources.items import Post
 
-__all__ = ["DoneDelivery", "KafkaSink", "MemorySink", "PrintSink"]
+__all__ = ["Delivery", "DoneDelivery", "KafkaSink", "MemorySink", "PostSink", "PrintSink"]
+
+
+class Delivery(Protocol):
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the post is acknowledged; raise DeliveryError otherwise."""
+
+
+class PostSink(Protocol):
+    """Where posts go: Kafka in production (`KafkaSink`), a list in tests (`MemorySink`).
+
+    `send` may block briefly (Kafka client buffers) and raises DeliveryPending when it
+    cannot take a post now (Kafka away, memory bound reached); `flush` blocks until
+    everything sent so far is acknowledged and raises DeliveryError if anything failed,
+    DeliveryPending if something is still unacknowledged after `timeout`.
+    """
+
+    def send(self, post: Post) -> Delivery: ...
+
+    def flush(self, timeout: float | None = None) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class DoneDelivery:

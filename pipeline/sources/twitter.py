@@ -31,17 +31,10 @@ from typing import Any, ClassVar
 import aiohttp
 
 from pipeline.settings import Secret, env_float, env_int, env_secret, env_str
-from pipeline.sources.base import (
-    MALFORMED,
-    BackoffPolicy,
-    Connector,
-    FatalSourceError,
-    RateLimited,
-    SourceItem,
-    TransientSourceError,
-    read_within,
-    retry_after_seconds,
-)
+from pipeline.sources.backoff import BackoffPolicy, read_within, retry_after_seconds
+from pipeline.sources.connector import Connector
+from pipeline.sources.errors import MALFORMED, FatalSourceError, RateLimited, TransientSourceError
+from pipeline.sources.items import SourceItem
 from pipeline.sources.text import iso_from_epoch, iso_from_text, new_post
 
 __all__ = ["XConnector", "XSettings", "post_from_stream_object"]
