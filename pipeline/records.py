@@ -7,7 +7,7 @@ finds here how it is keyed, which severities exist and how an incident is put in
   `x` stored as `twitter`); mentions carry it as `post_key`, dead letters as `key`.
 - `SEVERITIES` — the incident severities, lowest first. Defined by the incident lifecycle
   (models/detection/lifecycle.py), which is where a severity is decided.
-- `human_number`, `wave_summary`, `subsided_summary`, `resolved_summary`, `ratio_text` —
+- `human_number`, `wave_summary`, `calm_summary`, `ratio_text` —
   incident wording, defined in models/detection/wording.py because the detector writes
   the summary and `models/` may import nothing of the pipeline.
 - Dead letters are built by pipeline/deadletter.py (`dead_letter`, `notification_dead_letter`);
@@ -21,10 +21,9 @@ from typing import Any
 
 from models.detection.lifecycle import SEVERITIES
 from models.detection.wording import (
+    calm_summary,
     human_number,
     ratio_text,
-    resolved_summary,
-    subsided_summary,
     wave_summary,
 )
 
@@ -34,8 +33,7 @@ __all__ = [
     "human_number",
     "post_key",
     "ratio_text",
-    "resolved_summary",
-    "subsided_summary",
+    "calm_summary",
     "wave_summary",
 ]
 

@@ -51,7 +51,7 @@ from models.detection.spike import SpikeDetector, Surprise
 from models.detection.storylines import StorylineSet, merge_storylines, summarise
 from models.detection.terms import TermBaseline, extract_terms
 from models.detection.volume import VolumeDetector, VolumeScore
-from models.detection.wording import resolved_summary, subsided_summary, wave_summary
+from models.detection.wording import calm_summary, wave_summary
 
 __all__ = ["BrandMonitor", "SCHEMA_VERSION", "pages_someone"]
 
@@ -479,9 +479,8 @@ class BrandMonitor:
             # The wave has left the window: show the evidence last reported.
             top_posts, surging = incident["top_posts"], incident["surging_terms"]
             storylines = incident.get("storylines", [])
-            wording = subsided_summary if kind == "subsided" else resolved_summary
-            summary = wording(totals["negative"], config.window_minutes, expected_negative,
-                              incident["peak_negative"])
+            summary = calm_summary(kind, totals["negative"], config.window_minutes,
+                                   expected_negative, incident["peak_negative"])
         else:
             top_posts = sorted(
                 (post for interval in window for post in interval.top),

@@ -9,7 +9,7 @@ import `models/` (pipeline/records.py re-exports it).
 
 from __future__ import annotations
 
-__all__ = ["human_number", "ratio_text", "resolved_summary", "subsided_summary", "wave_summary"]
+__all__ = ["calm_summary", "human_number", "ratio_text", "wave_summary"]
 
 
 def human_number(value: float) -> str:
@@ -53,32 +53,18 @@ def wave_summary(
     return sentence if reach is None else f"{sentence}; reach {human_number(reach)}"
 
 
-def resolved_summary(
-    negative: float, window_minutes: int, expected_negative: float, peak: float
+def calm_summary(
+    kind: str, negative: float, window_minutes: int, expected_negative: float, peak: float
 ) -> str:
-    """The one sentence of a resolved incident.
+    """The one sentence of an incident that has calmed down: `kind` is "resolved" or
+    "subsided" (still open, but the wave has left the evidence window).
 
-    >>> resolved_summary(3, 10, 2, 312)
+    >>> calm_summary("resolved", 3, 10, 2, 312)
     'Resolved: 3 negative posts in the last 10 min (1.5x normal); peak was 312'
-    """
-    return _calm_summary("Resolved", negative, window_minutes, expected_negative, peak)
-
-
-def subsided_summary(
-    negative: float, window_minutes: int, expected_negative: float, peak: float
-) -> str:
-    """The one sentence of an incident whose wave has subsided (still open, calm).
-
-    >>> subsided_summary(4, 10, 5.7, 404)
+    >>> calm_summary("subsided", 4, 10, 5.7, 404)
     'Subsided: 4 negative posts in the last 10 min (0.7x normal); peak was 404'
     """
-    return _calm_summary("Subsided", negative, window_minutes, expected_negative, peak)
-
-
-def _calm_summary(
-    state: str, negative: float, window_minutes: int, expected_negative: float, peak: float
-) -> str:
     return (
-        f"{state}: {negative} negative posts in the last {window_minutes} min "
+        f"{kind.capitalize()}: {negative} negative posts in the last {window_minutes} min "
         f"({ratio_text(negative, expected_negative)}); peak was {peak}"
     )
