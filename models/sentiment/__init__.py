@@ -39,6 +39,11 @@ Usage (the score agent's API)::
 `ensure_default_model(cache_dir) -> Path` builds the default model when it is missing
 (used by `make demo` and `make test`). This package imports nothing of Vigie's pipeline
 or agents, and never touches the network.
+
+Layout: `serving/` is what the worker loads (the built model's files, the runtimes, the
+classifier, the head); `build/` makes the default model (`vigie model build`, `vigie model
+import`); `training/` made its head and scores models (`vigie model train`, `vigie
+sentiment eval`). The committed head itself is in `head/`.
 """
 
 from __future__ import annotations
