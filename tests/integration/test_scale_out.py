@@ -50,10 +50,8 @@ def produce_minute_by_minute(settings: KafkaSettings, posts: list[dict]) -> int:
     """Posts one simulated minute at a time, the next minute only once every mention of
     this one is on mentions.scored; returns the number of mentions.
 
-    A replay at full speed over 4 partitions reaches the detector in an order that
-    depends on how the partitions interleave (a post of minute m read after one of minute
-    m+1 counts in m+1, within the allowed lateness), so two runs could differ by a post
-    in an interval whatever the number of workers. Live posts come at the pace of time."""
+    As live posts come, at the pace of time, and so that a lost or repeated mention is
+    seen in the minute it happens: the count must match the watchlist's exactly."""
     watchlist = load_watchlist(ROOT / "config" / "watchlist.yaml")
     reader = KafkaConsumer(settings.topic("mentions.scored"),
                            bootstrap_servers=settings.bootstrap_servers,
@@ -93,7 +91,7 @@ def run(worker_env: dict, start_worker, settings: KafkaSettings, workers: int,
     """Incident events, mentions scored, and consumer group members."""
     env = {**worker_env, "VIGIE_TOPIC_PREFIX": settings.topic_prefix,
            "VIGIE_APP_ID": settings.topic_prefix.rstrip("."), "VIGIE_TOPIC_PARTITIONS": "4",
-           "VIGIE_AGENTS": "validate,score,detect", "VIGIE_DETECT_CLOCK": "event",
+           "VIGIE_AGENTS": "validate,score,detect",
            "VIGIE_DETECT_TICK_SECONDS": "1", "VIGIE_DETECT_QUIET_MINUTES": "20",
            # fp32: a post's label does not depend on which posts share its batch.
            "VIGIE_MODEL_RUNTIME": "onnx"}
