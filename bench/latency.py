@@ -40,14 +40,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from models.detection import BrandMonitor, DetectorConfig
-from pipeline.generator import LEAK_TEMPLATES, BrandProfile, Generator, daily_rhythm
-from pipeline.kafka_local import LocalKafka
-from pipeline.producer import PostProducer
-from pipeline.settings import KafkaSettings
-from pipeline.worker_ready import wait_until_ready
-
 ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, bench/ comes first on the path, where bench/pipeline.py would shadow the
+# package: put the project root there instead.
+sys.path = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+
+from models.detection import BrandMonitor, DetectorConfig  # noqa: E402
+from pipeline.generator import LEAK_TEMPLATES, BrandProfile, Generator, daily_rhythm  # noqa: E402
+from pipeline.kafka_local import LocalKafka  # noqa: E402
+from pipeline.producer import PostProducer  # noqa: E402
+from pipeline.settings import KafkaSettings  # noqa: E402
+from pipeline.worker_ready import wait_until_ready  # noqa: E402
+
 NAMES = ["Altavia", "Borelis", "Calyxo", "Dorvane", "Estival", "Fenwyr", "Galdor", "Hestia",
          "Iriel", "Jovance", "Kelvra", "Lumeris", "Mirador", "Nivalo", "Orphea", "Pellar",
          "Quintal", "Rovane", "Solvio", "Tessaro", "Umbrae", "Valcor"]
@@ -107,6 +111,7 @@ def watchlist(folder: Path, port: int) -> Path:
              "secret_env: BENCH_HOOK_SECRET}", "brands:"]
     for name in NAMES:
         lines += [f"  - id: {name.lower()}", f"    name: {name}", f"    hashtags: ['#{name}']",
+                  f"    handles: ['@{name.lower()}']",
                   "    owners: [{name: PR, receivers: [hook], min_severity: info}]"]
     path = folder / "watchlist.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -180,7 +185,7 @@ def live(waves: int, seed: int) -> list[tuple[float, float | None]]:
             for post in history:
                 producer.send(post)
         started = time.monotonic()
-        while scrape(web_port, "vigie_model_posts_scored_total") < len(history) * 0.98:
+        while scrape(web_port, "vigie_mentions_total") < len(history) * 0.98:
             if time.monotonic() - started > 900:
                 raise RuntimeError(f"history not scored in 15 min; see {log_path}")
             time.sleep(2)
@@ -191,7 +196,7 @@ def live(waves: int, seed: int) -> list[tuple[float, float | None]]:
         live_start = datetime.now(UTC) + timedelta(seconds=5)
         plan: list[tuple[datetime, dict[str, Any]]] = []
         background = Generator(profiles(), live_start, seed=seed + 1)
-        minutes = 3 + waves * 8 / 60 + WAVE_SECONDS / 60
+        minutes = (20 + 8 * waves + WAVE_SECONDS) / 60 + 0.5
         for post in background.posts(minutes):
             plan.append((datetime.fromisoformat(post["created_at"]), post))
         starts: dict[str, tuple[float, datetime]] = {}
