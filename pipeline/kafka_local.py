@@ -35,7 +35,7 @@ class LocalKafka:
     port: int
     controller_port: int
     state_dir: Path
-    heap: str = "512m"
+    heap: str = "1g"
 
     @classmethod
     def from_env(cls) -> LocalKafka:
@@ -44,7 +44,7 @@ class LocalKafka:
             port=env_int("VIGIE_KAFKA_PORT", 9092, minimum=1),
             controller_port=env_int("VIGIE_KAFKA_CONTROLLER_PORT", 9093, minimum=1),
             state_dir=Path(env_str("VIGIE_KAFKA_STATE_DIR", str(default_state))),
-            heap=env_str("VIGIE_KAFKA_HEAP", "512m"),
+            heap=env_str("VIGIE_KAFKA_HEAP", cls.heap),
         )
 
     @property
