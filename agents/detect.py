@@ -30,7 +30,7 @@ import orjson
 
 from agents.app import AgentContext
 from agents.outlet import Outlet
-from models.detection import BrandClock, BrandMonitor, DetectorConfig
+from models.detection import BrandClock, BrandMonitor, DetectorConfig, open_by_severity
 from pipeline import metrics
 from pipeline.deadletter import dead_letter, dead_letter_key
 from pipeline.detect_settings import DetectionSettings
@@ -73,89 +73,216 @@ def held_key(brand_id: str, start: datetime) -> str:
     return f"{brand_id}|{int(start.timestamp())}"
 
 
-def register(context: AgentContext) -> None:
-    app, topics = context.app, context.topics
-    settings = DetectionSettings.from_env()
-    base_config = settings.to_config()
-    configs: dict[str, DetectorConfig] = {}
-    live: dict[str, BrandState] = {}
+Events = list[dict[str, Any]]
 
-    def use_watchlist(watchlist: Watchlist) -> None:
+
+class DetectStage:
+    """The detect agent's steps, in the order a record meets them: load the brand's state,
+    then either a tick advances the clock or a mention is counted, then the events are
+    emitted, the state written and the gauges exported. Decisions live in models/detection
+    (`BrandClock`, `BrandMonitor`); these steps move records between them and the tables."""
+
+    def __init__(self, context: AgentContext, settings: DetectionSettings) -> None:
+        app, topics, partitions = context.app, context.topics, context.kafka.partitions
+        self.watchlists = context.watchlist
+        self.base_config = settings.to_config()
+        self.lateness = timedelta(seconds=settings.allowed_lateness_seconds)
+        self.configs: dict[str, DetectorConfig] = {}
+        self.live: dict[str, BrandState] = {}
+        self.use_watchlist(context.watchlist.watchlist)
+        context.watchlist.on_change(self.use_watchlist)
+        self.states = app.Table("brand-detectors", default=None, partitions=partitions,
+                                help="per-brand detector state")
+        self.held = app.Table("mentions-held", default=None, partitions=partitions,
+                              help="tallies of mentions waiting for their interval to open")
+        self.counted = app.Table(
+            "mentions-counted", default=int, partitions=partitions,
+            help="(brand, post) pairs counted by the detector recently",
+        ).tumbling(RECOUNT_HORIZON, expires=RECOUNT_HORIZON * 2)
+        self.incidents_out = Outlet(topics.incidents, topics.mentions_dlq, MENTIONS_DLQ, STAGE)
+        self.dead_out = Outlet(topics.mentions_dlq, topics.mentions_dlq, MENTIONS_DLQ, STAGE)
+
+    # -- brand state ---------------------------------------------------------------------
+
+    def use_watchlist(self, watchlist: Watchlist) -> None:
         """Per-brand settings from this watchlist version: a new brand is counted from its
         next mention, a removed one is dead-lettered as unknown, and a brand whose
         thresholds changed is rebuilt from its table state with the new ones."""
-        fresh = {brand_id: base_config.with_overrides(brand.thresholds)
+        fresh = {brand_id: self.base_config.with_overrides(brand.thresholds)
                  for brand_id, brand in watchlist.brands.items()}
-        for brand_id in [b for b in live if fresh.get(b) != configs.get(b)]:
-            del live[brand_id]
-        configs.clear()
-        configs.update(fresh)
+        for brand_id in [b for b in self.live if fresh.get(b) != self.configs.get(b)]:
+            del self.live[brand_id]
+        self.configs.clear()
+        self.configs.update(fresh)
 
-    use_watchlist(context.watchlist.watchlist)
-    context.watchlist.on_change(use_watchlist)
-    lateness = timedelta(seconds=settings.allowed_lateness_seconds)
-    states = app.Table("brand-detectors", default=None, partitions=context.kafka.partitions,
-                       help="per-brand detector state")
-    held = app.Table("mentions-held", default=None, partitions=context.kafka.partitions,
-                     help="tallies of mentions waiting for their interval to open")
-    counted = app.Table(
-        "mentions-counted", default=int, partitions=context.kafka.partitions,
-        help="(brand, post) pairs counted by the detector recently",
-    ).tumbling(RECOUNT_HORIZON, expires=RECOUNT_HORIZON * 2)
-
-    incidents_out = Outlet(topics.incidents, topics.mentions_dlq, MENTIONS_DLQ, STAGE)
-    dead_out = Outlet(topics.mentions_dlq, topics.mentions_dlq, MENTIONS_DLQ, STAGE)
-
-    def state_for(brand_id: str, state: dict[str, Any] | None) -> BrandState:
+    def load_brand(self, brand_id: str) -> BrandState:
         """The brand's state: the live object while the table agrees with it, else rebuilt
         from the table (after a restart, or when the partition comes back from another
         worker), which saves parsing the whole state on every mention."""
-        cached = live.get(brand_id)
+        state = self.states.get(brand_id)
+        cached = self.live.get(brand_id)
         if cached is not None and state is not None \
                 and state.get("last_offset") == cached.last_offset:
             return cached
-        config = configs[brand_id]
+        config = self.configs[brand_id]
         if state is None:
-            brand = context.watchlist.watchlist.brands[brand_id]
+            brand = self.watchlists.watchlist.brands[brand_id]
             current = BrandState(BrandMonitor(brand_id, brand.name, config),
-                                 BrandClock(config.interval_seconds, lateness), -1)
+                                 BrandClock(config.interval_seconds, self.lateness), -1)
         else:
-            current = BrandState.from_state(state, config, lateness)
-        live[brand_id] = current
+            current = BrandState.from_state(state, config, self.lateness)
+        self.live[brand_id] = current
         return current
 
-    def add_held(brand_id: str, brand: BrandState, start: datetime) -> str:
+    # -- one record ------------------------------------------------------------------------
+
+    async def handle(self, event: faust.EventT) -> None:
+        """One record of mentions.scored: a tick or a mention of the brand of its key."""
+        brand_id = (event.key or b"").decode("utf-8", "replace")
+        if brand_id not in self.configs:
+            await self.dead(event, "unknown_brand", f"brand {brand_id!r} is not in the watchlist")
+            return
+        try:
+            record = orjson.loads(event.value)
+            tick = record.get("tick")
+            moment = None if tick else parse_timestamp(record.get("created_at"))
+            if moment is not None:
+                moment = moment.astimezone(UTC)
+        except (orjson.JSONDecodeError, AttributeError, ValueError, OverflowError) as exc:
+            await self.dead(event, "invalid_mention", str(exc))
+            return
+        brand = self.load_brand(brand_id)
+        if event.message.offset <= brand.last_offset:
+            return  # counted before a restart
+        if tick:
+            await self.advance_clock(event, brand_id, brand, record)
+        else:
+            assert moment is not None
+            await self.count_mention(event, brand_id, brand, record, moment)
+
+    async def advance_clock(self, event: faust.EventT, brand_id: str, brand: BrandState,
+                            record: dict[str, Any]) -> None:
+        """A clock tick: merge the partitions' progress, close what the watermark allows."""
+        if record.get("schema_version") != TICK_SCHEMA_VERSION:
+            return  # a tick of an older version carries no progress
+        try:
+            brand.clock.watermark.merge(record["progress"])
+        except (KeyError, TypeError, ValueError) as exc:
+            await self.dead(event, "invalid_tick", str(exc))
+            return
+        opened_at = brand.clock.open_start
+        events, used = self.close_intervals(brand_id, brand)
+        if brand.clock.open_start == opened_at and not events:
+            # Most ticks close nothing: the state (100 KB and more) is not written
+            # again for them. The merged progress rides with the next write, and a
+            # restart re-reads these ticks (the offset stays where it was).
+            return
+        await self.commit(event, brand_id, brand, events)
+        for key in used:  # after the state: a crash between them loses nothing
+            self.held.pop(key, None)
+        self.export_gauges(brand_id, brand, events)
+
+    async def count_mention(self, event: faust.EventT, brand_id: str, brand: BrandState,
+                            record: dict[str, Any], moment: datetime) -> None:
+        """A mention: skipped if counted recently, dead-lettered if too late, held if its
+        interval has not opened yet, else counted in the open interval and judged."""
+        offset = event.message.offset
+        post_key = record.get("post_key")
+        pair = f"{brand_id}|{post_key}" if post_key else None
+        if pair is not None:
+            window = self.counted[pair]
+            if window.current() or window.delta(RECOUNT_HORIZON):
+                metrics.MENTIONS_RECOUNTED.labels(brand=brand_id).inc()
+                return  # the same post, scored again after a score worker restart
+        placement = brand.clock.place(moment)
+        events: Events = []
+        if placement.kind == "too_late":
+            brand.last_offset = offset
+            await self.dead(event, "too_late", f"created_at {moment.isoformat()} is more than "
+                            f"{self.lateness} before the open interval "
+                            f"({brand.clock.open_start.isoformat()})")
+            self.states[brand_id] = brand.to_state()
+            return
+        try:
+            if placement.kind == "held":
+                assert placement.start is not None
+                if not self.hold_mention(brand_id, brand, record, offset, placement.start):
+                    # Its interval was already held for: the state has not changed, so
+                    # it is not written again (the tally's offset guards a re-read).
+                    if pair is not None:
+                        self.counted[pair] = 1
+                    return
+            else:
+                # A mention late by less than the allowed lateness counts in the open one.
+                brand.monitor.add_mention(record)
+                start = brand.clock.open_start
+                assert start is not None
+                events = brand.monitor.judge_open(start, moment)
+        except ValueError as exc:
+            await self.dead(event, "invalid_mention", str(exc))
+        await self.commit(event, brand_id, brand, events)
+        if pair is not None:
+            self.counted[pair] = 1  # after the state: a crash between them re-counts nothing
+        if events:
+            self.export_gauges(brand_id, brand, events)
+
+    # -- held mentions and the clock -------------------------------------------------------
+
+    def hold_mention(self, brand_id: str, brand: BrandState, record: dict[str, Any],
+                     offset: int, start: datetime) -> bool:
+        """Add a mention of a later interval to that interval's tally; returns whether the
+        brand's clock changed (its first mention held for that interval)."""
+        key = held_key(brand_id, start)
+        tally = self.held.get(key)
+        if tally is None or tally["offset"] < offset:  # else counted before a crash
+            self.held[key] = {"tally": brand.monitor.hold_mention(
+                None if tally is None else tally["tally"], record), "offset": offset}
+        return brand.clock.hold(start)
+
+    def add_held(self, brand_id: str, brand: BrandState, start: datetime) -> str:
         """Add to the open interval what was held for it; returns the table key used."""
         key = held_key(brand_id, start)
-        tally = held.get(key)
+        tally = self.held.get(key)
         if tally is not None:
             brand.monitor.open_held(tally["tally"])
         return key
 
-    def advance(brand_id: str, brand: BrandState) -> tuple[list[dict[str, Any]], list[str]]:
+    def close_intervals(self, brand_id: str, brand: BrandState) -> tuple[Events, list[str]]:
         """Close what the watermark allows; returns the events and the held keys used up."""
-        events: list[dict[str, Any]] = []
+        events: Events = []
         used: list[str] = []
         until = brand.clock.watermark.value()
         if until is None:
             return events, used
         for interval in brand.clock.advance(until):
             if interval.held:
-                used.append(add_held(brand_id, brand, interval.start))
+                used.append(self.add_held(brand_id, brand, interval.start))
             events += brand.monitor.close_interval(interval.start, interval.end)
         start = brand.clock.open_start
         if start is not None and brand.clock.take_open_held():
-            used.append(add_held(brand_id, brand, start))
+            used.append(self.add_held(brand_id, brand, start))
             events += brand.monitor.judge_open(start, until)
         return events, used
 
-    async def emit(brand_id: str, events: list[dict[str, Any]]) -> None:
+    # -- output ----------------------------------------------------------------------------
+
+    async def commit(self, event: faust.EventT, brand_id: str, brand: BrandState,
+                     events: Events) -> None:
+        """Mark the record counted, send its incident events, then write the state (a crash
+        before the write re-reads the record, and the events' sequence numbers let
+        downstream recognise the ones sent again)."""
+        brand.last_offset = event.message.offset
+        await self.emit(brand_id, events)
+        self.states[brand_id] = brand.to_state()
+
+    async def emit(self, brand_id: str, events: Events) -> None:
         for event in events:
             metrics.INCIDENT_EVENTS.labels(brand=brand_id, event=event["event"],
                                            severity=event["severity"]).inc()
-            await incidents_out.send(brand_id.encode(), orjson.dumps(event))
+            await self.incidents_out.send(brand_id.encode(), orjson.dumps(event))
 
-    def export_gauges(brand_id: str, brand: BrandState, events: list[dict[str, Any]]) -> None:
+    @staticmethod
+    def export_gauges(brand_id: str, brand: BrandState, events: Events) -> None:
         trend = brand.monitor.trend
         if trend:
             last = trend[-1]
@@ -165,104 +292,23 @@ def register(context: AgentContext) -> None:
             for measure in ("mentions", "negative", "reach_negative"):
                 metrics.BRAND_EXPECTED.labels(brand=brand_id, measure=measure).set(
                     event["expected"][measure])
-            for severity in ("info", "warning", "critical"):
-                open_now = event["event"] != "resolved" and event["severity"] == severity
-                metrics.INCIDENTS_OPEN.labels(brand=brand_id, severity=severity).set(
-                    1 if open_now else 0)
+            for severity, open_now in open_by_severity(event["event"],
+                                                       event["severity"]).items():
+                metrics.INCIDENTS_OPEN.labels(brand=brand_id, severity=severity).set(open_now)
 
-    async def dead(event: faust.EventT, reason: str, message: str) -> None:
+    async def dead(self, event: faust.EventT, reason: str, message: str) -> None:
         record = event.message
-        await dead_out.send(dead_letter_key(event.key), dead_letter(
+        await self.dead_out.send(dead_letter_key(event.key), dead_letter(
             STAGE, [FieldError("$", message)], key=event.key, original=event.value,
             topic=record.topic, partition=record.partition, offset=record.offset,
             reason=reason, dlq=MENTIONS_DLQ))
 
-    @app.agent(topics.mentions_scored, name="detect")
+
+def register(context: AgentContext) -> None:
+    """Declare the detect agent: its tables (in `DetectStage`) and its stream."""
+    stage = DetectStage(context, DetectionSettings.from_env())
+
+    @context.app.agent(context.topics.mentions_scored, name="detect")
     async def detect(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            brand_id = (event.key or b"").decode("utf-8", "replace")
-            offset = event.message.offset
-            if brand_id not in configs:
-                await dead(event, "unknown_brand", f"brand {brand_id!r} is not in the watchlist")
-                continue
-            try:
-                record = orjson.loads(event.value)
-                tick = record.get("tick")
-                moment = None if tick else parse_timestamp(record.get("created_at"))
-                if moment is not None:
-                    moment = moment.astimezone(UTC)
-            except (orjson.JSONDecodeError, AttributeError, ValueError, OverflowError) as exc:
-                await dead(event, "invalid_mention", str(exc))
-                continue
-            brand = state_for(brand_id, states.get(brand_id))
-            if offset <= brand.last_offset:
-                continue  # counted before a restart
-            if tick:
-                if record.get("schema_version") != TICK_SCHEMA_VERSION:
-                    continue  # a tick of an older version carries no progress
-                try:
-                    brand.clock.watermark.merge(record["progress"])
-                except (KeyError, TypeError, ValueError) as exc:
-                    await dead(event, "invalid_tick", str(exc))
-                    continue
-                opened_at = brand.clock.open_start
-                events, used = advance(brand_id, brand)
-                if brand.clock.open_start == opened_at and not events:
-                    # Most ticks close nothing: the state (100 KB and more) is not written
-                    # again for them. The merged progress rides with the next write, and a
-                    # restart re-reads these ticks (the offset stays where it was).
-                    continue
-                brand.last_offset = offset
-                await emit(brand_id, events)
-                states[brand_id] = brand.to_state()
-                for key in used:  # after the state: a crash between them loses nothing
-                    held.pop(key, None)
-                export_gauges(brand_id, brand, events)
-                continue
-
-            assert moment is not None
-            post_key = record.get("post_key")
-            pair = f"{brand_id}|{post_key}" if post_key else None
-            if pair is not None:
-                window = counted[pair]
-                if window.current() or window.delta(RECOUNT_HORIZON):
-                    metrics.MENTIONS_RECOUNTED.labels(brand=brand_id).inc()
-                    continue  # the same post, scored again after a score worker restart
-            placement = brand.clock.place(moment)
-            events: list[dict[str, Any]] = []
-            if placement.kind == "too_late":
-                brand.last_offset = offset
-                await dead(event, "too_late", f"created_at {moment.isoformat()} is more than "
-                           f"{lateness} before the open interval "
-                           f"({brand.clock.open_start.isoformat()})")
-                states[brand_id] = brand.to_state()
-                continue
-            try:
-                if placement.kind == "held":
-                    assert placement.start is not None
-                    key = held_key(brand_id, placement.start)
-                    tally = held.get(key)
-                    if tally is None or tally["offset"] < offset:  # else counted before a crash
-                        held[key] = {"tally": brand.monitor.hold_mention(
-                            None if tally is None else tally["tally"], record), "offset": offset}
-                    if not brand.clock.hold(placement.start):
-                        # Its interval was already held for: the state has not changed, so
-                        # it is not written again (the tally's offset guards a re-read).
-                        if pair is not None:
-                            counted[pair] = 1
-                        continue
-                else:
-                    # A mention late by less than the allowed lateness counts in the open one.
-                    brand.monitor.add_mention(record)
-                    start = brand.clock.open_start
-                    assert start is not None
-                    events = brand.monitor.judge_open(start, moment)
-            except ValueError as exc:
-                await dead(event, "invalid_mention", str(exc))
-            brand.last_offset = offset
-            await emit(brand_id, events)
-            states[brand_id] = brand.to_state()
-            if pair is not None:
-                counted[pair] = 1  # after the state: a crash between them re-counts nothing
-            if events:
-                export_gauges(brand_id, brand, events)
+            await stage.handle(event)

@@ -43,7 +43,7 @@ Layers, each usable alone:
 from models.detection.calibration import TailCalibrator
 from models.detection.clock import BrandClock, SourceProgress, Watermark, interval_start
 from models.detection.config import OVERRIDABLE_KEYS, DetectorConfig
-from models.detection.lifecycle import SEVERITIES, IncidentLifecycle
+from models.detection.lifecycle import SEVERITIES, IncidentLifecycle, open_by_severity
 from models.detection.monitor import BrandMonitor
 from models.detection.protocol import OnlineDetector
 from models.detection.series import SeriesDetector, SeriesPoint, run_series
@@ -69,5 +69,6 @@ __all__ = [
     "VolumeScore",
     "Watermark",
     "interval_start",
+    "open_by_severity",
     "run_series",
 ]

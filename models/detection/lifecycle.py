@@ -29,9 +29,22 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-__all__ = ["SEVERITIES", "LifecycleStep", "IncidentLifecycle"]
+__all__ = ["SEVERITIES", "LifecycleStep", "IncidentLifecycle", "open_by_severity"]
 
 SEVERITIES = ("info", "warning", "critical")
+
+
+def open_by_severity(event: str, severity: str) -> dict[str, int]:
+    """Which severity the brand's incident is open at after an incident event: 1 for the
+    event's own severity unless the event resolved it, 0 for every other (a subsided
+    incident is still open). The values of the per-severity "incidents open" gauge.
+
+    >>> open_by_severity("opened", "warning")
+    {'info': 0, 'warning': 1, 'critical': 0}
+    >>> open_by_severity("resolved", "critical")
+    {'info': 0, 'warning': 0, 'critical': 0}
+    """
+    return {level: int(event != "resolved" and severity == level) for level in SEVERITIES}
 
 
 @dataclass(frozen=True)
