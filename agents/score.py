@@ -32,6 +32,7 @@ from pipeline.mentions import mention_record, tick_record
 from pipeline.schema import FieldError, parse_timestamp
 from pipeline.sentiment_settings import SentimentSettings
 from pipeline.topics import MENTIONS_DLQ, POSTS_DLQ
+from pipeline.watchlist import Watchlist
 
 log = logging.getLogger(__name__)
 STAGE = "score"
@@ -39,21 +40,91 @@ STAGE = "score"
 BATCH_WITHIN_S = 0.25
 
 
-def register(context: AgentContext) -> None:
-    app, topics = context.app, context.topics
-    settings = SentimentSettings.from_env()
-    holder = context.watchlist  # reloaded by the app when the file changes
-    classifier = settings.load_classifier()
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigie-model")
-    posts_per_call = settings.posts_per_call
-    mentions_out = Outlet(topics.mentions_scored, topics.mentions_dlq, MENTIONS_DLQ, STAGE)
-    posts_dead_out = Outlet(topics.posts_dlq, topics.posts_dlq, POSTS_DLQ, STAGE)
-    mentions_dead_out = Outlet(topics.mentions_dlq, topics.mentions_dlq, MENTIONS_DLQ, STAGE)
-    tick_seconds = DetectionSettings.from_env().tick_seconds
-    progress = SourceProgress()
-    source_topic = topics.posts_valid.get_topic_name()
+Pending = list[tuple[dict[str, Any], str, list[str]]]  # (post, brand id, matched terms)
 
-    def observe(events: list[Any]) -> None:
+
+class ScoreStage:
+    """The score agent's steps for one batch: match the posts to brands, score the
+    matching ones in the model's thread, send the mentions, then count the batch as read
+    (for the clock ticks, sent by `send_ticks`)."""
+
+    def __init__(self, context: AgentContext, settings: SentimentSettings,
+                 tick_seconds: float) -> None:
+        topics = context.topics
+        self.context = context
+        self.holder = context.watchlist  # reloaded by the app when the file changes
+        self.classifier = settings.load_classifier()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigie-model")
+        self.posts_per_call = settings.posts_per_call
+        self.tick_seconds = tick_seconds
+        self.mentions_out = Outlet(topics.mentions_scored, topics.mentions_dlq, MENTIONS_DLQ,
+                                   STAGE)
+        self.posts_dead_out = Outlet(topics.posts_dlq, topics.posts_dlq, POSTS_DLQ, STAGE)
+        self.mentions_dead_out = Outlet(topics.mentions_dlq, topics.mentions_dlq, MENTIONS_DLQ,
+                                        STAGE)
+        self.progress = SourceProgress()
+        self.source_topic = topics.posts_valid.get_topic_name()
+
+    async def handle_batch(self, events: list[Any]) -> None:
+        pending = await self.match(events, self.holder.watchlist)
+        if pending:
+            await self.score_and_send(pending)
+        self.observe(events)
+
+    async def match(self, events: list[Any], watchlist: Watchlist) -> Pending:
+        """The (post, brand) pairs of the batch in a language the brand reads; a post that
+        cannot be read is dead-lettered."""
+        pending: Pending = []
+        for event in events:
+            try:
+                post = orjson.loads(event.value)
+                matches = watchlist.match(post["text"])
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                message = event.message
+                await self.posts_dead_out.send(dead_letter_key(event.key), dead_letter(
+                    STAGE, [FieldError("$", f"unusable post: {exc}")], key=event.key,
+                    original=event.value, topic=message.topic,
+                    partition=message.partition, offset=message.offset,
+                    reason="unusable_post", dlq=POSTS_DLQ))
+                continue
+            if not matches:
+                metrics.POSTS_UNMATCHED.inc()
+            for brand_id, matched in matches:
+                if watchlist.brands[brand_id].reads(post.get("language", "und")):
+                    pending.append((post, brand_id, matched))
+        return pending
+
+    async def score_and_send(self, pending: Pending) -> None:
+        """Score the texts in the model's thread, then send one mention per pair (a text
+        the model failed on is dead-lettered)."""
+        texts = [post["text"] for post, _, _ in pending]
+        results, seconds, hits = await asyncio.get_running_loop().run_in_executor(
+            self.executor, self.score, texts)
+        metrics.MODEL_BATCH_SIZE.observe(len(texts))
+        metrics.MODEL_BATCH_SECONDS.observe(seconds)
+        metrics.MODEL_POSTS_SCORED.inc(len(texts))
+        metrics.MODEL_CACHE_HITS.inc(hits)
+        for (post, brand_id, matched), result in zip(pending, results, strict=True):
+            if isinstance(result, Exception):
+                await self.mentions_dead_out.send(brand_id.encode(), dead_letter(
+                    STAGE, [FieldError("text", str(result))], key=brand_id.encode(),
+                    original=orjson.dumps(post), topic=self.source_topic,
+                    partition=-1, offset=-1, reason="model_error",
+                    dlq=MENTIONS_DLQ))
+                continue
+            mention = mention_record(post, brand_id, matched, result.label, result.scores,
+                                     self.classifier.name)
+            metrics.MENTIONS.labels(brand=brand_id, sentiment=result.label).inc()
+            await self.mentions_out.send(brand_id.encode(), orjson.dumps(mention))
+
+    def score(self, texts: list[str]) -> tuple[list[Any], float, int]:
+        """Runs in the model's thread: the results, the seconds taken and the cache hits."""
+        hits_before = self.classifier.cache_hits
+        started = time.perf_counter()
+        results = self.classifier.predict_each(texts)
+        return results, time.perf_counter() - started, self.classifier.cache_hits - hits_before
+
+    def observe(self, events: list[Any]) -> None:
         """Count the batch as read, once whatever it gave has been sent."""
         now = datetime.now(UTC)
         for event in events:
@@ -61,76 +132,38 @@ def register(context: AgentContext) -> None:
                 created_at = parse_timestamp(orjson.loads(event.value)["created_at"])
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 created_at = None
-            progress.observe(event.message.partition, event.message.offset, created_at, now)
+            self.progress.observe(event.message.partition, event.message.offset, created_at,
+                                  now)
 
-    def score(texts: list[str]) -> tuple[list[Any], float, int]:
-        hits_before = classifier.cache_hits
-        started = time.perf_counter()
-        results = classifier.predict_each(texts)
-        return results, time.perf_counter() - started, classifier.cache_hits - hits_before
-
-    @app.agent(topics.posts_valid, name="score")
-    async def score_posts(stream: faust.StreamT) -> None:
-        loop = asyncio.get_running_loop()
-        async for events in stream.take_events(posts_per_call, within=BATCH_WITHIN_S):
-            watchlist = holder.watchlist
-            pending: list[tuple[dict[str, Any], str, list[str]]] = []
-            for event in events:
-                try:
-                    post = orjson.loads(event.value)
-                    matches = watchlist.match(post["text"])
-                except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-                    message = event.message
-                    await posts_dead_out.send(dead_letter_key(event.key), dead_letter(
-                        STAGE, [FieldError("$", f"unusable post: {exc}")], key=event.key,
-                        original=event.value, topic=message.topic,
-                        partition=message.partition, offset=message.offset,
-                        reason="unusable_post", dlq=POSTS_DLQ))
-                    continue
-                if not matches:
-                    metrics.POSTS_UNMATCHED.inc()
-                for brand_id, matched in matches:
-                    brand = watchlist.brands[brand_id]
-                    language = post.get("language", "und")
-                    if brand.languages and language != "und" and language not in brand.languages:
-                        continue
-                    pending.append((post, brand_id, matched))
-            if not pending:
-                observe(events)
-                continue
-            texts = [post["text"] for post, _, _ in pending]
-            results, seconds, hits = await loop.run_in_executor(executor, score, texts)
-            metrics.MODEL_BATCH_SIZE.observe(len(texts))
-            metrics.MODEL_BATCH_SECONDS.observe(seconds)
-            metrics.MODEL_POSTS_SCORED.inc(len(texts))
-            metrics.MODEL_CACHE_HITS.inc(hits)
-            for (post, brand_id, matched), result in zip(pending, results, strict=True):
-                if isinstance(result, Exception):
-                    await mentions_dead_out.send(brand_id.encode(), dead_letter(
-                        STAGE, [FieldError("text", str(result))], key=brand_id.encode(),
-                        original=orjson.dumps(post), topic=topics.posts_valid.get_topic_name(),
-                        partition=-1, offset=-1, reason="model_error",
-                        dlq=MENTIONS_DLQ))
-                    continue
-                mention = mention_record(post, brand_id, matched, result.label, result.scores,
-                                         classifier.name)
-                metrics.MENTIONS.labels(brand=brand_id, sentiment=result.label).inc()
-                await mentions_out.send(brand_id.encode(), orjson.dumps(mention))
-            observe(events)
-
-    @app.timer(interval=tick_seconds)
-    async def send_ticks() -> None:
+    async def send_ticks(self) -> None:
         """Tell each brand's detector how far this worker has read (after its mentions)."""
+        app, source_topic = self.context.app, self.source_topic
         try:
             held = [tp for tp in app.consumer.assignment() if tp.topic == source_topic]
             highwaters = {tp.partition: app.consumer.highwater(tp) for tp in held}
-            partitions = app.consumer.topic_partitions(source_topic) or context.kafka.partitions
+            partitions = (app.consumer.topic_partitions(source_topic)
+                          or self.context.kafka.partitions)
         except Exception as exc:  # the consumer is not started yet, or is rebalancing
             log.debug("no clock tick this time: %s", exc)
             return
         if not highwaters:
             return
         now = datetime.now(UTC)
-        value = orjson.dumps(tick_record(progress.report(partitions, highwaters, now), now))
-        for brand_id in list(holder.watchlist.brands):  # a reload may change it meanwhile
-            await mentions_out.send(brand_id.encode(), value)
+        value = orjson.dumps(tick_record(self.progress.report(partitions, highwaters, now), now))
+        for brand_id in list(self.holder.watchlist.brands):  # a reload may change it meanwhile
+            await self.mentions_out.send(brand_id.encode(), value)
+
+
+def register(context: AgentContext) -> None:
+    """Declare the score agent (batches of posts.valid) and its clock-tick timer."""
+    stage = ScoreStage(context, SentimentSettings.from_env(),
+                       DetectionSettings.from_env().tick_seconds)
+
+    @context.app.agent(context.topics.posts_valid, name="score")
+    async def score_posts(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(stage.posts_per_call, within=BATCH_WITHIN_S):
+            await stage.handle_batch(events)
+
+    @context.app.timer(interval=stage.tick_seconds)
+    async def send_ticks() -> None:
+        await stage.send_ticks()

@@ -116,6 +116,11 @@ class Brand:
     # each reader's own zone.
     timezone: str = "UTC"
 
+    def reads(self, language: str) -> bool:
+        """Whether a post in `language` is the brand's concern: any language when the brand
+        lists none, and a post of unknown language ("und") always, rather than lose it."""
+        return not self.languages or language == "und" or language in self.languages
+
 
 def fold(text: str) -> str:
     """Case- and accent-insensitive form used on both sides of a match."""

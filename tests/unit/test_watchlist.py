@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.watchlist import WatchlistError, load_watchlist, parse_watchlist
+from pipeline.watchlist import Brand, WatchlistError, load_watchlist, parse_watchlist
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -188,3 +188,10 @@ def test_a_brand_time_zone_is_an_iana_name():
     assert brands["acme"].timezone == "Europe/Paris" and brands["lumio"].timezone == "UTC"
     error = error_of("brands:\n  - {id: acme, name: ACME, timezone: Paris/France}\n")
     assert "brands[0].timezone" in str(error) and "unknown time zone 'Paris/France'" in str(error)
+
+
+def test_a_brand_reads_its_languages_unknown_ones_and_all_when_it_lists_none() -> None:
+    french = Brand(id="a", name="A", languages=("fr",))
+    assert french.reads("fr") and french.reads("und")
+    assert not french.reads("en")
+    assert Brand(id="b", name="B").reads("en")
