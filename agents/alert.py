@@ -50,28 +50,33 @@ class MisconfiguredReceiver:
         raise NotificationError(f"receiver misconfigured: {self.error}", retryable=False)
 
 
+def routing(watchlist: Watchlist, settings: AlertSettings
+            ) -> tuple[dict[str, tuple[Owner, ...]], dict[str, Any]]:
+    """Each brand's owners, and a receiver for each watchlist entry (a stand-in that
+    dead-letters everything for an entry that cannot be built)."""
+    receivers: dict[str, Any] = {}
+    for name, spec in watchlist.receivers.items():
+        try:
+            receivers[name] = build_receiver(spec, settings)
+        except WatchlistError as exc:
+            log.error("receiver %s unusable, its notifications will be dead letters: %s",
+                      name, exc)
+            receivers[name] = MisconfiguredReceiver(name, spec.type, exc)
+    return {brand.id: brand.owners for brand in watchlist.brands.values()}, receivers
+
+
+def timezones(watchlist: Watchlist) -> dict[str, str]:
+    return {brand.id: brand.timezone for brand in watchlist.brands.values()}
+
+
 def register(context: AgentContext) -> None:
     app, topics = context.app, context.topics
     settings = AlertSettings.from_env()
-    def routing(watchlist: Watchlist) -> tuple[dict[str, tuple[Owner, ...]], dict[str, Any]]:
-        receivers: dict[str, Any] = {}
-        for name, spec in watchlist.receivers.items():
-            try:
-                receivers[name] = build_receiver(spec, settings)
-            except WatchlistError as exc:
-                log.error("receiver %s unusable, its notifications will be dead letters: %s",
-                          name, exc)
-                receivers[name] = MisconfiguredReceiver(name, spec.type, exc)
-        return {brand.id: brand.owners for brand in watchlist.brands.values()}, receivers
-
-    def timezones(watchlist: Watchlist) -> dict[str, str]:
-        return {brand.id: brand.timezone for brand in watchlist.brands.values()}
-
-    service = AlertService(*routing(context.watchlist.watchlist), settings, context.kafka,
-                           timezones=timezones(context.watchlist.watchlist))
+    service = AlertService(*routing(context.watchlist.watchlist, settings), settings,
+                           context.kafka, timezones=timezones(context.watchlist.watchlist))
 
     def reload(watchlist: Watchlist) -> None:
-        service.update_routing(*routing(watchlist))
+        service.update_routing(*routing(watchlist, settings))
         service.timezones = timezones(watchlist)
 
     # A new watchlist version: new brands' owners and changed receivers apply to the next
