@@ -14,8 +14,10 @@ a day ahead. So no single post says what time it is; the detector follows a wate
   after the mentions of the posts it has read, in each brand's partition.
 - `Watermark`, kept in each brand's detector state, merges those reports. Its value is the
   event time that every input partition still holding unread records has reached: no
-  mention older than that can still come, save for lateness. A caught-up partition holds
-  nothing back; when every partition is caught up, the value is the newest time reached,
+  mention older than that can still come, save for lateness. A partition that has stayed
+  caught up for `IDLE_GRACE` holds nothing back (caught up for a moment is not enough: the
+  stage upstream may still be writing it); when every partition is, the value is the newest
+  time reached,
   and on a live stream the wall clock less `LIVE_GRACE`, so that a quiet brand's intervals
   close on time. There is one clock model for live streams and replays.
 - `BrandClock`: one brand's open interval; where a mention of a given time goes (counted
@@ -58,6 +60,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
+    "IDLE_GRACE",
     "LIVE_GRACE",
     "LIVE_HORIZON",
     "MAX_INTERVALS_PER_STEP",
@@ -76,6 +79,12 @@ LIVE_HORIZON = timedelta(minutes=10)
 # On a live stream with nothing left to read, intervals close this long behind the wall
 # clock, so that a post in flight still lands in its own interval.
 LIVE_GRACE = timedelta(seconds=5)
+# A reader is "caught up" on a partition whenever it has read what was written so far, which
+# in a backfill happens for a moment each time the upstream stage is slower than it: the
+# partition is still being written, with older times than the others have reached. So a
+# caught-up partition stops holding the watermark back only after it has stayed caught up
+# this long (wall time between reports); until then its own time still bounds the watermark.
+IDLE_GRACE = timedelta(seconds=30)
 # After a long silence (a stopped pipeline, a gap in a replay) the clock jumps instead of
 # closing every missed interval one by one.
 MAX_INTERVALS_PER_STEP = 1440
@@ -112,6 +121,7 @@ class _Reading:
     newest: datetime | None = None  # newest created_at read (at most the wall clock)
     second: datetime | None = None  # second newest: the time the partition has reached
     live: bool = False  # the newest post arrived within LIVE_HORIZON of its creation
+    fresh: bool = False  # a record was read since the last report
 
 
 class SourceProgress:
@@ -125,6 +135,7 @@ class SourceProgress:
         """A record was read (and whatever it led to was sent): `created_at` None if unknown."""
         reading = self._readings.setdefault(partition, _Reading())
         reading.offset = max(reading.offset, offset)
+        reading.fresh = True
         try:
             moment = None if created_at is None else _utc(created_at)
         except (OverflowError, ValueError):  # e.g. year 1 at +14:00: no UTC time
@@ -155,7 +166,11 @@ class SourceProgress:
             if caught_up and reading.live:
                 floor = now - LIVE_GRACE
                 reached = floor if reached is None else max(reached, floor)
-            progress[str(partition)] = {"time": _iso(reached), "idle": caught_up}
+            # Idle: caught up, and nothing came since the last report (a partition that
+            # keeps receiving records is being written, however fast it is read).
+            progress[str(partition)] = {"time": _iso(reached),
+                                        "idle": caught_up and not reading.fresh}
+            reading.fresh = False
         return {"partitions": partitions, "at": now.isoformat(), "progress": progress}
 
 
@@ -165,6 +180,7 @@ class _Partition:
     time: datetime | None = None  # event time reached (only ever moves forward)
     idle: bool = False  # caught up, in the latest report about it
     reported: datetime | None = None  # wall time of that report
+    idle_since: datetime | None = None  # wall time of the first report of this idle run
 
 
 class Watermark:
@@ -198,6 +214,10 @@ class Watermark:
             # Reports of two workers (before and after a rebalance) may arrive in any order:
             # the newest says whether the partition is caught up.
             if state.reported is None or at >= state.reported:
+                if not idle:
+                    state.idle_since = None
+                elif not state.idle or state.idle_since is None:
+                    state.idle_since = at
                 state.idle, state.reported = idle, at
 
     def value(self) -> datetime | None:
@@ -208,20 +228,31 @@ class Watermark:
         if any(state is None for state in states):
             return None
         known = [state for state in states if state is not None]
-        busy = [state for state in known if not state.idle]
-        if busy:
-            times = [state.time for state in busy]
+        latest = max((state.reported for state in known if state.reported), default=None)
+        holding = [state for state in known if not self._released(state, latest)]
+        if holding:
+            times = [state.time for state in holding]
             if any(time is None for time in times):
                 return None
             return min(time for time in times if time is not None)
         reached = [state.time for state in known if state.time is not None]
         return max(reached) if reached else None
 
+    @staticmethod
+    def _released(state: _Partition, latest: datetime | None) -> bool:
+        """A partition stops bounding the watermark once it has been caught up IDLE_GRACE."""
+        if not state.idle:
+            return False
+        if state.idle_since is None or latest is None:  # a state saved before idle_since
+            return True
+        return latest - state.idle_since >= IDLE_GRACE
+
     def to_state(self) -> dict[str, Any]:
         return {
             "partitions": self.partitions,
             "progress": {str(partition): {"time": _iso(state.time), "idle": state.idle,
-                                          "reported": _iso(state.reported)}
+                                          "reported": _iso(state.reported),
+                                          "idle_since": _iso(state.idle_since)}
                          for partition, state in sorted(self._states.items())},
         }
 
@@ -231,7 +262,8 @@ class Watermark:
         watermark.partitions = int(state.get("partitions", 0))
         for key, entry in (state.get("progress") or {}).items():
             watermark._states[int(key)] = _Partition(
-                _parse(entry.get("time")), bool(entry.get("idle")), _parse(entry.get("reported")))
+                _parse(entry.get("time")), bool(entry.get("idle")), _parse(entry.get("reported")),
+                _parse(entry.get("idle_since")))
         return watermark
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import models.detection.clock as clock_module
 from models.detection import BrandClock, SourceProgress, Watermark
-from models.detection.clock import LIVE_GRACE, MAX_INTERVALS_PER_STEP
+from models.detection.clock import IDLE_GRACE, LIVE_GRACE, MAX_INTERVALS_PER_STEP
 
 T0 = datetime(2026, 3, 9, 15, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -49,18 +49,47 @@ def test_a_partition_never_reported_or_never_read_holds_everything() -> None:
     assert watermark_of(source.report(2, {0: 5, 1: None}, LONG_AGO)).value() is None
 
 
-def test_a_caught_up_partition_holds_nothing_back() -> None:
+def test_a_partition_caught_up_for_the_idle_grace_holds_nothing_back() -> None:
     source = SourceProgress()
     for offset, minute in enumerate([1, 2, 3, 40, 41]):
         source.observe(0, offset, T0 + minute * MINUTE, LONG_AGO)
     source.observe(1, 0, T0 + MINUTE, LONG_AGO)
     source.observe(1, 1, T0 + 2 * MINUTE, LONG_AGO)
-    # Partition 1 has read all there is (offset 1, highwater 2): partition 0 decides.
-    report = source.report(2, {0: 10, 1: 2}, LONG_AGO)
-    assert watermark_of(report).value() == T0 + 40 * MINUTE
-    # Everything read everywhere: the newest time reached.
-    report = source.report(2, {0: 5, 1: 2}, LONG_AGO)
-    assert watermark_of(report).value() == T0 + 40 * MINUTE
+    # Partition 1 has read all there is (offset 1, highwater 2), but records came since the
+    # last report: it still holds the watermark at its own time.
+    watermark = watermark_of(source.report(2, {0: 10, 1: 2}, LONG_AGO))
+    assert watermark.value() == T0 + MINUTE
+    # Nothing more came: idle from now, but not yet for IDLE_GRACE.
+    watermark.merge(source.report(2, {0: 10, 1: 2}, LONG_AGO + MINUTE))
+    assert watermark.value() == T0 + MINUTE
+    # Still idle IDLE_GRACE later: partition 0 decides.
+    watermark.merge(source.report(2, {0: 10, 1: 2}, LONG_AGO + MINUTE + IDLE_GRACE))
+    assert watermark.value() == T0 + 40 * MINUTE
+    # Everything read everywhere for that long: the newest time reached.
+    for later in (2 * MINUTE, 3 * MINUTE, 3 * MINUTE + IDLE_GRACE):
+        watermark.merge(source.report(2, {0: 5, 1: 2}, LONG_AGO + later))
+    assert watermark.value() == T0 + 40 * MINUTE
+
+
+def test_a_partition_caught_up_for_a_moment_in_a_backfill_holds_its_place() -> None:
+    """The stage upstream writes partition 1 more slowly than the reader reads it: each tick
+    finds the reader caught up there, and the posts that follow are older than partition
+    0's. None of them may come too late."""
+    source, clock = SourceProgress(), BrandClock(60, timedelta(0))
+    fast = [T0 + minute * MINUTE for minute in range(0, 120)]
+    for offset, moment in enumerate(fast):  # partition 0 read to minute 119 at once
+        assert clock.place(moment).kind != "too_late"
+        source.observe(0, offset, moment, LONG_AGO)
+    watermark = Watermark()
+    now = LONG_AGO
+    for offset in range(60):  # partition 1 trickles in, one post a second of wall time
+        moment = T0 + offset * MINUTE
+        assert clock.place(moment).kind != "too_late", offset
+        source.observe(1, offset, moment, now)
+        watermark.merge(json.loads(json.dumps(source.report(2, {0: 200, 1: offset + 1}, now))))
+        if watermark.value() is not None:
+            clock.advance(watermark.value())
+        now += timedelta(seconds=1)
 
 
 def test_one_post_dated_a_day_ahead_moves_nothing() -> None:
