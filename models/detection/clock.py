@@ -229,7 +229,14 @@ class Watermark:
             return None
         known = [state for state in states if state is not None]
         latest = max((state.reported for state in known if state.reported), default=None)
-        holding = [state for state in known if not self._released(state, latest)]
+        # On a live stream a partition that never had a post holds nothing back: nothing
+        # older is on its way. In a replay it waits IDLE_GRACE like the others, since the
+        # stage upstream may not have written its first post yet.
+        live = latest is not None and any(
+            state.time is not None and latest - state.time <= LIVE_HORIZON for state in known)
+        holding = [state for state in known
+                   if not self._released(state, latest)
+                   and not (live and state.idle and state.time is None)]
         if holding:
             times = [state.time for state in holding]
             if any(time is None for time in times):

@@ -254,3 +254,18 @@ def test_the_old_clock_switch_is_accepted_and_ignored_with_a_warning(monkeypatch
         settings = DetectionSettings.from_env()
     assert "VIGIE_DETECT_CLOCK is ignored" in caplog.text
     assert not hasattr(settings, "clock")
+
+
+def test_on_a_live_stream_an_empty_partition_holds_nothing_back() -> None:
+    """A brand's posts all land on one partition; the others never had a post. On a live
+    stream they must not keep its intervals from closing (in a replay they wait)."""
+    now = T0 + 10 * MINUTE
+    source = SourceProgress()
+    source.observe(0, 0, now - 2 * MINUTE, now)
+    source.observe(0, 1, now - MINUTE, now)
+    watermark = watermark_of(source.report(3, {0: 2, 1: 0, 2: 0}, now))
+    assert watermark.value() == now - LIVE_GRACE
+    replay = SourceProgress()
+    replay.observe(0, 0, T0, LONG_AGO)
+    replay.observe(0, 1, T0 + MINUTE, LONG_AGO)
+    assert watermark_of(replay.report(3, {0: 2, 1: 0, 2: 0}, LONG_AGO)).value() is None
