@@ -25,7 +25,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -267,32 +267,26 @@ def _oauth(settings: KafkaSettings) -> OAuthTokenProvider:
 
 def kafka_python_config(settings: KafkaSettings) -> dict[str, Any]:
     """Connection options for kafka-python's producer, consumer and admin client."""
-    config: dict[str, Any] = {
-        "bootstrap_servers": [s.strip() for s in settings.bootstrap_servers.split(",")],
-        "security_protocol": settings.security_protocol,
-    }
-    if settings.security_protocol.startswith("SASL"):
-        config["sasl_mechanism"] = settings.sasl_mechanism
-        if settings.sasl_mechanism == "OAUTHBEARER":
-            config["sasl_oauth_token_provider"] = _kafka_python_token_provider(settings)
-        else:
-            config.update(sasl_plain_username=settings.sasl_username,
-                          sasl_plain_password=settings.sasl_password.reveal())
-    if settings.security_protocol.endswith("SSL"):
-        config["ssl_context"] = ssl_context(settings)
-    return config
+    servers = [server.strip() for server in settings.bootstrap_servers.split(",")]
+    return _client_config(settings, servers, _kafka_python_token_provider)
 
 
 def aiokafka_config(settings: KafkaSettings) -> dict[str, Any]:
     """Connection options for aiokafka's producer, consumer and admin client."""
+    return _client_config(settings, settings.bootstrap_servers, _aiokafka_token_provider)
+
+
+def _client_config(settings: KafkaSettings, servers: Any,
+                   token_provider: Callable[[KafkaSettings], Any]) -> dict[str, Any]:
+    """The options kafka-python and aiokafka name alike; only the token provider differs."""
     config: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
+        "bootstrap_servers": servers,
         "security_protocol": settings.security_protocol,
     }
     if settings.security_protocol.startswith("SASL"):
         config["sasl_mechanism"] = settings.sasl_mechanism
         if settings.sasl_mechanism == "OAUTHBEARER":
-            config["sasl_oauth_token_provider"] = _aiokafka_token_provider(settings)
+            config["sasl_oauth_token_provider"] = token_provider(settings)
         else:
             config.update(sasl_plain_username=settings.sasl_username,
                           sasl_plain_password=settings.sasl_password.reveal())
