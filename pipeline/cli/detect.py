@@ -16,9 +16,9 @@ from pathlib import Path
 import click
 
 from models.detection import DetectorConfig, run_series
-from models.detection.nab import nab_report
+from models.detection.nab import nab_report, probation_rows
 from models.detection.scenarios import run_scenarios
-from models.detection.series import series_config
+from models.detection.series import series_config, series_unit
 from pipeline.detect_settings import DetectionSettings
 
 
@@ -77,6 +77,12 @@ def _config_for(timestamps: list[datetime], sensitivity: float) -> DetectorConfi
     return series_config(config, series_interval(timestamps))
 
 
+def _unit_for(values: list[float]) -> float:
+    """The series' unit (`series_unit`), decided on its warm-up rows: NAB's probation
+    period (the first 15 %, at most 750 rows), where no detection counts."""
+    return series_unit(values[: max(1, probation_rows(len(values)))])
+
+
 def _read_windows(path: Path) -> dict[str, list[tuple[datetime, datetime]]]:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -130,9 +136,11 @@ def command() -> None:
               help="Where to write timestamp,value,anomaly_score,alert.")
 @sensitivity_option
 def series_command(csv_path: Path, out_path: Path, sensitivity: float) -> None:
-    """Run the detector over a timestamp,value CSV (one count per interval)."""
+    """Run the detector over a timestamp,value CSV (one count per interval; a series of
+    measurements, not whole numbers, is read in units of 1 % of its warm-up level)."""
     timestamps, values = read_series(csv_path)
-    points = run_series(zip(timestamps, values, strict=True), _config_for(timestamps, sensitivity))
+    points = run_series(zip(timestamps, values, strict=True), _config_for(timestamps, sensitivity),
+                        _unit_for(values))
     _prepare_output(out_path)
     with out_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -167,7 +175,8 @@ def nab_command(data_dir: Path, windows_path: Path, sensitivity: float) -> None:
     for path in _csv_files(data_dir):
         timestamps, values = read_series(path, benchmark=True)
         points = run_series(
-            zip(timestamps, values, strict=True), _config_for(timestamps, sensitivity)
+            zip(timestamps, values, strict=True), _config_for(timestamps, sensitivity),
+            _unit_for(values),
         )
         files[_series_name(path, data_dir)] = (timestamps, [point.alert for point in points])
     unknown = sorted(set(windows) - set(files))
@@ -229,7 +238,9 @@ def plot_command(
     from pipeline.charts import EXPECTED_COLOR, INCIDENT_COLOR, OBSERVED_COLOR
 
     timestamps, values = read_series(csv_path)
-    points = run_series(zip(timestamps, values, strict=True), _config_for(timestamps, sensitivity))
+    unit = _unit_for(values)  # expectations come in this unit; drawn in the series' own
+    points = run_series(zip(timestamps, values, strict=True), _config_for(timestamps, sensitivity),
+                        unit)
     keep = [
         i for i, t in enumerate(timestamps)
         if (start is None or t >= start) and (end is None or t <= end)
@@ -239,12 +250,12 @@ def plot_command(
     times = [timestamps[i] for i in keep]
     figure, axis = plt.subplots(figsize=(11, 4), dpi=90)
     axis.fill_between(
-        times, [points[i].surprise.volume.lower for i in keep],
-        [points[i].surprise.volume.upper for i in keep],
+        times, [points[i].surprise.volume.lower * unit for i in keep],
+        [points[i].surprise.volume.upper * unit for i in keep],
         color="#9ecae1", alpha=0.5, linewidth=0, label="expected band (±3 spreads)",
     )
-    axis.plot(times, [points[i].surprise.volume.expected for i in keep], color=EXPECTED_COLOR,
-              linewidth=0.8, label="expected")
+    axis.plot(times, [points[i].surprise.volume.expected * unit for i in keep],
+              color=EXPECTED_COLOR, linewidth=0.8, label="expected")
     axis.plot(times, [values[i] for i in keep], color=OBSERVED_COLOR, linewidth=0.6,
               label="observed")
     if windows_path is not None:

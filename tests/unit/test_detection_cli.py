@@ -128,3 +128,24 @@ def test_pipeline_defaults_are_the_configuration_chosen_by_cross_validation() ->
     chosen = DetectorConfig()
     assert (chosen.quiet_minutes, chosen.open_score, chosen.open_rarity,
             chosen.volume.count_offset) == (2880.0, 4.0, 3.0, 3.0)
+
+
+def test_series_command_reads_a_measurement_in_units_of_its_own_level(tmp_path: Path) -> None:
+    # A price around 0.10 (not a count) that jumps tenfold for a quarter of an hour. Read in
+    # its own units it never left the count model's floor (log(x + 3), Poisson spread, at
+    # least 10 posts): no alert at all. Read in units of 1 % of its level, it alerts there.
+    rng = np.random.default_rng(5)
+    values = 0.10 * np.exp(rng.normal(0.0, 0.08, ROWS))
+    values[SPIKE : SPIKE + 3] = 1.0
+    stamps = [START + timedelta(minutes=5 * i) for i in range(ROWS)]
+    source, out = tmp_path / "cpc.csv", tmp_path / "scored.csv"
+    with source.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["timestamp", "value"])
+        for stamp, value in zip(stamps, values, strict=True):
+            writer.writerow([stamp.strftime("%Y-%m-%d %H:%M:%S"), f"{value:.6f}"])
+    result = CliRunner().invoke(main, ["detect", "series", str(source), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [i for i, row in enumerate(rows) if row["alert"] == "1"] == [SPIKE]

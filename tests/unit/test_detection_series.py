@@ -187,3 +187,22 @@ def test_docstring_examples_of_the_detector_run(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(f"models.detection.{module}"))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_series_unit_is_one_for_counts_and_a_hundredth_of_the_level_for_measurements() -> None:
+    from models.detection.series import series_unit
+
+    assert series_unit([0, 3, 12, 7]) == 1.0  # a brand's counts: unchanged
+    assert series_unit([0.0, 0.0]) == 1.0  # nothing to measure a level by
+    assert series_unit([0.2, 0.0, 0.1, 0.3]) == pytest.approx(0.002)  # median of non-zeros
+
+
+def test_a_count_series_judged_in_unit_one_is_unchanged_and_bad_units_are_refused() -> None:
+    values = np.random.default_rng(4).poisson(seasonal_mean(3 * PER_DAY))
+    values[2 * PER_DAY + 10] = 2000
+    pairs = list(zip(times(len(values)), values.tolist(), strict=True))
+    default = [(p.alert, p.surprise.z) for p in run_series(pairs, CONFIG)]
+    assert default == [(p.alert, p.surprise.z) for p in run_series(pairs, CONFIG, unit=1.0)]
+    assert default[2 * PER_DAY + 10][0]  # the spike pages
+    with pytest.raises(ValueError, match="unit"):
+        SeriesDetector(CONFIG, unit=0.0)
