@@ -113,7 +113,8 @@ class ScoreStage:
                     dlq=MENTIONS_DLQ))
                 continue
             mention = mention_record(post, brand_id, matched, result.label, result.scores,
-                                     self.classifier.name)
+                                     self.classifier.name, self.classifier.sentence_vector(
+                                         result, post.get("language")))
             metrics.MENTIONS.labels(brand=brand_id, sentiment=result.label).inc()
             await self.mentions_out.send(brand_id.encode(), orjson.dumps(mention))
 

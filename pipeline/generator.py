@@ -181,6 +181,68 @@ STORYLINES: dict[str, dict[str, list[str]]] = {
         ],
     },
 }
+# Bilingual storylines: the same three stories, each told in French and in English with
+# no word, hashtag, name or figure in common between the two languages (only the brand):
+# grouping by words alone splits each story in two; what joins them must be meaning.
+# Within a language the paraphrases share a few key words, as real ones do.
+BILINGUAL_STORYLINES: dict[str, dict[str, list[str]]] = {
+    "leak-bilingual": {
+        "fr": [
+            "Piratage chez {b} : les coordonnées bancaires des abonnés dérobées par des "
+            "pirates",
+            "Des pirates ont dérobé les coordonnées bancaires de milliers d'abonnés {b}",
+            "Mes coordonnées bancaires d'abonné {b} piratées ? On veut des réponses",
+            "{b} cache le piratage des abonnés depuis des semaines, honteux",
+            "Abonnés {b} : surveillez vos relevés, le piratage touche les coordonnées "
+            "bancaires",
+        ],
+        "en": [
+            "Hackers stole the card details of {b} subscribers",
+            "{b} got hacked and subscribers' card details were stolen",
+            "Were my card details stolen in the {b} hack? Subscribers deserve answers",
+            "{b} hid the hack from subscribers for weeks, shameful",
+            "Stolen card details at {b}: subscribers, watch your statements",
+        ],
+    },
+    "prices-bilingual": {
+        "fr": [
+            "{b} augmente ses tarifs sans prévenir, la facture grimpe encore",
+            "Encore une hausse des tarifs {b}, ma facture devient insupportable",
+            "Facture {b} en hausse ce mois-ci, ces tarifs sont du vol",
+            "{b} justifie la hausse des tarifs, personne n'y croit, facture salée",
+            "Je résilie, la hausse des tarifs {b} a fait exploser ma facture",
+        ],
+        "en": [
+            "{b} hiked its rates without warning, my bill went up again",
+            "Another {b} rate hike, my monthly bill is getting unbearable",
+            "My {b} bill is way up this month, these rates are robbery",
+            "{b} blames someone else for the rate hike, nobody believes it, huge bill",
+            "Quitting {b}, the rate hike made my bill skyrocket",
+        ],
+    },
+    "outage-bilingual": {
+        "fr": [
+            "Panne {b} : plus de courant dans tout le quartier depuis ce matin",
+            "Toujours pas de courant, panne {b} générale dans le quartier",
+            "Coupure de courant {b}, panne depuis des heures, le congélateur a tout perdu",
+            "Panne {b} interminable, le quartier est dans le noir",
+            "{b} annonce un retour du courant ce soir, la panne dure depuis ce matin",
+        ],
+        "en": [
+            "{b} outage: no power on our whole street since dawn",
+            "Still no power here, the {b} outage hit the entire street",
+            "Power down for hours in the {b} outage, everything in my freezer is ruined",
+            "Endless {b} outage, our street is pitch dark",
+            "{b} says power returns tonight, the outage started at dawn",
+        ],
+    },
+}
+STORYLINES.update(BILINGUAL_STORYLINES)
+# The same stories told in one language only ("leak-bilingual:fr"): two different stories,
+# one in each language, must stay two storylines.
+STORYLINES.update({f"{name}:{language}": {language: script[language]}
+                   for name, script in BILINGUAL_STORYLINES.items() for language in script})
+BILINGUAL_MIX = tuple(BILINGUAL_STORYLINES)
 DEFAULT_STORYLINES = ("data-leak", "price-rise", "blackout")
 STORYLINE_WEIGHTS = (0.55, 0.3, 0.15)  # how a mixed wave splits between its storylines
 
@@ -208,10 +270,17 @@ class Scenario:
     duration_minutes: float = 30.0
     peak_per_minute: float = 400.0
     # `mixed-wave` only: the scripted storylines (names in STORYLINES) and their weights.
+    # `bilingual-wave` is a mixed wave of the BILINGUAL_STORYLINES (those default to it).
     storylines: tuple[str, ...] = DEFAULT_STORYLINES
     weights: tuple[float, ...] = STORYLINE_WEIGHTS
 
-    KINDS = ("wikirevelation", "outage", "slow-burn", "praise", "mixed-wave")
+    KINDS = ("wikirevelation", "outage", "slow-burn", "praise", "mixed-wave", "bilingual-wave")
+    MIXED = ("mixed-wave", "bilingual-wave")
+
+    def story_names(self) -> tuple[str, ...]:
+        if self.kind == "bilingual-wave" and self.storylines == DEFAULT_STORYLINES:
+            return BILINGUAL_MIX
+        return self.storylines
 
 
 @dataclass
@@ -245,7 +314,7 @@ def scenario_rate(scenario: Scenario, minute: float) -> float:
         if elapsed < rise:
             return min(peak, 0.5 * 2 ** (elapsed / 1.5))
         return peak * math.exp(-(elapsed - rise) / (scenario.duration_minutes / 2))
-    if scenario.kind == "mixed-wave":
+    if scenario.kind in Scenario.MIXED:
         # Like a wikirévélation's rise, without its decay: each storyline keeps spreading.
         return min(peak, 0.5 * 2 ** (elapsed / 1.5)) if elapsed < 12 else peak
     if scenario.kind == "outage":
@@ -285,8 +354,8 @@ class Generator:
                 )
             if scenario.brand not in {b.id for b in self.brands}:
                 raise ValueError(f"scenario {scenario.kind}: unknown brand {scenario.brand!r}")
-            unknown = [name for name in scenario.storylines if name not in STORYLINES]
-            if unknown or len(scenario.weights) < len(scenario.storylines):
+            unknown = [name for name in scenario.story_names() if name not in STORYLINES]
+            if unknown or len(scenario.weights) < len(scenario.story_names()):
                 raise ValueError(f"scenario {scenario.kind}: unknown storyline(s) {unknown} or "
                                  "fewer weights than storylines")
         self._story_roots: dict[tuple[str, float, str], dict[str, Any]] = {}
@@ -378,24 +447,27 @@ class Generator:
     def _storyline_post(self, scenario: Scenario, brand: BrandProfile,
                         moment: datetime) -> dict[str, Any]:
         """One post of a mixed wave: an original, a reshare of it, or a paraphrase."""
-        name = self.rng.choices(scenario.storylines,
-                                weights=scenario.weights[: len(scenario.storylines)])[0]
+        names = scenario.story_names()
+        name = self.rng.choices(names, weights=scenario.weights[: len(names)])[0]
         script = STORYLINES[name]
         key = (scenario.brand, scenario.start_minute, name)
         root = self._story_roots.get(key)
         author = (self.rng.choice(self._influencers) if self.rng.random() < 0.05
                   else self.rng.choice(self._authors))
+        languages = [language for language in ("fr", "en") if script.get(language)]
         if root is None:
-            text = script["fr"][0].format(b=brand.names[0])
-            root = self._post(brand, moment, text, "fr", self.rng.choice(self._authors[:500]),
-                              platform="twitter")
+            text = script[languages[0]][0].format(b=brand.names[0])
+            root = self._post(brand, moment, text, languages[0],
+                              self.rng.choice(self._authors[:500]), platform="twitter")
             self._story_roots[key] = root
             self._remember(root, name, "negative")
             return root
         if self.rng.random() < 0.4:
-            post = self._post(brand, moment, root["text"], "fr", author, reshare_of=root)
+            post = self._post(brand, moment, root["text"], languages[0], author,
+                              reshare_of=root)
         else:
-            language = "fr" if self.rng.random() < 0.6 else "en"
+            language = languages[0] if len(languages) == 1 or self.rng.random() < 0.6 \
+                else languages[1]
             text = self.rng.choice(script[language]).format(b=self._brand_word(brand))
             post = self._post(brand, moment, text, language, author)
         self._remember(post, name, "negative")
@@ -404,7 +476,7 @@ class Generator:
     def _incident_post(self, scenario: Scenario, brand: BrandProfile,
                        moment: datetime) -> dict[str, Any]:
         key = (scenario.brand, scenario.start_minute)
-        if scenario.kind == "mixed-wave":
+        if scenario.kind in Scenario.MIXED:
             return self._storyline_post(scenario, brand, moment)
         if scenario.kind == "praise":
             language = "fr" if self.rng.random() < 0.6 else "en"
@@ -459,7 +531,7 @@ class Generator:
                     yield self._background(brand, moment)
                     continue
                 post = self._incident_post(scenario, brand, moment)
-                if scenario.kind != "mixed-wave":
+                if scenario.kind not in Scenario.MIXED:
                     self._remember(post, scenario.kind,
                                    "positive" if scenario.kind == "praise" else "negative")
                 yield post

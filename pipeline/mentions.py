@@ -6,18 +6,26 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
+from models.sentiment.serving.sentence_vectors import pack_int8
 from pipeline.records import post_key
 
-MENTION_SCHEMA_VERSION = 1
+# 2: `vector`, the post's sentence vector for joining storylines across languages
+# (optional; version-1 mentions are read as mentions without one).
+MENTION_SCHEMA_VERSION = 2
 # Version 1 ticks (`{"tick": time}`, sent by the detect stage itself) carried no progress;
 # the detector ignores them.
 TICK_SCHEMA_VERSION = 2
 
 
 def mention_record(post: dict[str, Any], brand_id: str, matched: list[str], label: str,
-                   scores: dict[str, float], model: str) -> dict[str, Any]:
+                   scores: dict[str, float], model: str,
+                   vector: np.ndarray | None = None) -> dict[str, Any]:
+    """`vector`: the post's sentence vector centred on its language, carried packed as
+    int8 (docs/records.md); None leaves the field out."""
     author = post.get("author") or {}
-    return {
+    record = {
         "schema_version": MENTION_SCHEMA_VERSION,
         "brand": brand_id,
         "post_key": post_key(post),
@@ -39,6 +47,9 @@ def mention_record(post: dict[str, Any], brand_id: str, matched: list[str], labe
         # With created_at, how long the post took to be scored (for latency metrics).
         "scored_at": datetime.now(UTC).isoformat(),
     }
+    if vector is not None:
+        record["vector"] = pack_int8(vector)
+    return record
 
 
 def tick_record(progress: dict[str, Any], now: datetime) -> dict[str, Any]:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.settings import SettingError, env_choice, env_int, env_str, project_root
+from pipeline.settings import (
+    SettingError,
+    env_bool,
+    env_choice,
+    env_int,
+    env_str,
+    project_root,
+)
 
 RUNTIMES = ("onnx-int8", "onnx", "torch")  # same as models.sentiment.RUNTIMES
 # Posts the score agent hands the model at once, in model batches: the classifier sorts
@@ -26,6 +33,9 @@ class SentimentSettings:
     cache_size: int = 10_000
     labels: str = ""  # e.g. "LABEL_0=negative,LABEL_1=neutral,LABEL_2=positive"
     model_dir: Path = Path(".state/models")
+    # Mentions carry the post's sentence vector (default model, ONNX runtimes), with which
+    # the detector joins storylines told in different languages.
+    sentence_vectors: bool = True
 
     @classmethod
     def from_env(cls) -> SentimentSettings:
@@ -37,6 +47,7 @@ class SentimentSettings:
             cache_size=env_int("VIGIE_MODEL_CACHE_SIZE", cls.cache_size, minimum=0),
             labels=env_str("VIGIE_MODEL_LABELS", cls.labels),
             model_dir=Path(env_str("VIGIE_MODEL_DIR", str(project_root() / cls.model_dir))),
+            sentence_vectors=env_bool("VIGIE_MODEL_SENTENCE_VECTORS", cls.sentence_vectors),
         )
         settings.label_map()  # fail at start-up, not on the first post
         return settings
@@ -65,4 +76,5 @@ class SentimentSettings:
             cache_size=self.cache_size,
             label_map=self.label_map(),
             cache_dir=self.model_dir,
+            sentence_vectors=self.sentence_vectors,
         ))

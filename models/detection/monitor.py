@@ -48,7 +48,13 @@ from typing import Any
 from models.detection.config import DetectorConfig
 from models.detection.lifecycle import SEVERITIES, IncidentLifecycle
 from models.detection.spike import SpikeDetector, Surprise
-from models.detection.storylines import StorylineSet, merge_storylines, summarise
+from models.detection.storylines import (
+    StorylineSet,
+    join_languages,
+    merge_storylines,
+    summarise,
+    unpack_int8,
+)
 from models.detection.terms import TermBaseline, extract_terms
 from models.detection.volume import VolumeDetector, VolumeScore
 from models.detection.wording import calm_summary, wave_summary
@@ -255,6 +261,12 @@ class BrandMonitor:
         matched = mention.get("matched") or []
         ignored = [*self._ignored_terms, *map(str, matched)]
         terms = extract_terms(text, ignored)
+        vector = None
+        if self.storylines_enabled and mention.get("vector") is not None:
+            try:
+                vector = unpack_int8(mention["vector"])
+            except ValueError as exc:
+                raise ValueError(f"mention.vector: {exc}") from None
 
         interval.mentions += 1
         setattr(interval, label, getattr(interval, label) + 1)
@@ -267,7 +279,8 @@ class BrandMonitor:
             interval.top.sort(key=lambda post: -post["followers"])
             del interval.top[self.config.top_posts :]
         if self.storylines_enabled:
-            interval.storylines.add(evidence, label == "negative", reach, ignored)
+            interval.storylines.add(evidence, label == "negative", reach, ignored, vector,
+                                    str(mention.get("language") or ""))
 
     def add_counts(
         self,
@@ -491,8 +504,10 @@ class BrandMonitor:
                 wave_terms.update(interval.negative_terms)
             surging = self.terms.surging(wave_terms, totals["negative"], config.top_terms)
             incident["top_posts"], incident["surging_terms"] = top_posts, surging
-            storylines = summarise(merge_storylines(
-                [self.wave_storylines, *(interval.storylines for interval in window)]),
+            # Words group each language's posts; sentence vectors then join the tellings
+            # of one story in different languages.
+            storylines = summarise(join_languages(merge_storylines(
+                [self.wave_storylines, *(interval.storylines for interval in window)])),
                 TOP_STORYLINES)
             incident["storylines"] = storylines
             incident["reported_negative"] = totals["negative"]

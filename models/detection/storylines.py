@@ -16,14 +16,16 @@ ranks them: storylines with a real share of the wave's negative posts, each with
 (its most characteristic words and its most-copied text), its counts, its reach, who
 started it and when, and its most-reached post.
 
-Why words and not sentence vectors: measured on the same generated waves, the default
-model's encoder as it is groups by language and tone more than by story (adjusted Rand
-index 0.2-0.36 against 0.95-1.0 for words, RESULTS.md); and its ONNX graph outputs
-probabilities only, so vectors would need a re-export and 384 numbers carried on every
-mention and kept in the detector's state. Stems (accents folded, words cut to
-`STEM_LENGTH` letters after common French/English endings) catch reshares,
-near-duplicates and paraphrases that share a story's key words or hashtag across
-languages ("données" / "data" do not meet, "#DataGate" and "RGPD" do).
+Words first, then sentence vectors across languages. Measured on the same generated
+waves, the default model's encoder post by post groups by language and tone more than by
+story (adjusted Rand index 0.2-0.36 against 0.95-1.0 for words, RESULTS.md), so posts join
+storylines by words: stems (accents folded, words cut to `STEM_LENGTH` letters after
+common French/English endings) catch reshares, near-duplicates and paraphrases that share
+a story's key words or hashtag. A French and an English telling that share no word land
+apart; `join_languages` then joins storylines of different languages whose mean sentence
+vectors (carried on mentions by the score stage, each centred on its language) are close:
+a storyline's mean over many posts is far steadier than one post's vector, and once the
+language direction is taken off, what is left is mostly the story.
 
 State is bounded: at most `MAX_STORYLINES` per set, `MAX_TERMS` stems and
 `MAX_FINGERPRINTS` texts per storyline; a negative post that fits nowhere when the set is
@@ -32,9 +34,11 @@ full is counted in `other_negative`.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import re
+import struct
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +50,9 @@ __all__ = [
     "Storyline",
     "StorylineSet",
     "merge_storylines",
+    "join_languages",
+    "centered_cosine",
+    "unpack_int8",
     "summarise",
     "post_stems",
     "adjusted_rand_index",
@@ -54,6 +61,12 @@ __all__ = [
 
 JOIN_SIMILARITY = 0.3  # chosen by cross-validation on generated waves (RESULTS.md)
 MERGE_SIMILARITY = 0.05
+# Storylines of different languages whose language-centred mean sentence vectors have at
+# least this cosine are one story (chosen by cross-validation, RESULTS.md); each needs
+# `LANGUAGE_JOIN_POSTS` posts with vectors (a lone post's vector is noise).
+LANGUAGE_JOIN_SIMILARITY = 0.5
+LANGUAGE_JOIN_POSTS = 3
+MAX_VECTOR_DIMENSIONS = 1024
 STEM_LENGTH = 6
 MIN_SHARED = 2  # stems a post must share with a storyline to join it by vocabulary
 HASHTAG_SHARE = 0.3  # a hashtag in this share of a storyline's posts marks it
@@ -187,7 +200,14 @@ class Storyline:
     texts: dict[str, list[Any]] = field(default_factory=dict)  # fingerprint -> [count, text]
     first: dict[str, Any] = field(default_factory=dict)  # earliest post
     top: dict[str, Any] = field(default_factory=dict)  # most-reached post, with its text
+    # Sum of its posts' sentence vectors (None until a post brings one), and how many of
+    # its posts brought one, per language: what `join_languages` compares.
+    vector: list[float] | None = None
+    languages: dict[str, int] = field(default_factory=dict)
     _norm: float = field(default=0.0, repr=False)  # |terms| / posts, kept for speed
+    # The vector as stored, kept until the vector changes: the detector writes its whole
+    # state on every mention, and the closed intervals' storylines do not change.
+    _packed: str | None = field(default=None, repr=False)
 
     def surface(self, stem: str) -> str:
         """A word of the storyline's texts that `stem` came from (the stem itself if none):
@@ -216,8 +236,11 @@ class Storyline:
         return dot / norms if norms else 0.0
 
     def add(self, post: dict[str, Any], stems: dict[str, str], print_: str,
-            negative: bool, reach: int) -> None:
+            negative: bool, reach: int, vector: Sequence[float] | None = None,
+            language: str | None = None) -> None:
         self.posts += 1
+        if vector is not None:
+            self._add_vector(vector, {language or "": 1})
         self.negative += int(negative)
         self.reach += reach
         for stem in stems:
@@ -234,8 +257,29 @@ class Storyline:
             self.top = _top_ref(post)
         self._bound()
 
+    def _add_vector(self, vector: Sequence[float], languages: dict[str, int]) -> None:
+        self._packed = None
+        if self.vector is None:
+            self.vector = [float(x) for x in vector]
+        elif len(vector) == len(self.vector):
+            self.vector = [a + b for a, b in zip(self.vector, vector, strict=True)]
+        else:  # another model's vectors (a model change mid-window): keep ours
+            return
+        for language, count in languages.items():
+            self.languages[language] = self.languages.get(language, 0) + count
+
+    @property
+    def vector_posts(self) -> int:
+        return sum(self.languages.values())
+
+    def main_language(self) -> str:
+        return max(self.languages.items(), key=lambda item: (item[1], item[0]))[0] \
+            if self.languages else ""
+
     def absorb(self, other: Storyline) -> None:
         self.posts += other.posts
+        if other.vector is not None:
+            self._add_vector(other.vector, other.languages)
         self.negative += other.negative
         self.reach += other.reach
         for stem, count in other.terms.items():
@@ -262,9 +306,15 @@ class Storyline:
             self.texts = dict(kept_texts[:MAX_FINGERPRINTS])
 
     def to_state(self) -> dict[str, Any]:
-        return {"posts": self.posts, "negative": self.negative, "reach": self.reach,
-                "terms": self.terms, "texts": self.texts,
-                "first": self.first, "top": self.top}
+        state = {"posts": self.posts, "negative": self.negative, "reach": self.reach,
+                 "terms": self.terms, "texts": self.texts,
+                 "first": self.first, "top": self.top}
+        if self.vector is not None and self.vector_posts:
+            if self._packed is None:
+                self._packed = pack_vector([x / self.vector_posts for x in self.vector])
+            state["vector"] = self._packed
+            state["languages"] = self.languages
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Storyline:
@@ -272,7 +322,8 @@ class Storyline:
                    reach=int(state["reach"]),
                    terms={str(k): int(v) for k, v in state["terms"].items()},
                    texts={str(k): [int(v[0]), str(v[1])] for k, v in state["texts"].items()},
-                   first=dict(state["first"]), top=dict(state["top"]))
+                   first=dict(state["first"]), top=dict(state["top"]),
+                   **_vector_from_state(state))
 
 
 class StorylineSet:
@@ -300,11 +351,14 @@ class StorylineSet:
         self._by_print = {p: s for s in self.storylines for p in s.texts}
 
     def add(self, post: dict[str, Any], negative: bool, reach: int,
-            ignore: Iterable[str] = ()) -> int | None:
+            ignore: Iterable[str] = (), vector: Sequence[float] | None = None,
+            language: str | None = None) -> int | None:
         """Place one post; returns the index of its storyline (None: it joined none).
 
         `post` holds `text` and, for the summaries, `post_key`, `url`, `author_handle`,
-        `author_name`, `followers`, `created_at`.
+        `author_name`, `followers`, `created_at`. `vector` (the post's sentence vector,
+        when the score stage gave one) and `language` do not decide where the post goes:
+        they let `join_languages` join storylines told in different languages.
         """
         text = str(post.get("text") or "")
         print_ = fingerprint(text)
@@ -331,7 +385,7 @@ class StorylineSet:
                 return None
             chosen = Storyline()
             self.storylines.append(chosen)
-        chosen.add(post, stems, print_, negative, reach)
+        chosen.add(post, stems, print_, negative, reach, vector, language)
         if print_ in chosen.texts:
             self._by_print[print_] = chosen
         return self.storylines.index(chosen)
@@ -390,6 +444,143 @@ def merge_storylines(sets: Sequence[StorylineSet], limit: int = MAX_STORYLINES,
         other_negative += dropped.negative
         other_posts += dropped.posts
     return StorylineSet(merged[:limit], other_negative, other_posts)
+
+
+def pack_vector(vector: Sequence[float]) -> str:
+    """A vector as base64 of little-endian float16 (2 bytes a number: a mean direction
+    needs no more, and the detector's state is written often)."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}e", *vector)).decode()
+
+
+def unpack_vector(text: str) -> list[float]:
+    raw = base64.b64decode(text)
+    return list(struct.unpack(f"<{len(raw) // 2}e", raw))
+
+
+def unpack_int8(text: object) -> list[float]:
+    """A mention's `vector` (docs/records.md): base64 of a little-endian float16 scale, then
+    one int8 per number. Raises ValueError when it is not that."""
+    if not isinstance(text, str):
+        raise ValueError("must be a base64 string")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError:
+        raise ValueError("is not base64") from None
+    if len(raw) < 3 or len(raw) - 2 > MAX_VECTOR_DIMENSIONS:
+        raise ValueError(f"holds {max(0, len(raw) - 2)} numbers, not 1-{MAX_VECTOR_DIMENSIONS}")
+    (scale,) = struct.unpack("<e", raw[:2])
+    if not math.isfinite(scale):
+        raise ValueError("has a scale that is not a finite number")
+    return [scale * x for x in struct.unpack(f"<{len(raw) - 2}b", raw[2:])]
+
+
+def _vector_from_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A stored storyline's vector sum (stored as its mean) and languages, if it has them."""
+    if not state.get("vector") or not state.get("languages"):
+        return {}
+    languages = {str(k): int(v) for k, v in state["languages"].items()}
+    posts = sum(languages.values())
+    return {"vector": [x * posts for x in unpack_vector(str(state["vector"]))],
+            "languages": languages}
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norms = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norms if norms else 0.0
+
+
+def _language_means(storylines: Sequence[Storyline], dim: int) -> dict[str, list[float]]:
+    """Each language's mean vector over the storylines' posts (a storyline's mean counts
+    for each of its languages by its number of posts in it)."""
+    sums: dict[str, list[float]] = {}
+    counts: dict[str, int] = {}
+    for storyline in storylines:
+        assert storyline.vector is not None
+        for language, count in storyline.languages.items():
+            weight = count / storyline.vector_posts
+            acc = sums.setdefault(language, [0.0] * dim)
+            for i, x in enumerate(storyline.vector):
+                acc[i] += weight * x
+            counts[language] = counts.get(language, 0) + count
+    return {language: [x / counts[language] for x in acc] for language, acc in sums.items()}
+
+
+def centered_cosine(a: Storyline, b: Storyline, means: dict[str, list[float]]) -> float:
+    """Cosine between two storylines' mean vectors once each post's language mean is taken
+    off: what is left is what the storyline says, not the language it says it in."""
+    return _cosine(_centred(a, means), _centred(b, means))
+
+
+def _centred(storyline: Storyline, means: dict[str, list[float]]) -> list[float]:
+    assert storyline.vector is not None
+    centred = list(storyline.vector)
+    for language, count in storyline.languages.items():
+        mean = means.get(language)
+        if mean is not None:
+            centred = [x - count * m for x, m in zip(centred, mean, strict=True)]
+    return centred
+
+
+def join_languages(merged: StorylineSet, similarity: float = LANGUAGE_JOIN_SIMILARITY,
+                   min_posts: int = LANGUAGE_JOIN_POSTS, centre: bool = False,
+                   placed: dict[int, Storyline] | None = None) -> StorylineSet:
+    """Join storylines told in different languages that say the same thing.
+
+    Words group a story's posts within a language; a French and an English telling that
+    share no word stay apart. Here the storylines with at least `min_posts` vectors are
+    compared by their mean sentence vectors: the mean of many posts is far less noisy
+    than one post. The vectors are expected centred on their language already (the
+    score stage takes off each language's mean over a reference corpus): the encoder
+    puts two texts of one language closer than two tellings of one story, along a
+    language direction that is the same for every text. `centre` instead takes off each
+    language's mean over this set's storylines: measured worse (RESULTS.md), since a
+    wave whose languages tell different stories then looks alike once centred, and a
+    single story told in two languages is centred away to noise.
+
+    Pairs are joined best first while their cosine reaches `similarity`, and only
+    across languages: a group never holds two storylines of the same main language
+    (those are for words to join or keep apart). `placed` (as in `merge_storylines`) is
+    updated to point at the joined storylines.
+    """
+    voters = [s for s in merged.storylines if s.vector is not None and s.vector_posts]
+    dims = {len(s.vector) for s in voters if s.vector is not None}
+    if len(dims) != 1:
+        return merged
+    dim = dims.pop()
+    means = _language_means(voters, dim) if centre else {}
+    groups = [{"members": [s], "vector": _centred(s, means), "languages": {s.main_language()}}
+              for s in voters if s.vector_posts >= min_posts]
+    while True:
+        best, best_score = None, similarity
+        for i, one in enumerate(groups):
+            for other in groups[i + 1:]:
+                if one["languages"] & other["languages"]:
+                    continue
+                score = _cosine(one["vector"], other["vector"])
+                if score >= best_score:
+                    best, best_score = (one, other), score
+        if best is None:
+            break
+        one, other = best
+        one["members"] += other["members"]
+        one["vector"] = [a + b for a, b in zip(one["vector"], other["vector"], strict=True)]
+        one["languages"] |= other["languages"]
+        groups.remove(other)
+    absorbed: dict[int, Storyline] = {}
+    for group in groups:
+        members = sorted(group["members"], key=lambda s: (-s.negative, -s.posts))
+        for member in members[1:]:
+            members[0].absorb(member)
+            absorbed[id(member)] = members[0]
+    if not absorbed:
+        return merged
+    if placed is not None:
+        for key, target in placed.items():
+            placed[key] = absorbed.get(id(target), target)
+    kept = [s for s in merged.storylines if id(s) not in absorbed]
+    kept.sort(key=lambda s: (-s.negative, -s.posts))
+    return StorylineSet(kept, merged.other_negative, merged.other_posts)
 
 
 def _label_terms(storyline: Storyline, everyone: Sequence[Storyline]) -> list[str]:

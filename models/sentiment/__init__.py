@@ -68,6 +68,7 @@ from models.sentiment.serving.classifier import (
     normalise_model_input,
 )
 from models.sentiment.serving.head import LABELS, load_head
+from models.sentiment.serving.sentence_vectors import DEFAULT_MEANS_PATH, LanguageMeans
 
 __all__ = [
     "LABELS",
@@ -102,6 +103,9 @@ class ClassifierOptions:
     cache_size: int = 10_000
     label_map: dict[str, str] | None = None
     cache_dir: Path | None = None
+    # The default model on ONNX Runtime also gives each text's sentence vector, centred on
+    # its language (sentence_vectors.py), when the language means match its head.
+    sentence_vectors: bool = True
 
 
 def load_classifier(options: ClassifierOptions) -> SentimentClassifier:
@@ -126,10 +130,25 @@ def load_classifier(options: ClassifierOptions) -> SentimentClassifier:
             backend = E5TorchBackend(built.checkpoint, load_head(built.head), threads, name)
         else:
             onnx_path = built.onnx_int8 if runtime == "onnx-int8" else built.onnx
+            means = _language_means(built.head) if options.sentence_vectors else None
             backend = E5OnnxBackend(onnx_path, built.checkpoint, load_head(built.head).spec,
-                                    threads, name)
+                                    threads, name,
+                                    sentence_layer=means.layer if means else None)
+            return SentimentClassifier(backend, batch_size=options.batch_size,
+                                       cache_size=options.cache_size, language_means=means)
     else:
         backend = HuggingFaceBackend(model, runtime, threads, max_length=256,
                                      label_map=label_map)
     return SentimentClassifier(backend, batch_size=options.batch_size,
                                cache_size=options.cache_size)
+
+
+def _language_means(head: Path) -> LanguageMeans | None:
+    """The committed language means, if they were measured with this build's head (a
+    retrained head moves the vectors: its means must be measured again)."""
+    from models.sentiment.serving.built_model import file_sha256
+
+    if not DEFAULT_MEANS_PATH.exists():
+        return None
+    means = LanguageMeans.load(DEFAULT_MEANS_PATH)
+    return means if means.head_sha256 == file_sha256(head) else None

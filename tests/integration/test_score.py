@@ -10,6 +10,7 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from models.detection.storylines import unpack_int8
 from pipeline.watchlist import load_watchlist
 from tests.integration.conftest import ROOT, consume
 
@@ -68,6 +69,9 @@ def test_posts_become_mentions_per_brand_and_bad_ones_are_dead_lettered(
     assert outage["sentiment"]["label"] == "negative"
     assert abs(sum(outage["sentiment"]["scores"].values()) - 1) < 0.01
     assert outage["reach"] == 1200 and outage["model"].startswith("vigie-e5-small")
+    # Its sentence vector, centred on French, for joining storylines across languages.
+    assert outage["schema_version"] == 2
+    assert len(unpack_int8(outage["vector"])) == 384
     assert by_pair[("twitter:2", "apple")]["sentiment"]["label"] == "positive"
     assert by_pair[("twitter:5", "orange")]["sentiment"]["label"] == "positive"
     letter = json.loads(dead[0].value)

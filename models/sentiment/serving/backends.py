@@ -22,7 +22,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def _ort_session(path: Path, threads: int):
+def _ort_session(path: Path, threads: int, sentence_layer: int | None = None):
+    """`sentence_layer`: also output that layer's pooled sentence vector
+    (sentence_vectors.py), the graph edited in memory."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -33,7 +35,14 @@ def _ort_session(path: Path, threads: int):
     # ORT's fused SkipLayerNormalization ran slower on this CPU than the Add and
     # LayerNormalization it replaces: without the fusion the int8 model scored 15 % more
     # posts per second, with the same labels (models/sentiment/RESULTS.md).
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+    source: str | bytes = str(path)
+    if sentence_layer is not None:
+        import onnx
+
+        from models.sentiment.serving.sentence_vectors import with_sentence_output
+
+        source = with_sentence_output(onnx.load(str(path)), sentence_layer).SerializeToString()
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"],
                                 disabled_optimizers=["SkipLayerNormFusion"])
 
 
@@ -70,12 +79,13 @@ class E5OnnxBackend:
     because the small element-wise steps between the matrix products parallelise too."""
 
     def __init__(self, onnx_path: Path, checkpoint: Path, spec: HeadSpec, threads: int,
-                 name: str) -> None:
+                 name: str, sentence_layer: int | None = None) -> None:
         import json
 
         pad_id = int(json.loads((checkpoint / "config.json").read_text())["pad_token_id"])
         self.tokenize = _FastTokenizer(checkpoint / "tokenizer.json", spec.max_length, pad_id)
-        self.session = _ort_session(onnx_path, threads=1)
+        self.session = _ort_session(onnx_path, threads=1, sentence_layer=sentence_layer)
+        self.sentence_vectors = sentence_layer is not None
         self.concurrency = threads
         self.prefix = spec.prefix
         self.name = name
@@ -88,6 +98,19 @@ class E5OnnxBackend:
         ids, mask = self.tokenize.pad(encoded)
         (probs,) = self.session.run(["probabilities"], {"input_ids": ids, "attention_mask": mask})
         return probs.astype(np.float64)
+
+    def probabilities_and_vectors(self, encoded: list[list[int]]
+                                  ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and, when the session was made with a sentence layer, each text's
+        sentence vector [n, hidden] (None otherwise), from the same run."""
+        if not self.sentence_vectors:
+            return self.probabilities(encoded), None
+        from models.sentiment.serving.sentence_vectors import SENTENCE_OUTPUT
+
+        ids, mask = self.tokenize.pad(encoded)
+        probs, vectors = self.session.run(["probabilities", SENTENCE_OUTPUT],
+                                          {"input_ids": ids, "attention_mask": mask})
+        return probs.astype(np.float64), vectors.astype(np.float32)
 
 
 class E5TorchBackend:

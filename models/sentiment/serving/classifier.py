@@ -19,7 +19,7 @@ import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,11 +33,14 @@ _SPACES = re.compile(r"\s+")
 class Sentiment:
     label: str  # "negative" | "neutral" | "positive"
     scores: dict[str, float]  # probability per label, summing to 1
+    # The text's sentence vector (sentence_vectors.py), when the backend gives one.
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_probabilities(cls, probabilities: Sequence[float]) -> Sentiment:
+    def from_probabilities(cls, probabilities: Sequence[float],
+                           vector: np.ndarray | None = None) -> Sentiment:
         scores = {name: float(p) for name, p in zip(LABELS, probabilities, strict=True)}
-        return cls(label=max(scores, key=scores.__getitem__), scores=scores)
+        return cls(label=max(scores, key=scores.__getitem__), scores=scores, vector=vector)
 
 
 class SentimentError(RuntimeError):
@@ -82,12 +85,15 @@ class SentimentClassifier:
     (2, 1)
     """
 
-    def __init__(self, backend: Backend, batch_size: int = 16, cache_size: int = 10_000) -> None:
+    def __init__(self, backend: Backend, batch_size: int = 16, cache_size: int = 10_000,
+                 language_means: Any = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if cache_size < 0:
             raise ValueError("cache_size must be 0 (no cache) or more")
         self.backend = backend
+        # sentence_vectors.LanguageMeans when the backend gives sentence vectors
+        self.language_means = language_means
         self.batch_size = batch_size
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Sentiment] = OrderedDict()
@@ -137,6 +143,13 @@ class SentimentClassifier:
                 results.append(SentimentError(f"{type(exc).__name__}: {exc}"))
         return results
 
+    def sentence_vector(self, result: Sentiment, language: str | None) -> np.ndarray | None:
+        """`result`'s sentence vector less its language's mean (None without a vector or a
+        mean for that language): what a mention carries (docs/records.md, `vector`)."""
+        if result.vector is None or self.language_means is None:
+            return None
+        return self.language_means.centre(result.vector, language)
+
     def clear_cache(self) -> None:
         self._cache.clear()
 
@@ -160,13 +173,18 @@ class SentimentClassifier:
         order = sorted(range(len(lengths)), key=lengths.__getitem__)
         return [order[b : b + self.batch_size] for b in range(0, len(order), self.batch_size)]
 
-    def _run_batch(self, items: list[Any]) -> np.ndarray:
-        probabilities = self.backend.probabilities(items)
+    def _run_batch(self, items: list[Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        both = getattr(self.backend, "probabilities_and_vectors", None)
+        probabilities, vectors = (both(items) if both is not None
+                                  else (self.backend.probabilities(items), None))
         if probabilities.shape != (len(items), len(LABELS)):
             raise SentimentError(
                 f"{self.name} returned shape {probabilities.shape} for {len(items)} texts"
             )
-        return probabilities
+        if vectors is not None and len(vectors) != len(items):
+            raise SentimentError(f"{self.name} returned {len(vectors)} sentence vectors "
+                                 f"for {len(items)} texts")
+        return probabilities, vectors
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -189,8 +207,9 @@ class SentimentClassifier:
         else:
             outputs = [self._run_batch(batch_texts) for batch_texts in inputs]
         results: list[Sentiment | None] = [None] * len(texts)
-        for batch, probabilities in zip(batches, outputs, strict=True):
-            for i, row in zip(batch, probabilities, strict=True):
-                results[i] = Sentiment.from_probabilities(row)
+        for batch, (probabilities, vectors) in zip(batches, outputs, strict=True):
+            for j, (i, row) in enumerate(zip(batch, probabilities, strict=True)):
+                results[i] = Sentiment.from_probabilities(
+                    row, None if vectors is None else vectors[j])
         self.texts_scored += len(texts)
         return results  # type: ignore[return-value]

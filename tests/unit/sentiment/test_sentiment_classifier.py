@@ -93,13 +93,14 @@ def test_batches_group_texts_of_equal_token_counts_and_results_keep_the_order(mo
         runtime="onnx", cache_dir=model_dir, threads=1, batch_size=4, cache_size=0
     ))
     seen: list[list[int]] = []
-    score_batch = clf.backend.probabilities
+    # The default model's backend scores and gives sentence vectors in one run.
+    score_batch = clf.backend.probabilities_and_vectors
 
     def recording(encoded):
         seen.append([len(ids) for ids in encoded])
         return score_batch(encoded)
 
-    clf.backend.probabilities = recording
+    clf.backend.probabilities_and_vectors = recording
     # Short French words cost more tokens per character than English ones: sorted by
     # characters these would share batches with texts of other token counts.
     texts = [f"{word} {'!' * (i % 5)}" for i, word in enumerate(
@@ -159,3 +160,32 @@ def test_missing_default_model_says_how_to_build(tmp_path):
         load_classifier(ClassifierOptions(cache_dir=tmp_path))
     with pytest.raises(ValueError, match="runtime must be one of"):
         load_classifier(ClassifierOptions(runtime="tensorrt", cache_dir=tmp_path))
+
+
+def test_sentence_vectors_follow_their_texts_and_are_centred_on_their_language(model_dir):
+    import numpy as np
+
+    clf = load_classifier(ClassifierOptions(cache_dir=model_dir, threads=1, batch_size=3,
+                                            cache_size=0))
+    texts = ["Panne de courant dans tout le quartier depuis ce matin",
+             "nul",
+             "Hackers stole the card details of subscribers, shameful",
+             "Ma facture a encore augmenté ce mois-ci, je résilie",
+             "Still no power on our street since dawn",
+             "merci"]
+    together = clf.predict(texts)  # batched by token count, out of the input order
+    for text, result in zip(texts, together, strict=True):
+        (alone,) = clf.predict([text])
+        assert result.vector is not None and result.vector.shape == (384,)
+        assert abs(float(np.linalg.norm(result.vector)) - 1) < 1e-3
+        # The same text's vector, whatever its batch (int8 activations are quantised per
+        # batch, so not bit for bit).
+        assert float(result.vector @ alone.vector) > 0.98, text
+    french = clf.sentence_vector(together[0], "fr")
+    assert french is not None
+    assert np.allclose(french, together[0].vector - clf.language_means.means["fr"])
+    assert clf.sentence_vector(together[0], "es") is None  # no mean: words only
+    plain = load_classifier(ClassifierOptions(cache_dir=model_dir, threads=1,
+                                              sentence_vectors=False))
+    assert plain.predict(texts[:1])[0].vector is None
+    assert plain.predict(texts[:1])[0].label == together[0].label
