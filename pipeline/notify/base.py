@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Protocol
@@ -22,6 +23,11 @@ class Delivered:
 
     status: int | None
     thread: str | None = None
+    # Work left after the delivery, done once it is recorded as sent and never retried
+    # (the Slack bot's edit of its opening message after a reply): a timeout or a crash
+    # there must not send the delivered message again.
+    follow_up: Callable[[], Awaitable[None]] | None = field(default=None, compare=False,
+                                                            repr=False)
 
 
 class NotificationError(Exception):

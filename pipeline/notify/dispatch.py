@@ -217,11 +217,17 @@ class Dispatcher:
         return DeliveryResult(message.key, receiver.name, receiver.type, "silenced", 0)
 
     async def deliver(
-        self, message: Message, receiver_name: str, *, since: float | None = None
+        self, message: Message, receiver_name: str, *, since: float | None = None,
+        on_sent: Callable[[DeliveryResult], Awaitable[None]] | None = None,
     ) -> DeliveryResult:
         """Send until it is delivered, refused for good, or `give_up_after_s` has passed
         since `since` (the notification's first attempt, epoch seconds; default now), which
         a worker resuming another's notification passes on so the window does not restart.
+
+        Once it is delivered, `on_sent` (the alert service's ledger write) runs first, then
+        the receiver's follow-up, if any (`Delivered.follow_up`), once and within
+        `timeout_s`: its failure is logged, never retried, since the message itself is
+        delivered and recorded.
         """
         receiver = self.receivers.get(receiver_name)
         if receiver is None:
@@ -236,13 +242,23 @@ class Dispatcher:
             raise RuntimeError("use the Dispatcher as an async context manager")
         telemetry.pending(receiver.name, receiver.type, +1)
         try:
-            return await self._retry(message, receiver, since)
+            result, follow_up = await self._retry(message, receiver, since)
         finally:
             telemetry.pending(receiver.name, receiver.type, -1)
+        if on_sent is not None and result.outcome == "sent":
+            await on_sent(result)
+        if follow_up is not None:
+            try:
+                await asyncio.wait_for(follow_up(), timeout=self.settings.timeout_s)
+            except Exception as exc:  # noqa: BLE001 - delivered already: log, go on
+                log.warning("%s to %s: delivered; its follow-up failed (%s)", message.key,
+                            receiver.name, redact(type(exc).__name__, receiver.secrets()))
+        return result
 
     async def _retry(
         self, message: Message, receiver: Receiver, since: float | None
-    ) -> DeliveryResult:
+    ) -> tuple[DeliveryResult, Callable[[], Awaitable[None]] | None]:
+        """The delivery's result, and the receiver's follow-up when it left one."""
         settings = self.settings
         give_up_at = (self._clock() if since is None else since) + settings.give_up_after_s
         error: NotificationError | None = None
@@ -267,9 +283,9 @@ class Dispatcher:
                     retryable=False,
                 )
             else:
-                thread = None
+                thread, follow_up = None, None
                 if isinstance(status, Delivered):
-                    status, thread = status.status, status.thread
+                    status, thread, follow_up = status.status, status.thread, status.follow_up
                 elapsed = time.monotonic() - delivery_started  # retries included
                 record = self._attempt(message, receiver, attempt, "sent", status, None, started)
                 await self._safe(self.sink.log_attempt, record.to_record())
@@ -281,7 +297,7 @@ class Dispatcher:
                 return DeliveryResult(
                     message.key, receiver.name, receiver.type, "sent", attempt, status,
                     thread=thread,
-                )
+                ), follow_up
             delay = self._retry_delay(error, attempt, receiver, give_up_at - self._clock())
             final = delay is None or attempt == settings.max_attempts
             outcome = "failed" if final else "retried"
@@ -318,7 +334,7 @@ class Dispatcher:
         )
         return DeliveryResult(
             message.key, receiver.name, receiver.type, "failed", attempt, error.status, error.reason
-        )
+        ), None
 
     def _retry_delay(
         self, error: NotificationError, attempt: int, receiver: Receiver, time_left: float

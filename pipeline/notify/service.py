@@ -29,7 +29,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -304,7 +304,29 @@ class AlertService:
             # A claim that expired (its worker died mid-retry) passes on its retry window.
             first_at=previous.resumed_by(now) if previous is not None else now,
         )
-        claimed = False
+        claimed = recorded = False
+        renewing: asyncio.Task[None] | None = None
+
+        async def stop_renewing() -> None:
+            if renewing is not None:
+                renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
+
+        async def record(result: DeliveryResult) -> None:
+            """The outcome in the ledger, before any follow-up of the receiver's (the
+            Slack bot's edit after a reply): from here on, nothing sends it again."""
+            nonlocal claimed, recorded
+            await stop_renewing()  # a renewed claim must not overwrite the outcome
+            entry = replace(claim, outcome=result.outcome, at=self.clock(), until=0.0,
+                            thread=result.thread or "")
+            # Mark it done here first: if Kafka is down, this worker still will not repeat it.
+            self.ledger_view.put_local(note.key, entry.to_record())
+            claimed = False  # the outcome replaces the claim: nothing left to hand over
+            recorded = True
+            # Shielded: a stop while it is written must not leave the key looking unsent.
+            await asyncio.shield(self.writer.write(ALERTS_LEDGER, note.key, entry.to_record()))
+
         try:
             if not await self._claim(claim):
                 log.info("notification %s is already handled by another worker", note.key)
@@ -313,18 +335,11 @@ class AlertService:
             claimed = True
             renewing = asyncio.create_task(self._keep_claim(claim), name=f"claim:{note.key}")
             try:
-                result = await self._deliver(note, since=claim.first_at)
+                result = await self._deliver(note, since=claim.first_at, on_sent=record)
             finally:
-                renewing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewing
-            entry = replace(claim, outcome=result.outcome, at=self.clock(), until=0.0,
-                            thread=result.thread or "")
-            # Mark it done here first: if Kafka is down, this worker still will not repeat it.
-            self.ledger_view.put_local(note.key, entry.to_record())
-            claimed = False  # the outcome replaces the claim: nothing left to hand over
-            # Shielded: a stop while it is written must not leave the key looking unsent.
-            await asyncio.shield(self.writer.write(ALERTS_LEDGER, note.key, entry.to_record()))
+                await stop_renewing()
+            if not recorded:  # failed or silenced: no follow-up ran before
+                await record(result)
         except asyncio.CancelledError:
             if claimed:
                 await self._release(claim)
@@ -369,7 +384,9 @@ class AlertService:
             notification_key(incident_id, "opened", receiver))
         return opening.thread if opening is not None and opening.thread else None
 
-    async def _deliver(self, note: Any, since: float) -> DeliveryResult:
+    async def _deliver(self, note: Any, since: float,
+                       on_sent: Callable[[DeliveryResult], Awaitable[None]] | None = None
+                       ) -> DeliveryResult:
         message = build_message(
             note.event,
             note.kind,
@@ -384,7 +401,8 @@ class AlertService:
         silence = active_silence(self.silences.values(), note.brand, message.severity, self.clock())
         if silence is not None:
             return await self.dispatcher.record_silenced(message, note.receiver, silence.id)
-        return await self.dispatcher.deliver(message, note.receiver, since=since)
+        return await self.dispatcher.deliver(message, note.receiver, since=since,
+                                             on_sent=on_sent)
 
     @property
     def _not_told_subsided(self) -> frozenset[str]:

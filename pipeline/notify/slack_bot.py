@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -99,9 +100,11 @@ class SlackBotReceiver:
                 response = await client.chat_postMessage(channel=self.channel, **payload)
                 return Delivered(int(response.status_code),
                                  f"{response['channel']}/{response['ts']}")
-            if message.kind in _EDITED_ON:
-                await self._edit_opening(client, channel, ts, payload, message.key)
-            return Delivered(int(response.status_code), message.thread)
+            # The edit comes after the reply is recorded as sent (Delivered.follow_up): a
+            # timeout or a crash during the edit must not post the reply again.
+            edit = (partial(self._edit_opening, client, channel, ts, payload, message.key)
+                    if message.kind in _EDITED_ON else None)
+            return Delivered(int(response.status_code), message.thread, follow_up=edit)
         except SlackApiError as exc:
             raise self._error(exc) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -111,9 +114,9 @@ class SlackBotReceiver:
 
     async def _edit_opening(self, client: AsyncWebClient, channel: str, ts: str,
                             payload: dict, key: str) -> None:
-        """The channel shows the opening message: make it say where things stand. The reply
-        is already delivered, so a failed edit is logged, not retried (a retry would post
-        the reply twice)."""
+        """The channel shows the opening message: make it say where things stand. After a
+        reply, this runs once the reply is recorded as sent; a failed edit is logged, not
+        retried (a retry would post the reply twice)."""
         try:
             await client.chat_update(channel=channel, ts=ts, **payload)
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:

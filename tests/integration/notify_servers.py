@@ -182,6 +182,7 @@ class SlackApiStandIn(HttpStandIn):
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.messages: dict[str, dict[str, Any]] = {}  # ts -> the message as it is now
         self.refuse_updates = False  # chat.update answers cant_update_message
+        self.update_delay_s = 0.0  # chat.update answers this late (a slow Slack)
         self._next_ts = 1_700_000_000
 
     def delete(self, ts: str) -> None:
@@ -212,6 +213,8 @@ class SlackApiStandIn(HttpStandIn):
         else:
             payload = dict(await request.post())
         method = request.path.rsplit("/", 1)[-1]
+        if method == "chat.update" and self.update_delay_s:
+            await asyncio.sleep(self.update_delay_s)
         with self._lock:
             self.calls.append((method, payload))
             if method == "chat.postMessage":

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import time
+from dataclasses import replace
 from email.message import EmailMessage
 
 import pytest
@@ -199,6 +201,38 @@ def test_slack_bot_a_deleted_opening_starts_a_new_thread_and_a_failed_edit_sends
         assert resolved.outcome == "sent" and resolved.thread != opened.thread
         (top,) = api.top_level()
     assert top["text"].startswith("[CRITICAL] ACME: Resolved")
+
+
+def test_slack_bot_a_reply_is_posted_once_when_its_edit_outlasts_the_timeout():
+    # Slack answers chat.update after the send's timeout: the reply was delivered, and
+    # must not be posted again by a retry.
+    slow = replace(FAST, timeout_s=0.5)
+    with SlackApiStandIn(BOT_TOKEN) as api:
+        bot = SlackBotReceiver("crisis", Secret(BOT_TOKEN), "#crisis", api.api_url())
+        opened = deliver(bot, message(*LIFE[0], "crisis"))
+        api.update_delay_s = 1.5
+        recorded_at: list[int] = []
+
+        async def run():
+            async with Dispatcher({bot.name: bot}, slow, MemoryAlertSink()) as dispatcher:
+                async def on_sent(result):  # what the alert service writes to its ledger
+                    recorded_at.append(len(api.requests))
+
+                return await dispatcher.deliver(
+                    message(*LIFE[1], "crisis", thread=opened.thread), bot.name,
+                    on_sent=on_sent)
+
+        escalated = asyncio.run(run())
+        assert escalated.outcome == "sent" and escalated.attempts == 1
+        ts = opened.thread.partition("/")[2]
+        (reply,) = api.thread(ts)  # once
+        assert reply["text"].startswith("[CRITICAL] ACME: Escalated to critical")
+        # Recorded as sent after the reply (2 requests: opening, reply) and before the
+        # edit was even asked for: a crash during the edit cannot send the reply again.
+        assert recorded_at == [2]
+        time.sleep(1.2)  # the slow edit arrives in the end
+        assert [path.rsplit("/", 1)[-1] for path in (r.path for r in api.requests)] == [
+            "chat.postMessage", "chat.postMessage", "chat.update"]
 
 
 def subsided_message(receiver, thread=None):
