@@ -65,8 +65,11 @@ def routing(watchlist: Watchlist, settings: AlertSettings
     return {brand.id: brand.owners for brand in watchlist.brands.values()}, receivers
 
 
-def timezones(watchlist: Watchlist) -> dict[str, str]:
-    return {brand.id: brand.timezone for brand in watchlist.brands.values()}
+def timezones(watchlist: Watchlist) -> dict[tuple[str, str], str]:
+    """(brand id, receiver) -> the time zone its readers read times in (owner's or brand's)."""
+    return {(brand.id, receiver): brand.timezone_for(receiver)
+            for brand in watchlist.brands.values()
+            for owner in brand.owners for receiver in owner.receivers}
 
 
 def register(context: AgentContext) -> None:

@@ -75,6 +75,8 @@ class Owner:
     name: str
     receivers: tuple[str, ...]
     min_severity: str = "warning"
+    # IANA time zone in which these people read times (email), overriding the brand's.
+    timezone: str | None = None
 
     def wants(self, severity: str) -> bool:
         return SEVERITIES.index(severity) >= SEVERITIES.index(self.min_severity)
@@ -115,6 +117,12 @@ class Brand:
     # IANA time zone in which the brand's people read times (email alerts); Slack shows
     # each reader's own zone.
     timezone: str = "UTC"
+
+    def timezone_for(self, receiver: str) -> str:
+        """The time zone of the people a receiver reaches for this brand: the first owner
+        listing it that names one, else the brand's."""
+        return next((owner.timezone for owner in self.owners
+                     if owner.timezone and receiver in owner.receivers), self.timezone)
 
     def reads(self, language: str) -> bool:
         """Whether a post in `language` is the brand's concern: any language when the brand
@@ -442,13 +450,7 @@ def _read_brands(reader: _Reader, document: dict, receivers: dict) -> dict[str, 
                           "must be a mapping")
             thresholds = {}
         _check_thresholds(reader, thresholds, f"{prefix}.thresholds")
-        timezone = reader.string(item, "timezone", f"{prefix}.timezone", required=False) \
-            or "UTC"
-        if not _known_timezone(timezone):
-            reader.report(reader.mark_of(item, "timezone"), f"{prefix}.timezone",
-                          f"unknown time zone {timezone!r} (an IANA name such as "
-                          "'Europe/Paris')")
-            timezone = "UTC"
+        timezone = _read_timezone(reader, item, prefix) or "UTC"
         brand = Brand(
             id=brand_id,
             name=name,
@@ -467,6 +469,20 @@ def _read_brands(reader: _Reader, document: dict, receivers: dict) -> dict[str, 
         if brand_id and brand_id not in brands:
             brands[brand_id] = brand
     return brands
+
+
+def _read_timezone(reader: _Reader, item: dict, prefix: str) -> str | None:
+    """`item`'s `timezone` (a brand's or an owner's), None when absent or unknown (then
+    reported)."""
+    timezone = reader.string(item, "timezone", f"{prefix}.timezone", required=False)
+    if not timezone:
+        return None
+    if not _known_timezone(timezone):
+        reader.report(reader.mark_of(item, "timezone"), f"{prefix}.timezone",
+                      f"unknown time zone {timezone!r} (an IANA name such as "
+                      "'Europe/Paris')")
+        return None
+    return timezone
 
 
 def _known_timezone(name: str) -> bool:
@@ -510,7 +526,8 @@ def _read_owners(reader: _Reader, item: dict, prefix: str, receivers: dict) -> t
         if not isinstance(owner, dict):
             reader.report(reader.mark_of(raw, index), field_path, "must be a mapping")
             continue
-        reader.check_keys(owner, {"name", "receivers", "min_severity"}, field_path)
+        reader.check_keys(owner, {"name", "receivers", "min_severity", "timezone"},
+                          field_path)
         names = reader.strings(owner, "receivers", f"{field_path}.receivers")
         for name in names:
             if name not in receivers:
@@ -522,5 +539,5 @@ def _read_owners(reader: _Reader, item: dict, prefix: str, receivers: dict) -> t
                           f"must be one of {', '.join(SEVERITIES)}")
             severity = "warning"
         owners.append(Owner(reader.string(owner, "name", f"{field_path}.name"),
-                            tuple(names), severity))
+                            tuple(names), severity, _read_timezone(reader, owner, field_path)))
     return tuple(owners)

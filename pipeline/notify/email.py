@@ -5,7 +5,9 @@ the incident's trend as an inline PNG (a related part named by Content-ID). All 
 about one incident to one receiver form one thread: the opening's Message-ID is derived
 from the incident id and the receiver, and every later message (escalation, reminder,
 resolution) names it in In-Reply-To and References, so a restarted worker keeps the
-chain. Times are written in the brand's time zone (the watchlist's `timezone`). Header
+chain, and they share one subject ("Re: " before all but the first; `email_subject`), for
+the clients that thread by subject. Times are written in the reader's time zone (the
+watchlist's `timezone`, the owner's or else the brand's). Header
 values go through `one_line` (no CR/LF or control characters) *and* the stdlib's
 `email.policy.SMTP`, which refuses a header with a line break, so a post text or a brand
 name can never add a header. smtplib is blocking, so it runs in a thread with the same
@@ -28,10 +30,10 @@ import aiohttp
 
 from pipeline.charts import trend_png
 from pipeline.notify.base import NotificationError, redact
-from pipeline.notify.render import Message, one_line, render_html, render_text
+from pipeline.notify.render import Message, one_line, reader_time, render_html, render_text
 from pipeline.settings import Secret
 
-__all__ = ["EmailReceiver", "build_email", "SECURITY_MODES"]
+__all__ = ["EmailReceiver", "build_email", "email_subject", "SECURITY_MODES"]
 
 SECURITY_MODES = ("none", "starttls", "tls")
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
@@ -79,10 +81,25 @@ def _parse(iso: str | None):
     return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
 
 
+def email_subject(message: Message) -> str:
+    """One subject for all the messages of an incident, "Re: " before all but the first:
+    Gmail starts a new conversation when the subject changes (only prefixes such as "Re:"
+    are ignored) whatever References say, and Outlook threads by subject alone. So the
+    subject names the incident (brand, when it opened, in the reader's zone) and each
+    message's state goes in its first line (the title: "[CRITICAL] ACME: Escalated to
+    critical")."""
+    if message.kind == "test":
+        return one_line(f"[Vigie] {message.title}", 200)
+    opened = reader_time(message, message.opened_at) if message.opened_at \
+        else message.incident_id
+    subject = f"[Vigie] {message.brand_name}: negative wave since {opened}"
+    return one_line(subject if message.kind == "opened" else f"Re: {subject}", 200)
+
+
 def build_email(message: Message, sender: str, to: tuple[str, ...],
                 receiver: str = "email") -> EmailMessage:
     email = EmailMessage(policy=SMTP_POLICY)
-    email["Subject"] = one_line(f"[Vigie] {message.title}", 200)
+    email["Subject"] = email_subject(message)
     email["From"] = sender
     email["To"] = ", ".join(to)
     email["Date"] = formatdate(localtime=False)

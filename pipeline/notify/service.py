@@ -136,9 +136,10 @@ class AlertService:
         kafka: KafkaSettings,
         clock: Callable[[], float] = time.time,
         retention_s: float = 7 * 86400.0,
-        timezones: Mapping[str, str] | None = None,
+        timezones: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
-        self.timezones = dict(timezones or {})  # brand id -> its readers' time zone
+        # (brand id, receiver) -> the time zone its readers read times in (UTC if absent)
+        self.timezones = dict(timezones or {})
         self.owners_by_brand = {brand: tuple(owners) for brand, owners in owners_by_brand.items()}
         self.receivers = dict(receivers)
         self.settings = settings
@@ -394,7 +395,7 @@ class AlertService:
             grafana_url=self.settings.grafana_url,
             grafana_dashboard=self.settings.grafana_dashboard,
             top_posts=self.settings.top_posts,
-            timezone=self.timezones.get(note.brand, "UTC"),
+            timezone=self.timezones.get((note.brand, note.receiver), "UTC"),
             thread=None if note.kind == "opened" else self._thread_of(note.incident_id,
                                                                      note.receiver),
         )

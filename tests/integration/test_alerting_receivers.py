@@ -212,9 +212,10 @@ def test_email_is_multipart_with_the_same_content_and_a_clear_subject():
         (mail,) = smtp.wait_for(1)
     assert results[0].outcome == "sent"
     assert mail.rcpt_tos == ["pr@acme.example"]
-    assert mail.message["Subject"] == "[Vigie] [CRITICAL] ACME: Negative wave"
+    assert mail.message["Subject"] == "[Vigie] ACME: negative wave since 2026-11-28 02:12 UTC"
     text = mail.message.get_body(("plain",)).get_content()
     page = mail.message.get_body(("html",)).get_content()
+    assert text.splitlines()[0] == "[CRITICAL] ACME: Negative wave"  # the state: first line
     for part in (text, page):
         assert "312 negative posts in 10 min, 14x normal; reach 2.1M" in part
         assert "https://x.com/jdoe/status/1863012345" in part
@@ -358,7 +359,7 @@ def test_email_subject_text_and_html_carry_no_invisible_character():
     assert results[0].outcome == "sent"
     text = mail.message.get_body(("plain",)).get_content()
     page = mail.message.get_body(("html",)).get_content()
-    assert mail.message["Subject"] == "[Vigie] [CRITICAL] ACME: Negative wave"
+    assert mail.message["Subject"] == "[Vigie] ACME: negative wave since 2026-11-28 02:12 UTC"
     for part in (mail.message["Subject"], text, page):
         assert invisible(part) == []
     assert "Evil moc.elgoog (@evil)" in text and "Evil moc.elgoog (@evil)" in page

@@ -308,7 +308,7 @@ def test_the_slack_thread_survives_a_restart(kafka_settings):
     def bot_service(api):
         bot = SlackBotReceiver("crisis", Secret(token), "#crisis", api.api_url())
         return AlertService(owners, {"crisis": bot}, quiet, settings,
-                            timezones={"acme": "Europe/Paris"})
+                            timezones={("acme", "crisis"): "Europe/Paris"})
 
     async def life(api, events):
         svc = bot_service(api)
@@ -333,3 +333,44 @@ def test_the_slack_thread_survives_a_restart(kafka_settings):
         "[CRITICAL] ACME: Escalated to critical", "[CRITICAL] ACME: Resolved"]
     assert opening_now["edits"] == 2
     assert opening_now["text"].startswith("[CRITICAL] ACME: Resolved")
+
+
+def test_each_owner_reads_the_incident_in_their_own_time_zone(kafka_settings):
+    """Two owners of one brand, one in Paris (the brand's zone) and one in New York (their
+    own `timezone:`): each email says the times where its readers are."""
+    from agents.alert import timezones
+    from pipeline.notify.email import EmailReceiver
+    from pipeline.watchlist import parse_watchlist
+    from tests.integration.notify_servers import SmtpStandIn
+
+    watchlist = parse_watchlist(
+        "receivers:\n"
+        "  paris-mail: {type: email, to: [pr@acme.example], from: vigie@acme.example}\n"
+        "  ny-mail: {type: email, to: [us@acme.example], from: vigie@acme.example}\n"
+        "brands:\n"
+        "  - id: acme\n    name: ACME\n    timezone: Europe/Paris\n    owners:\n"
+        "      - {name: PR, receivers: [paris-mail], min_severity: info}\n"
+        "      - {name: US desk, receivers: [ny-mail], min_severity: info,"
+        " timezone: America/New_York}\n")
+
+    async def scenario(smtp):
+        receivers = {name: EmailReceiver(name, (f"{name}@acme.example",), "vigie@acme.example",
+                                         "127.0.0.1", smtp.port)
+                     for name in ("paris-mail", "ny-mail")}
+        svc = AlertService({"acme": watchlist.brands["acme"].owners}, receivers, SETTINGS,
+                           kafka_settings, timezones=timezones(watchlist))
+        await svc.start()
+        try:
+            await svc.handle_incident(incident_event(), partition=0)
+            await ticking(svc, 1.5)
+        finally:
+            await svc.stop()
+
+    with SmtpStandIn() as smtp:
+        asyncio.run(scenario(smtp))
+        mails = {m.rcpt_tos[0]: m.message for m in smtp.wait_for(2)}
+    # Opened at 02:12 UTC: 03:12 in Paris, 21:12 the day before in New York.
+    paris, new_york = mails["paris-mail@acme.example"], mails["ny-mail@acme.example"]
+    assert paris["Subject"] == "[Vigie] ACME: negative wave since 2026-11-28 03:12 CET"
+    assert new_york["Subject"] == "[Vigie] ACME: negative wave since 2026-11-27 21:12 EST"
+    assert "Opened at 2026-11-27 21:12 EST" in new_york.get_body(("plain",)).get_content()

@@ -80,6 +80,14 @@ def test_email_threads_the_incident_and_shows_its_curve_in_the_reader_s_time_zon
     for mail in mails[1:]:
         assert mail["In-Reply-To"] == opening and mail["References"] == opening
     assert len({m["Message-ID"] for m in mails}) == 4
+    # One subject (Gmail and Outlook thread by subject, modulo "Re:"), in the reader's
+    # zone; each message's state is its first line.
+    subject = "[Vigie] ACME: negative wave since 2026-11-28 03:12 CET"
+    assert [m["Subject"] for m in mails] == [subject] + [f"Re: {subject}"] * 3
+    assert [m.get_body(preferencelist=("plain",)).get_content().splitlines()[0]
+            for m in mails] == ["[WARNING] ACME: Negative wave",
+                                "[CRITICAL] ACME: Escalated to critical",
+                                "[CRITICAL] ACME: Still open", "[CRITICAL] ACME: Resolved"]
     # A restarted worker would give the same ids (nothing random in them).
     again = deliver_id = None
     with SmtpStandIn() as smtp:
@@ -268,7 +276,9 @@ def test_a_subsided_wave_edits_the_slack_opening_and_threads_a_short_email():
     assert reply["text"].startswith("[CRITICAL] ACME: Subsided") and len(reply["blocks"]) == 3
     # Email: in the incident's thread, short.
     subsided = mails[1]
-    assert subsided["Subject"] == "[Vigie] [CRITICAL] ACME: Subsided"
+    assert subsided["Subject"] == "Re: [Vigie] ACME: negative wave since 2026-11-28 03:12 CET"
+    assert subsided.get_body(preferencelist=("plain",)).get_content().startswith(
+        "[CRITICAL] ACME: Subsided")
     assert subsided["In-Reply-To"] == mails[0]["Message-ID"]
     assert subsided["Message-ID"] == "<acme-20261128T0212Z.subsided-2.pr-email@acme.example>"
     text = subsided.get_body(preferencelist=("plain",)).get_content()

@@ -143,7 +143,8 @@ def test_worker_tells_each_receiver_once_reminds_resolves_and_dead_letters(
         assert "312 negative posts in 10 min, 14x normal; reach 2.1M" in first["text"]
         assert "https://x.com/jdoe/status/1863012345" in first["text"]
         assert "/d/vigie-brands/vigie-brands?var-brand=acme" in first["text"]
-        assert smtp.mails[0].message["Subject"] == "[Vigie] [CRITICAL] ACME: Negative wave"
+        assert smtp.mails[0].message["Subject"] == (
+            "[Vigie] ACME: negative wave since 2026-11-28 02:12 UTC")
 
         slack.wait_for(2, timeout=15)  # the reminder after the 6 s repeat interval
         assert slack.delivered()[1].json()["text"].startswith("[CRITICAL] ACME: Still open")

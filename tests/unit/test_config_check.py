@@ -77,6 +77,18 @@ def test_every_problem_is_listed_at_once_with_exit_2(tmp_path):
     ])
 
 
+def test_an_owner_time_zone_is_checked(tmp_path):
+    good = GOOD.replace("{name: PR, receivers: [pr-slack, pr-mail]}",
+                        "{name: PR, receivers: [pr-slack, pr-mail], timezone: Asia/Tokyo}")
+    assert vigie("config", "check", env=base_env(tmp_path, write(tmp_path, good))
+                 ).returncode == 0
+    bad = good.replace("Asia/Tokyo", "Tokyo")
+    result = vigie("config", "check", env=base_env(tmp_path, write(tmp_path, bad)))
+    assert result.returncode == 2
+    assert "brands[0].owners[0].timezone: unknown time zone 'Tokyo'" in result.stdout \
+        + result.stderr
+
+
 def test_a_receiver_secret_that_is_not_set_is_found_without_sending(tmp_path):
     env = base_env(tmp_path, write(tmp_path, GOOD))
     del env["TEST_SMTP_PASSWORD"]

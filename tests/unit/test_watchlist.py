@@ -195,3 +195,23 @@ def test_a_brand_reads_its_languages_unknown_ones_and_all_when_it_lists_none() -
     assert french.reads("fr") and french.reads("und")
     assert not french.reads("en")
     assert Brand(id="b", name="B").reads("en")
+
+
+def test_an_owner_time_zone_overrides_the_brand_s_for_its_receivers():
+    watchlist = parse_watchlist(
+        "receivers:\n"
+        "  paris-mail: {type: webhook, url: 'http://127.0.0.1:1/x'}\n"
+        "  ny-mail: {type: webhook, url: 'http://127.0.0.1:1/y'}\n"
+        "brands:\n"
+        "  - id: acme\n    name: ACME\n    timezone: Europe/Paris\n    owners:\n"
+        "      - {name: PR, receivers: [paris-mail]}\n"
+        "      - {name: US desk, receivers: [ny-mail], timezone: America/New_York}\n")
+    acme = watchlist.brands["acme"]
+    assert acme.owners[1].timezone == "America/New_York" and acme.owners[0].timezone is None
+    assert acme.timezone_for("ny-mail") == "America/New_York"
+    assert acme.timezone_for("paris-mail") == "Europe/Paris"  # the brand's
+    error = error_of(
+        "receivers:\n  m: {type: webhook, url: 'http://127.0.0.1:1/x'}\n"
+        "brands:\n  - id: acme\n    name: ACME\n    owners:\n"
+        "      - {name: US, receivers: [m], timezone: New_York}\n")
+    assert "brands[0].owners[0].timezone: unknown time zone 'New_York'" in str(error)
