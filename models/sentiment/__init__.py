@@ -48,6 +48,7 @@ sentiment eval`). The committed head itself is in `head/`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,8 @@ from models.sentiment.serving.classifier import (
 )
 from models.sentiment.serving.head import LABELS, load_head
 from models.sentiment.serving.sentence_vectors import DEFAULT_MEANS_PATH, LanguageMeans
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "LABELS",
@@ -149,6 +152,14 @@ def _language_means(head: Path) -> LanguageMeans | None:
     from models.sentiment.serving.built_model import file_sha256
 
     if not DEFAULT_MEANS_PATH.exists():
+        log.warning("no language means at %s: mentions carry no sentence vector, so "
+                    "storylines in two languages are not joined", DEFAULT_MEANS_PATH)
         return None
     means = LanguageMeans.load(DEFAULT_MEANS_PATH)
-    return means if means.head_sha256 == file_sha256(head) else None
+    if means.head_sha256 != file_sha256(head):
+        # Said once at load, so that a retrained head does not silently lose the feature.
+        log.warning("the language means in %s were measured with another head: mentions "
+                    "carry no sentence vector until they are measured again "
+                    "(python -m models.sentiment.build.language_means)", DEFAULT_MEANS_PATH)
+        return None
+    return means
