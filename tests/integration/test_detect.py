@@ -234,3 +234,45 @@ def test_the_incident_carries_the_wave_s_storylines(kafka_settings, detect_env, 
     assert leak["first_post"]["author_handle"] == root["author"]["handle"]
     assert leak["first_post"]["created_at"] == root["created_at"]
     assert events[-1]["storylines"] == storylines
+
+
+def test_a_busy_brand_s_state_is_written_per_batch_not_per_mention(kafka_settings, detect_env,
+                                                                   start_worker):
+    """400 mentions of one brand in one minute: the detector's state (100 KB and more with
+    storylines) reaches its changelog topic a few times, not once per mention (issue 17:
+    at 600 mentions/s that was about 100 MB/s of changelog), and every mention counts."""
+    env = {**detect_env, "VIGIE_AGENTS": "detect", "VIGIE_DETECT_ALLOWED_LATENESS_SECONDS": "0"}
+    worker = start_worker(env)
+    count, minute = 400, START + timedelta(minutes=10)
+    mentions = [scored_mention(n, minute + timedelta(seconds=n * 50 / count))
+                for n in range(count)]
+    # The score worker's ticks: one that has read up to `minute` (the minute opens), and
+    # one that has read past it (the minute closes); a tick reports the second latest
+    # post read, hence two posts each.
+    now, ticks = START + timedelta(days=1), []
+    for read in ([minute] * 2, [minute + timedelta(seconds=65)] * 2):
+        progress = SourceProgress()
+        for offset, created_at in enumerate(read):
+            progress.observe(0, offset, created_at, now)
+        ticks.append(tick_record(progress.report(1, {0: count + 4}, now), now))
+    producer = KafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
+    for record in [ticks[0], *mentions, ticks[1]]:
+        producer.send(kafka_settings.topic("mentions.scored"), key=b"lumio",
+                      value=orjson.dumps(record))
+    producer.flush()
+    producer.close()
+
+    deadline = time.monotonic() + 90
+    counted = None
+    while counted is None and time.monotonic() < deadline:
+        counted = observed(worker, "vigie_brand_observed", 'brand="lumio",measure="mentions"')
+        time.sleep(0.5)
+    assert counted == float(count)  # the closed minute holds every mention once
+    changelog = type(kafka_settings)(bootstrap_servers=kafka_settings.bootstrap_servers,
+                                     topic_prefix="")
+    app_id = env["VIGIE_APP_ID"]
+    states = consume(changelog, f"{app_id}-brand-detectors-changelog", expected=1,
+                     timeout_s=60, idle_s=5)
+    assert 1 <= len(states) <= count // 10, f"{len(states)} state records for {count} mentions"
+    last = orjson.loads(states[-1].value)
+    assert last["monitor"]["trend"][-1]["mentions"] == count
