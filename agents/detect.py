@@ -37,6 +37,7 @@ import faust
 import orjson
 
 from agents.app import AgentContext
+from agents.batches import make_current
 from agents.outlet import Outlet
 from models.detection import BrandClock, BrandMonitor, DetectorConfig, open_by_severity
 from pipeline import metrics
@@ -195,8 +196,7 @@ class DetectStage:
         try:
             for event in events:
                 # Table writes and the windowed table's reads go to "the current event"
-                # (its partition, its timestamp); in a batch Faust leaves that to the
-                # last one, so it is set for each record.
+                # (its partition, its timestamp): set for each record (agents/batches.py).
                 set_current(event)
                 await self.handle(event, batch)
         except Exception:
@@ -428,4 +428,4 @@ def register(context: AgentContext) -> None:
     @context.app.agent(context.topics.mentions_scored, name="detect")
     async def detect(stream: faust.StreamT) -> None:
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
-            await stage.handle_batch(events, stream._set_current_event)
+            await stage.handle_batch(events, make_current)

@@ -276,3 +276,70 @@ def test_a_busy_brand_s_state_is_written_per_batch_not_per_mention(kafka_setting
     assert 1 <= len(states) <= count // 10, f"{len(states)} state records for {count} mentions"
     last = orjson.loads(states[-1].value)
     assert last["monitor"]["trend"][-1]["mentions"] == count
+
+
+def last_state(kafka_settings, env) -> dict:
+    """The brand's detector state as its changelog topic last holds it."""
+    changelog = type(kafka_settings)(bootstrap_servers=kafka_settings.bootstrap_servers,
+                                     topic_prefix="")
+    records = consume(changelog, f"{env['VIGIE_APP_ID']}-brand-detectors-changelog",
+                      expected=1, timeout_s=60, idle_s=3)
+    return orjson.loads([r for r in records if r.key == b'"lumio"'][-1].value)
+
+
+def test_a_worker_killed_mid_stream_loses_no_mention_and_counts_none_twice(
+        kafka_settings, detect_env, start_worker, tmp_path):
+    """A wave's mentions go through the detector in batches; the worker is killed (SIGKILL:
+    no flush, no commit) while they arrive and started again. Every closed minute holds
+    the same mentions as in a run without the kill, and the incident's events are the
+    same ones (a copy sent again carries the same incident and sequence)."""
+    mixed = Scenario("mixed-wave", "lumio", WARMUP, CRISIS, 80)
+    generator = Generator(BRANDS[1:], START, seed=4, scenarios=[mixed], record_truth=True)
+    mentions = []
+    for post in generator.posts(WARMUP + CRISIS + AFTER):
+        label = generator.truth[f"{post['platform']}:{post['id']}"][1]
+        mentions.append(mention_record(post, "lumio", ["lumio"], label, {label: 1.0}, "script"))
+    records = with_ticks(mentions)
+    env = {**detect_env, "VIGIE_AGENTS": "detect"}
+
+    def send(settings, part: list[dict], pause_s: float = 0.0) -> None:
+        producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+        for at in range(0, len(part), 100):
+            for value in part[at:at + 100]:
+                producer.send(settings.topic("mentions.scored"), key=b"lumio",
+                              value=orjson.dumps(value))
+            producer.flush()
+            time.sleep(pause_s)  # the worker reads while they come, batch after batch
+        producer.close()
+
+    # The reference: the same records, one worker, no kill (topics of its own).
+    reference_settings = type(kafka_settings)(
+        bootstrap_servers=kafka_settings.bootstrap_servers,
+        topic_prefix=kafka_settings.topic_prefix + "ref.")
+    reference_env = {**env, "VIGIE_TOPIC_PREFIX": reference_settings.topic_prefix,
+                     "VIGIE_APP_ID": reference_settings.topic_prefix.rstrip("."),
+                     "VIGIE_STATE_DIR": str(tmp_path / "reference")}
+    reference = start_worker(reference_env)
+    send(reference_settings, records)
+    expected = incident_events(reference_settings, timeout_s=180)
+    expected_trend = last_state(reference_settings, reference_env)["monitor"]["trend"]
+    reference.stop()
+    assert [e["event"] for e in expected].count("opened") == 1
+
+    # Killed in the middle of the wave, while records keep coming, then started again.
+    middle = next(i for i, r in enumerate(records)
+                  if r.get("created_at", "") >= (START + timedelta(minutes=WARMUP + 10))
+                  .isoformat())
+    worker = start_worker(env)
+    send(kafka_settings, records[:middle], pause_s=0.05)
+    worker.kill()
+    start_worker(env)
+    send(kafka_settings, records[middle:])
+    events = incident_events(kafka_settings, timeout_s=180)
+
+    def essentials(event: dict) -> tuple:
+        return (event["incident_id"], event["sequence"], event["event"], event["observed"],
+                event["peak_negative"])
+
+    assert [essentials(e) for e in events] == [essentials(e) for e in expected]
+    assert last_state(kafka_settings, env)["monitor"]["trend"] == expected_trend
