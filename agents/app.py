@@ -37,6 +37,8 @@ class AgentContext:
     # The one current watchlist of this worker: every agent reads it here, and agents that
     # derive state from it register `watchlist.on_change` callbacks.
     watchlist: WatchlistWatcher
+    # What /live judges: a stage with its own consumer (validate) reports to it too.
+    liveness: Liveness
 
 
 def create_app(
@@ -83,7 +85,7 @@ def create_app(
         stream_buffer_maxsize=8192,
     )
     liveness = Liveness(worker.live_loop_stall_s, worker.live_consumer_stall_s)
-    context = AgentContext(app, kafka, worker, declare_topics(app, kafka), watchlist)
+    context = AgentContext(app, kafka, worker, declare_topics(app, kafka), watchlist, liveness)
 
     @app.page("/metrics")
     async def metrics_page(_web: object, _request: object) -> Response:

@@ -1,8 +1,18 @@
 """The `score` agent: posts.valid -> brand match + sentiment -> mentions.scored (key = brand).
 
 Posts are taken in batches so that the model sees full batches; inference runs in one
-worker thread so that the event loop keeps heart-beating while the model works. A post
-that mentions no watched brand stops here; one that mentions two brands gives two mentions.
+worker thread so that the event loop keeps heart-beating while the model works. posts.valid
+holds only posts that mentioned a watched brand when validated (a reload of the watchlist
+meanwhile may leave one unmatched: it stops here); one that mentions two brands gives two
+mentions.
+
+Duplicates stop here: a post seen before (same `platform:id`, hence the same partition of
+posts.valid) within VIGIE_DEDUP_HOURS is dropped before it is scored (sources resend,
+producers retry, validate re-reads what it had not committed when it crashed). The record
+of what was seen is `pipeline.dedup.SeenPosts`, 8 bytes a post; it survives a restart
+through the `posts-seen-hashes` table, whose changelog receives, per batch and partition,
+the new hashes (one record per bucket of time) after the batch's mentions, and tombstones
+for buckets past the horizon.
 
 The detector's clock comes from here: every `VIGIE_DETECT_TICK_SECONDS` each score worker
 puts a tick on `mentions.scored` for every watched brand (keyed by brand, so behind that
@@ -13,6 +23,7 @@ brand's mentions in its partition) that reports how far it has read each partiti
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +38,7 @@ from agents.outlet import Outlet
 from models.detection import SourceProgress
 from pipeline import metrics
 from pipeline.deadletter import dead_letter, dead_letter_key
+from pipeline.dedup import SeenPosts, decode_hashes, encode_hashes, key_hash
 from pipeline.detect_settings import DetectionSettings
 from pipeline.mentions import mention_record, tick_record
 from pipeline.schema import FieldError, parse_timestamp
@@ -43,15 +55,101 @@ BATCH_WITHIN_S = 0.25
 Pending = list[tuple[dict[str, Any], str, list[str]]]  # (post, brand id, matched terms)
 
 
+class Dedup:
+    """One `SeenPosts` per partition of posts.valid this worker holds, restored from the
+    `posts-seen-hashes` table (key `partition:bucket:offset`, value: the hashes that batch
+    added to that bucket, packed, in base64) the first time a partition is read after a
+    (re)assignment."""
+
+    def __init__(self, table: Any, horizon_s: float, max_keys: int) -> None:
+        self.table = table
+        self.horizon_s = horizon_s
+        self.max_keys = max_keys
+        self.seen: dict[int, SeenPosts] = {}
+        self.records: dict[tuple[int, int], list[str]] = {}  # table keys by bucket
+        self.added: dict[tuple[int, int], list[int]] = {}  # this batch's, not yet written
+        self.stale: dict[int, list[str]] = {}  # table keys past the horizon, by partition
+
+    @property
+    def enabled(self) -> bool:
+        return self.horizon_s > 0
+
+    def forget(self) -> None:
+        """A rebalance: what this worker holds may change; restore on next read."""
+        self.seen.clear()
+        self.records.clear()
+        self.added.clear()
+        self.stale.clear()
+
+    def partition(self, partition: int) -> SeenPosts:
+        seen = self.seen.get(partition)
+        if seen is None:
+            seen = self.seen[partition] = SeenPosts(self.horizon_s, self.max_keys)
+            prefix = f"{partition}:"
+            restored: dict[int, list[str]] = {}
+            for key, value in list(self.table.data.items()):
+                if not key.startswith(prefix) or value is None:
+                    continue
+                bucket = int(key.split(":")[1])
+                seen.insert(bucket, decode_hashes(base64.b64decode(value)))
+                restored.setdefault(bucket, []).append(key)
+            seen.expire()
+            for bucket, keys in restored.items():
+                if bucket in seen.buckets:
+                    self.records[(partition, bucket)] = keys
+                else:  # past the horizon: deleted at this partition's next write
+                    self.stale.setdefault(partition, []).extend(keys)
+        return seen
+
+    def first_time(self, partition: int, key: bytes, created_at: datetime | None) -> bool:
+        """False for a post already seen within the horizon; remembers it otherwise."""
+        if not self.enabled:
+            return True
+        seen = self.partition(partition)
+        value = key_hash(key.decode(errors="replace"))
+        at_s = created_at.timestamp() if created_at is not None else time.time()
+        bucket = seen.bucket_of(at_s)
+        if seen.too_old(bucket):
+            return True
+        if seen.contains(value, bucket):
+            return False
+        seen.insert(bucket, [value])
+        self.added.setdefault((partition, bucket), []).append(value)
+        return True
+
+    def write(self, last_events: dict[int, Any], set_current_event: Any) -> None:
+        """The batch's new hashes to the table (after its mentions were sent: a crash
+        in between scores the posts again rather than lose them), then expiry."""
+        for (partition, bucket), hashes in self.added.items():
+            event = last_events[partition]
+            set_current_event(event)  # the changelog partition is the event's
+            key = f"{partition}:{bucket}:{event.message.offset}"
+            # JSON (Faust's table codec) holds text: the packed hashes in base64.
+            self.table[key] = base64.b64encode(encode_hashes(hashes)).decode()
+            self.records.setdefault((partition, bucket), []).append(key)
+        touched = {partition for partition, _ in self.added}
+        self.added.clear()
+        for partition in touched:
+            for bucket in self.seen[partition].expire():
+                self.stale.setdefault(partition, []).extend(
+                    self.records.pop((partition, bucket), []))
+            stale = self.stale.pop(partition, [])
+            if stale:
+                set_current_event(last_events[partition])
+                for key in stale:  # tombstones: the compacted changelog forgets them
+                    self.table.pop(key, None)
+
+
 class ScoreStage:
     """The score agent's steps for one batch: match the posts to brands, score the
     matching ones in the model's thread, send the mentions, then count the batch as read
     (for the clock ticks, sent by `send_ticks`)."""
 
     def __init__(self, context: AgentContext, settings: SentimentSettings,
-                 tick_seconds: float) -> None:
+                 tick_seconds: float, dedup: Dedup) -> None:
         topics = context.topics
         self.context = context
+        self.dedup = dedup
         self.holder = context.watchlist  # reloaded by the app when the file changes
         self.classifier = settings.load_classifier()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigie-model")
@@ -65,17 +163,22 @@ class ScoreStage:
         self.progress = SourceProgress()
         self.source_topic = topics.posts_valid.get_topic_name()
 
-    async def handle_batch(self, events: list[Any]) -> None:
-        pending = await self.match(events, self.holder.watchlist)
+    async def handle_batch(self, events: list[Any], set_current_event: Any) -> None:
+        times = [created_at_of(event.value) for event in events]
+        pending = await self.match(events, times, self.holder.watchlist)
         if pending:
             await self.score_and_send(pending)
-        self.observe(events)
+        if self.dedup.added:
+            last_events = {event.message.partition: event for event in events}
+            self.dedup.write(last_events, set_current_event)
+        self.observe(events, times)
 
-    async def match(self, events: list[Any], watchlist: Watchlist) -> Pending:
-        """The (post, brand) pairs of the batch in a language the brand reads; a post that
-        cannot be read is dead-lettered."""
+    async def match(self, events: list[Any], times: list[datetime | None],
+                    watchlist: Watchlist) -> Pending:
+        """The (post, brand) pairs of the batch's new posts in a language the brand reads;
+        a post seen before is dropped, one that cannot be read is dead-lettered."""
         pending: Pending = []
-        for event in events:
+        for event, created_at in zip(events, times, strict=True):
             try:
                 post = orjson.loads(event.value)
                 matches = watchlist.match(post["text"])
@@ -87,7 +190,11 @@ class ScoreStage:
                     partition=message.partition, offset=message.offset,
                     reason="unusable_post", dlq=POSTS_DLQ))
                 continue
-            if not matches:
+            if not self.dedup.first_time(event.message.partition, event.key or b"",
+                                         created_at):
+                metrics.POSTS_DUPLICATE.inc()
+                continue
+            if not matches:  # the watchlist changed since validate matched it
                 metrics.POSTS_UNMATCHED.inc()
             for brand_id, matched in matches:
                 if watchlist.brands[brand_id].reads(post.get("language", "und")):
@@ -125,14 +232,10 @@ class ScoreStage:
         results = self.classifier.predict_each(texts)
         return results, time.perf_counter() - started, self.classifier.cache_hits - hits_before
 
-    def observe(self, events: list[Any]) -> None:
+    def observe(self, events: list[Any], times: list[datetime | None]) -> None:
         """Count the batch as read, once whatever it gave has been sent."""
         now = datetime.now(UTC)
-        for event in events:
-            try:
-                created_at = parse_timestamp(orjson.loads(event.value)["created_at"])
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                created_at = None
+        for event, created_at in zip(events, times, strict=True):
             self.progress.observe(event.message.partition, event.message.offset, created_at,
                                   now)
 
@@ -155,15 +258,40 @@ class ScoreStage:
             await self.mentions_out.send(brand_id.encode(), value)
 
 
-def register(context: AgentContext) -> None:
-    """Declare the score agent (batches of posts.valid) and its clock-tick timer."""
-    stage = ScoreStage(context, SentimentSettings.from_env(),
-                       DetectionSettings.from_env().tick_seconds)
+def created_at_of(value: bytes | None) -> datetime | None:
+    try:
+        return parse_timestamp(orjson.loads(value)["created_at"])  # type: ignore[arg-type]
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
 
-    @context.app.agent(context.topics.posts_valid, name="score")
+
+def register(context: AgentContext) -> None:
+    """Declare the score agent (batches of posts.valid), its dedup table and its clock-tick
+    timer."""
+    app = context.app
+    # Co-partitioned with posts.valid (same partition count): partition p's hashes are on
+    # changelog partition p, restored on the worker that holds posts.valid[p].
+    table = app.Table(
+        "posts-seen-hashes", default=None, partitions=context.kafka.partitions,
+        key_type=str, value_type=str,
+        help="64-bit hashes of the post keys scored, per partition and bucket of time",
+    )
+    dedup = Dedup(table, context.worker.dedup_hours * 3600.0, context.worker.dedup_max_keys)
+    stage = ScoreStage(context, SentimentSettings.from_env(),
+                       DetectionSettings.from_env().tick_seconds, dedup)
+
+    @app.on_partitions_revoked.connect
+    async def forget_seen(_sender: Any, *_args: Any, **_kwargs: Any) -> None:
+        dedup.forget()
+
+    @app.on_partitions_assigned.connect
+    async def forget_seen_again(_sender: Any, *_args: Any, **_kwargs: Any) -> None:
+        dedup.forget()
+
+    @app.agent(context.topics.posts_valid, name="score")
     async def score_posts(stream: faust.StreamT) -> None:
         async for events in stream.take_events(stage.posts_per_call, within=BATCH_WITHIN_S):
-            await stage.handle_batch(events)
+            await stage.handle_batch(events, stream._set_current_event)
 
     @context.app.timer(interval=stage.tick_seconds)
     async def send_ticks() -> None:

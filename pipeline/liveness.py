@@ -12,6 +12,8 @@ reason) when:
   asks the broker through the consumer).
 A slow stage is not stuck: a backlog that is being worked through commits as it goes.
 During a rebalance the clock of every partition restarts (nothing is consumed then).
+A worker has more than one consumer (Faust's, and the validate loop's own aiokafka
+consumer): each reports its readings under its own `source` name, and each is judged.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Liveness"]
+__all__ = ["DEFAULT_SOURCE", "Liveness"]
+
+DEFAULT_SOURCE = "faust"
 
 
 @dataclass
@@ -37,38 +41,50 @@ class Liveness:
     consumer_stall_s: float = 300.0
     clock: Callable[[], float] = time.monotonic
     last_beat: float = field(init=False)
-    last_observed: float = field(init=False)
-    _progress: dict[Any, _Progress] = field(default_factory=dict, init=False)
+    # When each consumer (source) last gave an offset reading.
+    _observed: dict[str, float] = field(default_factory=dict, init=False)
+    _progress: dict[str, dict[Any, _Progress]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
-        self.last_beat = self.last_observed = self.clock()
+        self.last_beat = self.clock()
+        self._observed[DEFAULT_SOURCE] = self.last_beat
+
+    @property
+    def last_observed(self) -> float:
+        return min(self._observed.values())
 
     def restart(self) -> None:
         """The worker starts now: what happened before (loading the model) is no stall."""
-        self.last_beat = self.last_observed = self.clock()
+        self.last_beat = self.clock()
+        self._observed = dict.fromkeys(self._observed, self.last_beat)
         self._progress.clear()
+
+    def watch(self, source: str) -> None:
+        """Expect readings from `source` from now on (its clock starts now)."""
+        self._observed[source] = self.clock()
 
     def beat(self) -> None:
         """Called by a task on the event loop, every second."""
         self.last_beat = self.clock()
 
     def observe(self, committed: Mapping[Any, int | None], end_offsets: Mapping[Any, int | None],
-                rebalancing: bool = False) -> None:
+                rebalancing: bool = False, source: str = DEFAULT_SOURCE) -> None:
         """One reading of this worker's assigned partitions (Kafka offsets: the committed
         offset is the next to read, the end offset the next to be written)."""
         now = self.clock()
-        self.last_observed = now
+        self._observed[source] = now
+        previous = self._progress.get(source, {})
         seen = {}
         for tp, end in end_offsets.items():
             done = committed.get(tp)
-            before = self._progress.get(tp)
+            before = previous.get(tp)
             waiting = end is not None and end > (done if done is not None else 0)
             moved = before is None or before.committed != done
             if rebalancing or moved or not waiting:
                 seen[tp] = _Progress(done, now, waiting)
             else:
                 seen[tp] = _Progress(done, before.since, waiting)
-        self._progress = seen  # partitions no longer assigned are forgotten
+        self._progress[source] = seen  # partitions no longer assigned are forgotten
 
     def verdict(self) -> tuple[bool, str]:
         """(alive, reason): what `/live` answers."""
@@ -76,12 +92,16 @@ class Liveness:
         loop_age = now - self.last_beat
         if loop_age > self.loop_stall_s:
             return False, f"event loop stalled: last heartbeat {loop_age:.0f} s ago"
-        reading_age = now - self.last_observed
-        if reading_age > self.consumer_stall_s:
-            return False, f"consumer not answering: last offset reading {reading_age:.0f} s ago"
+        for source, observed in sorted(self._observed.items()):
+            reading_age = now - observed
+            if reading_age > self.consumer_stall_s:
+                which = "consumer" if source == DEFAULT_SOURCE else f"{source} consumer"
+                return False, (f"{which} not answering: last offset reading "
+                               f"{reading_age:.0f} s ago")
         stuck = sorted(
             (_name(tp), now - p.since)
-            for tp, p in self._progress.items()
+            for progress in self._progress.values()
+            for tp, p in progress.items()
             if p.waiting and now - p.since > self.consumer_stall_s
         )
         if stuck:

@@ -245,6 +245,16 @@ def validate_post(
     return post, []
 
 
+def fill_language(post: dict[str, Any], detect_language: Any) -> None:
+    """Detect the language of a post decoded without a detector (`decode_post` with
+    `detect_language=None`) that gave none: the validate stage does it only for posts
+    that mention a watched brand, the only ones whose language anyone reads."""
+    if post["language"] == "und" and not post["language_detected"]:
+        language = detect_language(post["text"])
+        if language:
+            post["language"], post["language_detected"] = language, True
+
+
 def decode_post(
     raw: bytes | None, *, max_bytes: int, now: datetime | None = None, detect_language: Any = None
 ) -> dict[str, Any]:

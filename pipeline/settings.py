@@ -333,6 +333,9 @@ class WorkerSettings:
     watchlist: Path = Path("config/watchlist.yaml")
     max_record_bytes: int = DEFAULT_MAX_POST_BYTES
     dedup_hours: float = 48.0
+    # Post keys remembered per partition of posts.valid (8 bytes each, twice: the index
+    # and the table that restores it): the dedup's memory bound (pipeline/dedup.py).
+    dedup_max_keys: int = 10_000_000
     log_level: str = "info"
     store: str = "memory://"
     agents: tuple[str, ...] = AGENT_NAMES
@@ -349,6 +352,7 @@ class WorkerSettings:
             watchlist=Path(env_str("VIGIE_WATCHLIST", str(project_root() / cls.watchlist))),
             max_record_bytes=env_max_record_bytes(),
             dedup_hours=env_float("VIGIE_DEDUP_HOURS", cls.dedup_hours, minimum=0.0),
+            dedup_max_keys=env_int("VIGIE_DEDUP_MAX_KEYS", cls.dedup_max_keys, minimum=1000),
             log_level=LogSettings.from_env().level,
             web_bind=env_str("VIGIE_WEB_BIND", cls.web_bind),
             store=env_str("VIGIE_STORE", cls.store),
@@ -359,6 +363,12 @@ class WorkerSettings:
                 "VIGIE_LIVE_CONSUMER_STALL_S", cls.live_consumer_stall_s, 10.0
             ),
         )
+
+    @property
+    def validate_group(self) -> str:
+        """The consumer group of the validate loop (a plain aiokafka consumer of posts.raw,
+        beside the Faust agents' group `app_id`)."""
+        return f"{self.app_id}-validate"
 
 
 def _agent_names(wanted: str) -> tuple[str, ...]:

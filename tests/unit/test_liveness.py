@@ -75,3 +75,28 @@ def test_the_time_before_the_worker_started_is_not_a_stall():
     assert not live.verdict()[0]
     live.restart()
     assert live.verdict() == (True, "alive")
+
+
+def test_a_stuck_validate_loop_fails_although_the_faust_consumer_moves():
+    clock = Clock()
+    live = probe(clock)
+    live.watch("validate")
+    for step in range(7):
+        clock.now += 60
+        live.beat()
+        live.observe({("posts.valid", 0): step}, {("posts.valid", 0): 10**9})
+        live.observe({("posts.raw", 0): 5}, {("posts.raw", 0): 10**9}, source="validate")
+    alive, reason = live.verdict()
+    assert not alive and "posts.raw[0]" in reason
+
+
+def test_a_validate_loop_that_gives_no_reading_fails():
+    clock = Clock()
+    live = probe(clock)
+    live.watch("validate")
+    for _ in range(6):
+        clock.now += 60
+        live.beat()
+        live.observe({}, {})
+    assert live.verdict() == (False, "validate consumer not answering: last offset reading "
+                                     "360 s ago")
