@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import mode
+import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -294,7 +294,7 @@ class _WaitForBatch(ConsumerRebalanceListener):
         return None
 
 
-class ValidateService(mode.Service):
+class ValidateService(faust.Service):
     """Starts the loop with the Faust app and stops it with it: the batch in flight is
     written and committed before the clients close."""
 

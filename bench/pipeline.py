@@ -234,10 +234,12 @@ def start_workers(count: int, tree: Path, env: dict[str, str], work: Path,
 # -- measuring -------------------------------------------------------------------------------
 
 class LagProbe:
-    """The consumer group's committed offsets behind the ends of LAG_TOPICS."""
+    """The consumer groups' committed offsets behind the ends of LAG_TOPICS: the Faust
+    agents' group and the validate loop's (`<app id>-validate`, which reads posts.raw);
+    per partition the furthest of the two (a worker of an older tree has only the first)."""
 
     def __init__(self, settings: KafkaSettings, group: str, partitions: int) -> None:
-        self.group = group
+        self.groups = (group, f"{group}-validate")
         self.admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
         self.consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
         self.parts = [TopicPartition(settings.topic(name), p)
@@ -248,11 +250,14 @@ class LagProbe:
 
     def lag_by_topic(self) -> dict[str, int]:
         ends = self.consumer.end_offsets(self.parts)
-        committed = self.admin.list_group_offsets(self.group).get(self.group, {})
+        committed: dict[Any, int] = {}
+        for group in self.groups:
+            for part, done in self.admin.list_group_offsets(group).get(group, {}).items():
+                if done is not None and done.offset >= 0:
+                    committed[part] = max(committed.get(part, 0), done.offset)
         lags: dict[str, int] = {}
         for part in self.parts:
-            done = committed.get(part)
-            behind = max(0, ends[part] - (done.offset if done and done.offset >= 0 else 0))
+            behind = max(0, ends[part] - committed.get(part, 0))
             lags[part.topic] = lags.get(part.topic, 0) + behind
         return lags
 
@@ -424,8 +429,8 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
         result["hold_flat"] = hold["flat"]
         result["rss_growth_after_warmup_pct"] = round(
             100 * (result["rss_end_mb"] - result["rss_warm_mb"]) / result["rss_warm_mb"], 2)
-        # What each post leaves in memory: the dedup table keeps every key for
-        # VIGIE_DEDUP_HOURS (and Faust's expiry index another reference to it).
+        # What each post leaves in memory (the dedup's record of the posts scored, for
+        # VIGIE_DEDUP_HOURS: 16 bytes a matched post once compacted, pipeline/dedup.py).
         result["rss_growth_bytes_per_post"] = round(
             (result["rss_end_mb"] - result["rss_warm_mb"]) * 2**20
             / max(1, produced.value - hold_first))
@@ -460,8 +465,9 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
 PROFILE_PARTS = (
     ("validate: decode + schema", "pipeline/schema.py", "decode_post"),
     ("validate: language detection", "pipeline/language.py", "detect_language"),
-    ("validate: dedup table lookup+write", "faust/tables/wrappers.py", "__getitem__"),
     ("validate: whole check()", "agents/validate.py", "check"),
+    ("validate: whole batch", "agents/validate.py", "handle"),
+    ("score: dedup", "agents/score.py", "first_time"),
     ("score: brand match", "pipeline/watchlist.py", "match"),
     ("score: whole agent", "agents/score.py", "score_posts"),
     ("detect: whole agent", "agents/detect.py", "detect"),

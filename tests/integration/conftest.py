@@ -168,3 +168,15 @@ def consume(
     finally:
         consumer.close()
     return records
+
+
+def watchlist_of(path: Path, brands: dict[str, str]) -> str:
+    """A watchlist file watching `brands` (id -> name) and nothing else; its path as str.
+
+    The validate stage passes on only posts that mention a watched brand: a test whose
+    generated posts are about brands of its own watches them with this."""
+    lines = ["version: 1", "receivers: {}", "brands:"]
+    for brand_id, name in brands.items():
+        lines += [f"  - id: {brand_id}", f"    name: {name}"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)

@@ -6,6 +6,7 @@ import base64
 import json
 import subprocess
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,10 +16,13 @@ import pytest
 from pipeline.generator import BrandProfile, Generator, Scenario
 from pipeline.producer import PostProducer
 from pipeline.records import post_key
-from tests.integration.conftest import ROOT, consume, vigie_command
+from tests.integration.conftest import ROOT, consume, vigie_command, watchlist_of
 
 BRANDS = [BrandProfile("acme", ("ACME",), ("#acme",), ("@acme",), base_per_minute=20.0),
           BrandProfile("lumio", ("Lumio",), (), (), base_per_minute=5.0)]
+# Every generated post mentions one of BRANDS; Orange is for the CSV's post. Only posts
+# about a watched brand go on to posts.valid.
+WATCHED = {"acme": "ACME", "lumio": "Lumio", "orange": "Orange"}
 
 
 def generated_posts(minutes: float, seed: int = 3) -> list[dict]:
@@ -35,9 +39,17 @@ def produce(settings, posts) -> None:
 
 
 @pytest.fixture
-def worker_env(worker_env):
+def worker_env(worker_env, tmp_path):
     """Only the validate stage: these tests are about ingestion."""
-    return {**worker_env, "VIGIE_AGENTS": "validate"}
+    return {**worker_env, "VIGIE_AGENTS": "validate",
+            "VIGIE_WATCHLIST": watchlist_of(tmp_path / "watchlist.yaml", WATCHED)}
+
+
+def mentions_by_post(settings, expected: int) -> Counter:
+    """(post key, brand) -> how many mentions mentions.scored holds for it."""
+    records = consume(settings, "mentions.scored", expected=expected, timeout_s=120)
+    values = [orjson.loads(record.value) for record in records]
+    return Counter((v["post_key"], v["brand"]) for v in values if "tick" not in v)
 
 
 def keys_of(records) -> list[str]:
@@ -47,14 +59,18 @@ def keys_of(records) -> list[str]:
 def test_every_valid_post_arrives_once(kafka_settings, worker_env, start_worker):
     posts = generated_posts(12)
     assert len(posts) > 300
-    start_worker(worker_env)
+    # The score stage drops the copies (validate passes on every copy it reads).
+    start_worker({**worker_env, "VIGIE_AGENTS": "validate,score"})
     produce(kafka_settings, posts)
     # The same posts again, as a source would resend after a reconnect: all duplicates.
     produce(kafka_settings, posts[:100])
 
-    valid = consume(kafka_settings, "posts.valid", expected=len(posts), timeout_s=90)
+    valid = consume(kafka_settings, "posts.valid", expected=len(posts) + 100, timeout_s=90)
+    mentions = mentions_by_post(kafka_settings, expected=len(posts))
 
-    assert sorted(keys_of(valid)) == sorted(post_key(p) for p in posts)
+    assert set(keys_of(valid)) == {post_key(p) for p in posts}
+    assert {key for key, _ in mentions} == {post_key(p) for p in posts}
+    assert set(mentions.values()) == {1}, "every post counted once, its copies dropped"
     first = orjson.loads(valid[0].value)
     assert first["schema_version"] == 1 and first["language"] in {"fr", "en", "und", "de",
                                                                    "es", "it", "pt", "nl"}

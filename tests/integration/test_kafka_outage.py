@@ -23,7 +23,7 @@ from pipeline.producer import PostProducer
 from pipeline.records import post_key
 from pipeline.settings import KafkaSettings
 from pipeline.topics import ensure_topics
-from tests.integration.conftest import ROOT, free_port, vigie_command
+from tests.integration.conftest import ROOT, free_port, vigie_command, watchlist_of
 
 #: kafka-python's default delivery timeout, the one Vigie used to fail posts after.
 OLD_DELIVERY_TIMEOUT_S = 120
@@ -176,7 +176,8 @@ def test_worker_logs_an_outage_once_and_measures_it(own_broker, tmp_path, start_
                              partitions=4)
     env = {**own_env(own_broker, tmp_path), "VIGIE_TOPIC_PARTITIONS": "4", "VIGIE_APP_ID": "o",
            "VIGIE_AGENTS": "validate", "VIGIE_WEB_PORT": str(free_port()),
-           "VIGIE_WATCHLIST": str(ROOT / "config" / "watchlist.yaml")}
+           # The posts below are about ACME: watched, so validate passes them on.
+           "VIGIE_WATCHLIST": watchlist_of(tmp_path / "watchlist.yaml", {"acme": "ACME"})}
     worker = start_worker(env, wait_s=180)
     assert metric(worker.metrics_text(), "vigie_kafka_connected", "worker") == 1
 

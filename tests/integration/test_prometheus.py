@@ -158,7 +158,7 @@ def make_post(number: int, run: str) -> dict[str, Any]:
         "id": f"{run}-{number}",
         "url": f"https://forum.example/t/{run}/{number}",
         "author": {"handle": f"user{number}", "followers": 10 * number},
-        "text": f"Post {number} of a Prometheus test run about nothing in particular.",
+        "text": f"Post {number} of a Prometheus test run: Orange is down again.",
         "language": "en",
         "created_at": datetime.now(UTC).isoformat(),
         "engagement": {"likes": number},
@@ -209,9 +209,11 @@ def test_prometheus_sees_what_was_sent(
     failed = f'vigie_posts_produce_failed_total{{job="vigie-producer", source="{source}"}}'
     assert server.value(failed) == 0
 
-    # The worker's validation counters: each post counted once, in the right place.
+    # The worker's validation counters: each post counted once, in the right place. Every
+    # copy passes validation; the score stage drops the copies of a post it has seen.
     server.wait_for(
-        'vigie_posts_valid_total{job="vigie-worker"}', lambda r: list(r.values()) == [valid]
+        'vigie_posts_valid_total{job="vigie-worker"}',
+        lambda r: list(r.values()) == [valid + duplicates],
     )
     server.wait_for(
         'vigie_posts_duplicate_total{job="vigie-worker"}',

@@ -1,6 +1,7 @@
 """After a worker restart (crash or graceful stop), every partition's committed offset
-reaches the end of posts.raw once the posts are processed: no false lag, and a second
-crash does not re-read what the first restart already handled.
+reaches the end of posts.raw (the validate loop's group) and of posts.valid (the Faust
+agents' group) once the posts are processed: no false lag, and a second crash does not
+re-read what the first restart already handled.
 
 The whole worker runs (its start-up, longer than the validate stage's alone, is what let
 Faust read and acknowledge records twice before seeking), while posts keep arriving.
@@ -16,12 +17,13 @@ from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.producer import PostProducer
 from pipeline.records import post_key
-from tests.integration.test_ingest_validate import consume, generated_posts, produce
+from tests.integration.conftest import watchlist_of
+from tests.integration.test_ingest_validate import WATCHED, consume, generated_posts, produce
 
 
-def uncommitted(settings, group: str) -> dict[int, int]:
-    """Per posts.raw partition: end offset minus the group's committed offset."""
-    topic = settings.topic("posts.raw")
+def uncommitted(settings, group: str, topic: str = "posts.raw") -> dict[int, int]:
+    """Per partition of `topic`: end offset minus the group's committed offset."""
+    topic = settings.topic(topic)
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=group,
                              enable_auto_commit=False)
     try:
@@ -35,8 +37,10 @@ def uncommitted(settings, group: str) -> dict[int, int]:
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
 def test_committed_offsets_reach_the_end_after_a_restart(
-        how, kafka_settings, worker_env, start_worker):
+        how, kafka_settings, worker_env, start_worker, tmp_path):
     group = worker_env["VIGIE_APP_ID"]
+    worker_env = {**worker_env,
+                  "VIGIE_WATCHLIST": watchlist_of(tmp_path / "watchlist.yaml", WATCHED)}
     posts = generated_posts(300, seed=21)
     assert len(posts) > 7000
     worker = start_worker(worker_env)
@@ -62,11 +66,17 @@ def test_committed_offsets_reach_the_end_after_a_restart(
     valid = consume(kafka_settings, "posts.valid", expected=len(posts), timeout_s=120)
     assert {record.key.decode() for record in valid} == {post_key(p) for p in posts}
 
-    # Faust commits every 2.8 s: within 30 s every partition is committed to its end
-    # (the old worker kept 1,100-1,500 offsets of 3 of 4 partitions for minutes).
+    # Faust commits every 2.8 s, the validate loop after each batch: within 30 s every
+    # partition is committed to its end (the old worker kept 1,100-1,500 offsets of 3 of
+    # 4 partitions for minutes).
+    def left() -> dict[str, dict[int, int]]:
+        return {"posts.raw": uncommitted(kafka_settings, f"{group}-validate"),
+                "posts.valid": uncommitted(kafka_settings, group, "posts.valid")}
+
     deadline = time.monotonic() + 30
-    left = uncommitted(kafka_settings, group)
-    while any(left.values()) and time.monotonic() < deadline:
+    lags = left()
+    while any(any(lag.values()) for lag in lags.values()) and time.monotonic() < deadline:
         time.sleep(1)
-        left = uncommitted(kafka_settings, group)
-    assert not any(left.values()), f"uncommitted per partition: {left}\n{restarted.log()[-2000:]}"
+        lags = left()
+    assert not any(any(lag.values()) for lag in lags.values()), \
+        f"uncommitted per partition: {lags}\n{restarted.log()[-2000:]}"
