@@ -7,6 +7,7 @@ real `vigie worker` command with the test's settings.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -170,13 +171,17 @@ def consume(
     return records
 
 
-def watchlist_of(path: Path, brands: dict[str, str]) -> str:
-    """A watchlist file watching `brands` (id -> name) and nothing else; its path as str.
+def watchlist_of(path: Path, brands: list[Any]) -> str:
+    """A watchlist file watching `brands` (generator `BrandProfile`s: names, hashtags,
+    handles) and nothing else; its path as str.
 
     The validate stage passes on only posts that mention a watched brand: a test whose
     generated posts are about brands of its own watches them with this."""
     lines = ["version: 1", "receivers: {}", "brands:"]
-    for brand_id, name in brands.items():
-        lines += [f"  - id: {brand_id}", f"    name: {name}"]
+    for brand in brands:
+        lines += [f"  - id: {brand.id}", f"    name: {json.dumps(brand.names[0])}",
+                  f"    aliases: {json.dumps(list(brand.names[1:]))}",
+                  f"    hashtags: {json.dumps(list(brand.hashtags))}",
+                  f"    handles: {json.dumps(list(brand.handles))}"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return str(path)

@@ -22,7 +22,7 @@ BRANDS = [BrandProfile("acme", ("ACME",), ("#acme",), ("@acme",), base_per_minut
           BrandProfile("lumio", ("Lumio",), (), (), base_per_minute=5.0)]
 # Every generated post mentions one of BRANDS; Orange is for the CSV's post. Only posts
 # about a watched brand go on to posts.valid.
-WATCHED = {"acme": "ACME", "lumio": "Lumio", "orange": "Orange"}
+WATCHED = [*BRANDS, BrandProfile("orange", ("Orange",))]
 
 
 def generated_posts(minutes: float, seed: int = 3) -> list[dict]:

@@ -174,10 +174,11 @@ def lines_between(log: str, start: datetime, end: datetime) -> list[str]:
 def test_worker_logs_an_outage_once_and_measures_it(own_broker, tmp_path, start_worker):
     settings = KafkaSettings(bootstrap_servers=own_broker.bootstrap, topic_prefix="o.",
                              partitions=4)
+    brands = [BrandProfile("acme", ("ACME",), ("#acme",), ("@acme",), base_per_minute=30.0)]
     env = {**own_env(own_broker, tmp_path), "VIGIE_TOPIC_PARTITIONS": "4", "VIGIE_APP_ID": "o",
            "VIGIE_AGENTS": "validate", "VIGIE_WEB_PORT": str(free_port()),
            # The posts below are about ACME: watched, so validate passes them on.
-           "VIGIE_WATCHLIST": watchlist_of(tmp_path / "watchlist.yaml", {"acme": "ACME"})}
+           "VIGIE_WATCHLIST": watchlist_of(tmp_path / "watchlist.yaml", brands)}
     worker = start_worker(env, wait_s=180)
     assert metric(worker.metrics_text(), "vigie_kafka_connected", "worker") == 1
 
@@ -199,7 +200,6 @@ def test_worker_logs_an_outage_once_and_measures_it(own_broker, tmp_path, start_
     assert metric(text, "vigie_kafka_outage_seconds_total", "worker") >= 25
 
     # And it works again: posts sent after the outage are validated.
-    brands = [BrandProfile("acme", ("ACME",), ("#acme",), ("@acme",), base_per_minute=30.0)]
     posts = list(Generator(brands, datetime(2026, 3, 2, 11, tzinfo=UTC), seed=9).posts(5))
     with PostProducer(settings, source="test") as producer:
         for post in posts:
