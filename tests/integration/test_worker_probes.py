@@ -31,15 +31,16 @@ def live(port: int) -> tuple[int, str]:
 
 def test_live_fails_when_the_validate_loop_cannot_move_on(kafka_settings, worker_env,
                                                           start_worker):
-    # posts.valid created elsewhere so that no write to it is ever acknowledged (acks=all,
-    # two in-sync replicas required, one broker): the validate loop cannot commit, records
-    # wait on posts.raw, and /live must say so, though the Faust consumer is fine.
+    # posts.valid created elsewhere so that the broker refuses every write to it (a record
+    # may not be dated before the broker's clock, which every record is by the time it
+    # arrives): the validate loop cannot commit, records wait on posts.raw, and /live must
+    # say so, though the Faust consumer is fine.
     admin = KafkaAdminClient(bootstrap_servers=kafka_settings.bootstrap_servers)
     admin.create_topics([NewTopic(kafka_settings.topic("posts.valid"), 4, 1,
-                                  topic_configs={"min.insync.replicas": "2"})])
+                                  topic_configs={"message.timestamp.before.max.ms": "0"})])
     admin.close()
     worker = start_worker({**worker_env, "VIGIE_AGENTS": "validate",
-                           "VIGIE_LIVE_CONSUMER_STALL_S": "10"})
+                           "VIGIE_LIVE_CONSUMER_STALL_S": "20"})
     assert live(worker.web_port) == (200, "alive")
     post = {"schema_version": 1, "platform": "forum", "id": "stuck-1",
             "author": {"handle": "a"}, "text": "Orange est encore en panne",

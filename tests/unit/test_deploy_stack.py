@@ -364,17 +364,20 @@ def test_keda_scales_workers_on_lag_never_beyond_the_partitions() -> None:
         "Deployment", "vigie-worker")["metadata"]["name"]
     assert 1 <= scaled["minReplicaCount"] <= scaled["maxReplicaCount"]
     assert scaled["maxReplicaCount"] <= int(settings["VIGIE_TOPIC_PARTITIONS"])
-    (trigger,) = scaled["triggers"]
-    assert trigger["type"] == "kafka"
-    meta = trigger["metadata"]
-    assert meta["consumerGroup"] == settings["VIGIE_APP_ID"]
-    assert meta["topic"] == settings["VIGIE_TOPIC_PREFIX"] + "posts.valid"
-    assert meta["topic"].removeprefix(settings["VIGIE_TOPIC_PREFIX"]) in topics_in_records_doc()
-    assert meta["bootstrapServers"] == settings["VIGIE_KAFKA_BOOTSTRAP_SERVERS"]
-    assert meta["allowIdleConsumers"] == "false"
-    # Its credentials resolve to keys that exist.
-    auth = objects[("TriggerAuthentication", trigger["authenticationRef"]["name"])]
-    secrets = {name: o for (kind, name), o in objects.items() if kind == "Secret"}
-    secrets["vigie-secrets"] = k8s_object("Secret", "vigie-secrets")
-    for ref in auth["spec"]["secretTargetRef"]:
-        assert ref["key"] in secrets[ref["name"]]["stringData"], ref
+    # The validate loop's group on posts.raw, the Faust agents' group on posts.valid.
+    groups = {trigger["metadata"]["topic"]: trigger["metadata"]["consumerGroup"]
+              for trigger in scaled["triggers"]}
+    prefix, app_id = settings["VIGIE_TOPIC_PREFIX"], settings["VIGIE_APP_ID"]
+    assert groups == {prefix + "posts.raw": f"{app_id}-validate", prefix + "posts.valid": app_id}
+    for trigger in scaled["triggers"]:
+        assert trigger["type"] == "kafka"
+        meta = trigger["metadata"]
+        assert meta["topic"].removeprefix(prefix) in topics_in_records_doc()
+        assert meta["bootstrapServers"] == settings["VIGIE_KAFKA_BOOTSTRAP_SERVERS"]
+        assert meta["allowIdleConsumers"] == "false"
+        # Its credentials resolve to keys that exist.
+        auth = objects[("TriggerAuthentication", trigger["authenticationRef"]["name"])]
+        secrets = {name: o for (kind, name), o in objects.items() if kind == "Secret"}
+        secrets["vigie-secrets"] = k8s_object("Secret", "vigie-secrets")
+        for ref in auth["spec"]["secretTargetRef"]:
+            assert ref["key"] in secrets[ref["name"]]["stringData"], ref
