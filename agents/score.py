@@ -34,6 +34,7 @@ import faust
 import orjson
 
 from agents.app import AgentContext
+from agents.batches import make_current
 from agents.outlet import Outlet
 from models.detection import SourceProgress
 from pipeline import metrics
@@ -163,20 +164,16 @@ class ScoreStage:
         self.progress = SourceProgress()
         self.source_topic = topics.posts_valid.get_topic_name()
 
-    async def handle_batch(self, events: list[Any], stream: faust.StreamT) -> None:
+    async def handle_batch(self, events: list[Any]) -> None:
         times = [created_at_of(event.value) for event in events]
         pending = await self.match(events, times, self.holder.watchlist)
         if pending:
             await self.score_and_send(pending)
         if self.dedup.added:
             last_events = {event.message.partition: event for event in events}
-            # Table writes go to the changelog partition of "the current event", which
-            # the stream also reads when it buffers the next record: put it back after.
-            buffering = stream.current_event
-            try:
-                self.dedup.write(last_events, stream._set_current_event)
-            finally:
-                stream._set_current_event(buffering)
+            # Table writes go to the changelog partition of "the current event" of this
+            # task (agents/batches.py says why not the stream's).
+            self.dedup.write(last_events, make_current)
         self.observe(events, times)
 
     async def match(self, events: list[Any], times: list[datetime | None],
@@ -297,7 +294,7 @@ def register(context: AgentContext) -> None:
     @app.agent(context.topics.posts_valid, name="score")
     async def score_posts(stream: faust.StreamT) -> None:
         async for events in stream.take_events(stage.posts_per_call, within=BATCH_WITHIN_S):
-            await stage.handle_batch(events, stream)
+            await stage.handle_batch(events)
 
     @context.app.timer(interval=stage.tick_seconds)
     async def send_ticks() -> None:
