@@ -109,14 +109,10 @@ class Dedup:
         seen = self.partition(partition)
         value = key_hash(key.decode(errors="replace"))
         at_s = created_at.timestamp() if created_at is not None else time.time()
-        bucket = seen.bucket_of(at_s)
-        if seen.too_old(bucket):
-            return True
-        if seen.contains(value, bucket):
-            return False
-        seen.insert(bucket, [value])
-        self.added.setdefault((partition, bucket), []).append(value)
-        return True
+        first, bucket = seen.place(value, at_s)
+        if bucket is not None:  # kept: written to the table with the batch
+            self.added.setdefault((partition, bucket), []).append(value)
+        return first
 
     def write(self, last_events: dict[int, Any], set_current_event: Any) -> None:
         """The batch's new hashes to the table (after its mentions were sent: a crash

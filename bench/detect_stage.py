@@ -46,6 +46,7 @@ from pipeline.detect_settings import DetectionSettings  # noqa: E402
 from pipeline.generator import BrandProfile, Generator, Scenario  # noqa: E402
 from pipeline.mentions import mention_record, tick_record  # noqa: E402
 from pipeline.settings import KafkaSettings  # noqa: E402
+from pipeline.topics import INCIDENTS, MENTIONS_DLQ, MENTIONS_SCORED  # noqa: E402
 from pipeline.watchlist_watch import WatchlistWatcher  # noqa: E402
 
 START = datetime(2026, 3, 9, 13, 0, tzinfo=UTC)
@@ -105,7 +106,7 @@ def stream(minutes: float, seed: int = 4) -> list[Event]:
             tick = tick_record(progress.report(1, {0: read + 1}, now), now)
             records += [(brand.id, tick) for brand in BRANDS]
     return [Event(brand_id.encode(), json.dumps(value).encode(),
-                  Message("mentions.scored", 0, offset, time.time()))
+                  Message(MENTIONS_SCORED, 0, offset, time.time()))
             for offset, (brand_id, value) in enumerate(records)]
 
 
@@ -188,8 +189,8 @@ class Topic:
 
 @dataclass
 class Topics:
-    incidents: Topic = field(default_factory=lambda: Topic("incidents"))
-    mentions_dlq: Topic = field(default_factory=lambda: Topic("mentions.dlq"))
+    incidents: Topic = field(default_factory=lambda: Topic(INCIDENTS))
+    mentions_dlq: Topic = field(default_factory=lambda: Topic(MENTIONS_DLQ))
 
 
 @dataclass

@@ -106,13 +106,17 @@ class SeenPosts:
     def add(self, value: int, at_s: float) -> bool:
         """Remember `value` at time `at_s`; False when it was already there (a duplicate).
         A post older than the horizon cannot be checked and passes (True, not kept)."""
+        return self.place(value, at_s)[0]
+
+    def place(self, value: int, at_s: float) -> tuple[bool, int | None]:
+        """`add`, also giving the bucket `value` was newly kept in (None: not kept)."""
         bucket = self.bucket_of(at_s)
         if self.too_old(bucket):
-            return True
+            return True, None
         if self.contains(value, bucket):
-            return False
+            return False, None
         self.insert(bucket, [value])
-        return True
+        return True, bucket
 
     def contains(self, value: int, bucket: int) -> bool:
         found = self.buckets.get(bucket)
