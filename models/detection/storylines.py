@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from models.detection.terms import is_stopword
+
 __all__ = [
     "JOIN_SIMILARITY",
     "Storyline",
@@ -85,20 +87,6 @@ _URL = re.compile(r"https?://\S+")
 # Endings cut before a word is shortened, longest first (French and English).
 _ENDINGS = ("ements", "ement", "ations", "ation", "ments", "ment", "ings", "ing", "ées",
             "ees", "és", "es", "ed", "ée", "ee", "é", "s", "e")
-_STOPWORDS = frozenset(
-    """
-    the and for are but not you all any can had her was one our out has him his how its
-    may new now old see two way who did get let put say she too use that with have this
-    will your from they know want been good much some time very when come here just like
-    long make many more only over such take than them well were what about after again
-    their there these would could should which while where being those into because
-    just really still even why yet
-
-    les des une est pas que qui dans pour par sur avec son ses aux mais ont sont tout
-    tous elle ils nous vous leur cette ces comme plus fait etre ete bien sans sous tres
-    encore depuis chez apres avant entre aussi alors donc car quoi dont ceux celle
-    """.split()
-)
 
 
 def _fold(text: str) -> str:
@@ -127,7 +115,7 @@ def post_stems(text: str, ignore: Iterable[str] = ()) -> dict[str, str]:
     for token in _WORD.findall(_URL.sub(" ", text)):
         word = token.lstrip("#")
         folded = _fold(word)
-        if len(folded) < 3 or folded.isdigit() or folded in _STOPWORDS or folded in ignored:
+        if len(folded) < 3 or folded.isdigit() or is_stopword(folded) or folded in ignored:
             continue
         stem = "#" + folded[:2 * STEM_LENGTH] if token.startswith("#") else _stem(folded)
         stems.setdefault(stem, token.lower())

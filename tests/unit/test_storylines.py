@@ -192,3 +192,11 @@ def test_who_started_it_is_the_earliest_post_whatever_its_utc_offset():
     part.add({"text": text, "author_handle": "none", "created_at": None}, True, 1, IGNORE)
     (only,) = sl.summarise(part)
     assert only["first_post"]["author_handle"] == "paris"
+
+
+def test_storylines_are_not_linked_or_labelled_by_function_words() -> None:
+    # The demo's labels read "boycott · nos · vendu" and "accablants · doit · expliquer"
+    # while storylines kept a shorter list of function words than the surging terms.
+    stems = sl.post_stems("Boycott : nos données vendues, ACME doit s'expliquer, elle savait")
+    assert not {"nos", "doit", "elle"} & set(stems.values())
+    assert {"boycott", "données", "vendues"} <= set(stems.values())
