@@ -161,8 +161,10 @@ class ScoreStage:
         self.source_topic = topics.posts_valid.get_topic_name()
 
     async def handle_batch(self, events: list[Any]) -> None:
-        times = [created_at_of(event.value) for event in events]
-        pending = await self.match(events, times, self.holder.watchlist)
+        # Each post is decoded once here: match, dedup and the clock all use it.
+        posts = [read_post(event.value) for event in events]
+        times = [created_at for _, created_at in posts]
+        pending = await self.match(events, posts, self.holder.watchlist)
         if pending:
             await self.score_and_send(pending)
         if self.dedup.added:
@@ -172,14 +174,15 @@ class ScoreStage:
             self.dedup.write(last_events, make_current)
         self.observe(events, times)
 
-    async def match(self, events: list[Any], times: list[datetime | None],
+    async def match(self, events: list[Any], posts: list[ReadPost],
                     watchlist: Watchlist) -> Pending:
         """The (post, brand) pairs of the batch's new posts in a language the brand reads;
         a post seen before is dropped, one that cannot be read is dead-lettered."""
         pending: Pending = []
-        for event, created_at in zip(events, times, strict=True):
+        for event, (post, created_at) in zip(events, posts, strict=True):
             try:
-                post = orjson.loads(event.value)
+                if isinstance(post, Exception):
+                    raise post
                 matches = watchlist.match(post["text"])
             except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
                 message = event.message
@@ -257,11 +260,18 @@ class ScoreStage:
             await self.mentions_out.send(brand_id.encode(), value)
 
 
-def created_at_of(value: bytes | None) -> datetime | None:
+ReadPost = tuple[Any, datetime | None]  # (the decoded post, or why it is not; its created_at)
+
+
+def read_post(value: bytes | None) -> ReadPost:
     try:
-        return parse_timestamp(orjson.loads(value)["created_at"])  # type: ignore[arg-type]
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None
+        post = orjson.loads(value)  # type: ignore[arg-type]
+    except orjson.JSONDecodeError as exc:  # also what orjson raises for a missing value
+        return exc, None
+    try:
+        return post, parse_timestamp(post["created_at"])
+    except (KeyError, TypeError, ValueError):
+        return post, None
 
 
 def register(context: AgentContext) -> None:
