@@ -26,6 +26,18 @@ from pipeline.settings import env_int, env_str, project_root
 DEPLOY_DIR = project_root() / "deploy" / "kafka"
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in URL-safe base64, never beginning with "-".
+
+    One id in 64 would begin with "-" and be taken for a flag on a command line (a
+    fresh-clone CI run failed so); Kafka's own generator redraws those too.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
 class KafkaLocalError(RuntimeError):
     """The local broker could not be prepared, started or stopped."""
 
@@ -132,13 +144,13 @@ class LocalKafka:
         """Format the KRaft storage once; the cluster id is kept with the data."""
         id_file = self.state_dir / "cluster.id"
         if not id_file.exists():
-            # Kafka wants a base64 UUID; a random one stays valid for this data folder.
-            raw = uuid.uuid4().bytes
-            id_file.write_text(base64.urlsafe_b64encode(raw).decode().rstrip("="))
+            id_file.write_text(new_cluster_id())
         cluster_id = id_file.read_text().strip()
+        # "--cluster-id=ID" in one word: an id kept from an older run may begin with "-",
+        # which the tool's argument parser would otherwise read as a flag.
         command = self._java_command(
             "kafka.tools.StorageTool", "format", "--standalone", "--ignore-formatted",
-            "-t", cluster_id, "-c", str(properties),
+            f"--cluster-id={cluster_id}", "-c", str(properties),
         )
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
