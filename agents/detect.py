@@ -15,8 +15,9 @@ A restart re-reads the mentions after the last committed offset; the state remem
 offset of the last record it counted, so nothing is counted twice, and incident events
 carry (incident_id, sequence), so that a re-sent event is recognised downstream. A score
 worker that stops before committing scores its last posts again, and their mentions come
-at new offsets: a windowed table of the (brand, post) pairs counted in the last hour or
-two keeps them from being counted twice.
+at new offsets: a bounded record of the (brand, post) pairs counted in the last hour
+(`agents/seen_table.py`, 64-bit hashes by the time the mention was sent, 8-16 bytes a
+mention) keeps them from being counted twice.
 
 Records are taken in short batches, and each brand's state (100 KB and more once
 storylines carry sentence vectors) is written once per batch rather than once per
@@ -28,6 +29,7 @@ sent as soon as the mention or tick that causes them is judged, not at the batch
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,6 +41,7 @@ import orjson
 from agents.app import AgentContext
 from agents.batches import make_current
 from agents.outlet import Outlet
+from agents.seen_table import SeenTable
 from models.detection import BrandClock, BrandMonitor, DetectorConfig, open_by_severity
 from pipeline import metrics
 from pipeline.deadletter import dead_letter, dead_letter_key
@@ -50,9 +53,9 @@ from pipeline.watchlist import Watchlist
 
 log = logging.getLogger(__name__)
 STAGE = "detect"
-# How long a counted (brand, post) pair is remembered: re-scored mentions come within
-# seconds or minutes of the originals, and any later than the allowed lateness is
-# dead-lettered as too late anyway. (Kept for one to two hours: tumbling windows.)
+# How long a counted (brand, post) pair is remembered, in the time mentions are sent: a
+# score worker that restarts sends its re-scored mentions within seconds or minutes of the
+# originals.
 RECOUNT_HORIZON = timedelta(hours=1)
 # A batch is what arrived within BATCH_WITHIN_S (or BATCH_SIZE records, when the stream is
 # behind): a mention waits at most that long before it is judged, so early firing stays
@@ -103,7 +106,7 @@ class Batch:
     held: dict[str, tuple[dict[str, Any], faust.EventT]] = field(default_factory=dict)
     changed: dict[str, faust.EventT] = field(default_factory=dict)
     used_held: list[tuple[str, faust.EventT]] = field(default_factory=list)
-    counted: dict[str, faust.EventT] = field(default_factory=dict)
+    counted: dict[str, faust.EventT] = field(default_factory=dict)  # (brand, post) pairs
     brand_now: str | None = None  # the brand of the record being handled
 
 
@@ -114,7 +117,8 @@ class DetectStage:
     live in models/detection (`BrandClock`, `BrandMonitor`); these steps move records
     between them and the tables."""
 
-    def __init__(self, context: AgentContext, settings: DetectionSettings) -> None:
+    def __init__(self, context: AgentContext, settings: DetectionSettings,
+                 recounts: SeenTable) -> None:
         app, topics, partitions = context.app, context.topics, context.kafka.partitions
         self.watchlists = context.watchlist
         self.base_config = settings.to_config()
@@ -127,10 +131,7 @@ class DetectStage:
                                 help="per-brand detector state")
         self.held = app.Table("mentions-held", default=None, partitions=partitions,
                               help="tallies of mentions waiting for their interval to open")
-        self.counted = app.Table(
-            "mentions-counted", default=int, partitions=partitions,
-            help="(brand, post) pairs counted by the detector recently",
-        ).tumbling(RECOUNT_HORIZON, expires=RECOUNT_HORIZON * 2)
+        self.recounts = recounts
         self.incidents_out = Outlet(topics.incidents, topics.mentions_dlq, MENTIONS_DLQ, STAGE)
         self.dead_out = Outlet(topics.mentions_dlq, topics.mentions_dlq, MENTIONS_DLQ, STAGE)
 
@@ -208,7 +209,8 @@ class DetectStage:
             raise
         except BaseException:
             # Cancelled (a rebalance): the batch is read again from its offsets, so none
-            # of its changes are kept in memory and none is written.
+            # of its changes are kept in memory and none is written (its pairs are kept
+            # only by `write_batch`).
             for brand_id in batch.brands:
                 self.live.pop(brand_id, None)
             raise
@@ -241,9 +243,11 @@ class DetectStage:
         for key, event in batch.used_held:
             set_current(event)
             self.held.pop(key, None)
+        last_events: dict[int, faust.EventT] = {}
         for pair, event in batch.counted.items():
-            set_current(event)  # the window is the record's (its timestamp)
-            self.counted[pair] = 1
+            self.recounts.remember(event.message.partition, pair, sent_at(event))
+            last_events[event.message.partition] = event
+        self.recounts.write(last_events, set_current)
 
     # -- one record ------------------------------------------------------------------------
 
@@ -300,11 +304,10 @@ class DetectStage:
         interval has not opened yet, else counted in the open interval and judged."""
         post_key = record.get("post_key")
         pair = f"{brand_id}|{post_key}" if post_key else None
-        if pair is not None:
-            window = self.counted[pair]
-            if pair in batch.counted or window.current() or window.delta(RECOUNT_HORIZON):
-                metrics.MENTIONS_RECOUNTED.labels(brand=brand_id).inc()
-                return  # the same post, scored again after a score worker restart
+        if pair is not None and (pair in batch.counted or self.recounts.seen_within(
+                event.message.partition, pair, sent_at(event))):
+            metrics.MENTIONS_RECOUNTED.labels(brand=brand_id).inc()
+            return  # the same post, scored again after a score worker restart
         placement = brand.clock.place(moment)
         events: Events = []
         if placement.kind == "too_late":
@@ -421,9 +424,31 @@ class DetectStage:
             reason=reason, dlq=MENTIONS_DLQ))
 
 
+def sent_at(event: faust.EventT) -> float:
+    """When the score stage sent this mention (the record's timestamp, epoch seconds)."""
+    return event.message.timestamp or time.time()
+
+
 def register(context: AgentContext) -> None:
-    """Declare the detect agent: its tables (in `DetectStage`) and its stream."""
-    stage = DetectStage(context, DetectionSettings.from_env())
+    """Declare the detect agent: its tables (in `DetectStage` and here) and its stream."""
+    # Co-partitioned with mentions.scored: a brand's pairs are restored on the worker that
+    # holds its partition.
+    table = context.app.Table(
+        "mentions-counted-hashes", default=None, partitions=context.kafka.partitions,
+        key_type=str, value_type=str,
+        help="64-bit hashes of the (brand, post) pairs counted, per partition and bucket",
+    )
+    recounts = SeenTable(table, RECOUNT_HORIZON.total_seconds(),
+                         context.worker.dedup_max_keys)
+    stage = DetectStage(context, DetectionSettings.from_env(), recounts)
+
+    @context.app.on_partitions_revoked.connect
+    async def forget_counted(_sender: Any, *_args: Any, **_kwargs: Any) -> None:
+        recounts.forget()
+
+    @context.app.on_partitions_assigned.connect
+    async def forget_counted_again(_sender: Any, *_args: Any, **_kwargs: Any) -> None:
+        recounts.forget()
 
     @context.app.agent(context.topics.mentions_scored, name="detect")
     async def detect(stream: faust.StreamT) -> None:

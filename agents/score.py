@@ -23,7 +23,6 @@ brand's mentions in its partition) that reports how far it has read each partiti
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,10 +35,10 @@ import orjson
 from agents.app import AgentContext
 from agents.batches import make_current
 from agents.outlet import Outlet
+from agents.seen_table import SeenTable
 from models.detection import SourceProgress
 from pipeline import metrics
 from pipeline.deadletter import dead_letter, dead_letter_key
-from pipeline.dedup import SeenPosts, decode_hashes, encode_hashes, key_hash
 from pipeline.detect_settings import DetectionSettings
 from pipeline.mentions import mention_record, tick_record
 from pipeline.schema import FieldError, parse_timestamp
@@ -56,94 +55,13 @@ BATCH_WITHIN_S = 0.25
 Pending = list[tuple[dict[str, Any], str, list[str]]]  # (post, brand id, matched terms)
 
 
-class Dedup:
-    """One `SeenPosts` per partition of posts.valid this worker holds, restored from the
-    `posts-seen-hashes` table (key `partition:bucket:offset`, value: the hashes that batch
-    added to that bucket, packed, in base64) the first time a partition is read after a
-    (re)assignment."""
-
-    def __init__(self, table: Any, horizon_s: float, max_keys: int) -> None:
-        self.table = table
-        self.horizon_s = horizon_s
-        self.max_keys = max_keys
-        self.seen: dict[int, SeenPosts] = {}
-        self.records: dict[tuple[int, int], list[str]] = {}  # table keys by bucket
-        self.added: dict[tuple[int, int], list[int]] = {}  # this batch's, not yet written
-        self.stale: dict[int, list[str]] = {}  # table keys past the horizon, by partition
-
-    @property
-    def enabled(self) -> bool:
-        return self.horizon_s > 0
-
-    def forget(self) -> None:
-        """A rebalance: what this worker holds may change; restore on next read."""
-        self.seen.clear()
-        self.records.clear()
-        self.added.clear()
-        self.stale.clear()
-
-    def partition(self, partition: int) -> SeenPosts:
-        seen = self.seen.get(partition)
-        if seen is None:
-            seen = self.seen[partition] = SeenPosts(self.horizon_s, self.max_keys)
-            prefix = f"{partition}:"
-            restored: dict[int, list[str]] = {}
-            for key, value in list(self.table.data.items()):
-                if not key.startswith(prefix) or value is None:
-                    continue
-                bucket = int(key.split(":")[1])
-                seen.insert(bucket, decode_hashes(base64.b64decode(value)))
-                restored.setdefault(bucket, []).append(key)
-            seen.expire()
-            for bucket, keys in restored.items():
-                if bucket in seen.buckets:
-                    self.records[(partition, bucket)] = keys
-                else:  # past the horizon: deleted at this partition's next write
-                    self.stale.setdefault(partition, []).extend(keys)
-        return seen
-
-    def first_time(self, partition: int, key: bytes, created_at: datetime | None) -> bool:
-        """False for a post already seen within the horizon; remembers it otherwise."""
-        if not self.enabled:
-            return True
-        seen = self.partition(partition)
-        value = key_hash(key.decode(errors="replace"))
-        at_s = created_at.timestamp() if created_at is not None else time.time()
-        first, bucket = seen.place(value, at_s)
-        if bucket is not None:  # kept: written to the table with the batch
-            self.added.setdefault((partition, bucket), []).append(value)
-        return first
-
-    def write(self, last_events: dict[int, Any], set_current_event: Any) -> None:
-        """The batch's new hashes to the table (after its mentions were sent: a crash
-        in between scores the posts again rather than lose them), then expiry."""
-        for (partition, bucket), hashes in self.added.items():
-            event = last_events[partition]
-            set_current_event(event)  # the changelog partition is the event's
-            key = f"{partition}:{bucket}:{event.message.offset}"
-            # JSON (Faust's table codec) holds text: the packed hashes in base64.
-            self.table[key] = base64.b64encode(encode_hashes(hashes)).decode()
-            self.records.setdefault((partition, bucket), []).append(key)
-        touched = {partition for partition, _ in self.added}
-        self.added.clear()
-        for partition in touched:
-            for bucket in self.seen[partition].expire():
-                self.stale.setdefault(partition, []).extend(
-                    self.records.pop((partition, bucket), []))
-            stale = self.stale.pop(partition, [])
-            if stale:
-                set_current_event(last_events[partition])
-                for key in stale:  # tombstones: the compacted changelog forgets them
-                    self.table.pop(key, None)
-
-
 class ScoreStage:
     """The score agent's steps for one batch: match the posts to brands, score the
     matching ones in the model's thread, send the mentions, then count the batch as read
     (for the clock ticks, sent by `send_ticks`)."""
 
     def __init__(self, context: AgentContext, settings: SentimentSettings,
-                 tick_seconds: float, dedup: Dedup) -> None:
+                 tick_seconds: float, dedup: SeenTable) -> None:
         topics = context.topics
         self.context = context
         self.dedup = dedup
@@ -192,8 +110,9 @@ class ScoreStage:
                     partition=message.partition, offset=message.offset,
                     reason="unusable_post", dlq=POSTS_DLQ))
                 continue
-            if not self.dedup.first_time(event.message.partition, event.key or b"",
-                                         created_at):
+            at_s = created_at.timestamp() if created_at is not None else time.time()
+            if not self.dedup.first_time(event.message.partition,
+                                         (event.key or b"").decode(errors="replace"), at_s):
                 metrics.POSTS_DUPLICATE.inc()
                 continue
             if not matches:  # the watchlist changed since validate matched it
@@ -285,7 +204,7 @@ def register(context: AgentContext) -> None:
         key_type=str, value_type=str,
         help="64-bit hashes of the post keys scored, per partition and bucket of time",
     )
-    dedup = Dedup(table, context.worker.dedup_hours * 3600.0, context.worker.dedup_max_keys)
+    dedup = SeenTable(table, context.worker.dedup_hours * 3600.0, context.worker.dedup_max_keys)
     stage = ScoreStage(context, SentimentSettings.from_env(),
                        DetectionSettings.from_env().tick_seconds, dedup)
 

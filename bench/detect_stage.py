@@ -28,7 +28,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # package of that name: put the project root there instead.
 sys.path = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
-from agents.detect import DetectStage  # noqa: E402
+from agents.detect import RECOUNT_HORIZON, DetectStage  # noqa: E402
+from agents.seen_table import SeenTable  # noqa: E402
 from models.detection import SourceProgress  # noqa: E402
 from pipeline.detect_settings import DetectionSettings  # noqa: E402
 from pipeline.generator import BrandProfile, Generator, Scenario  # noqa: E402
@@ -142,30 +143,9 @@ class Table(dict):
         self.changelog.write(self.name, key, None)
         return super().pop(key)
 
-    def tumbling(self, *_args: Any, **_kwargs: Any) -> WindowedTable:
-        return WindowedTable(self)
-
-
-class WindowSet:
-    def __init__(self, present: bool) -> None:
-        self.present = present
-
-    def current(self) -> bool:
-        return self.present
-
-    def delta(self, _horizon: timedelta) -> bool:
-        return False
-
-
-class WindowedTable:
-    def __init__(self, table: Table) -> None:
-        self.table = table
-
-    def __getitem__(self, key: Any) -> WindowSet:
-        return WindowSet(key in self.table)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.table[key] = value
+    @property
+    def data(self) -> dict:  # what Faust's table holds (read by SeenTable on first use)
+        return self
 
 
 class App:
@@ -221,7 +201,10 @@ def run(events: list[Event], batch_size: int) -> dict[str, Any]:
     topics = Topics()
     context = Context(App(changelog), KafkaSettings(partitions=1), topics,
                       WatchlistWatcher(ROOT / "config" / "watchlist.yaml"))
-    stage = DetectStage(context, DetectionSettings.from_env())  # type: ignore[arg-type]
+    recounts = SeenTable(Table("mentions-counted-hashes", changelog),
+                         RECOUNT_HORIZON.total_seconds(), 10_000_000)
+    stage = DetectStage(context, DetectionSettings.from_env(),  # type: ignore[arg-type]
+                        recounts)
 
     async def go() -> float:
         started = time.perf_counter()

@@ -13,16 +13,19 @@ of its key, kept in the bucket of its `created_at` (a copy of a post carries the
 sorted array of 8 bytes an entry once it is older (late posts still land in a small set).
 Buckets more than the horizon older than the newest post seen are dropped, and at most
 `max_keys` hashes are kept: past that the oldest buckets go first (a duplicate that old
-then passes, and is counted by the caller). Two different keys share a 64-bit hash with
+then passes, and is counted by the caller). "Newest" never runs ahead of the wall clock: a
+post dated a day ahead (a source with a broken clock) is kept in its own bucket but does
+not make the last day's buckets look old. Two different keys share a 64-bit hash with
 probability about n²/2⁶⁵: one in 10⁵ for 20 million keys, i.e. practically never.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 __all__ = ["SeenPosts", "bucket_width_s", "decode_hashes", "encode_hashes", "key_hash"]
@@ -87,6 +90,7 @@ class SeenPosts:
 
     horizon_s: float
     max_keys: int = 20_000_000
+    wall_clock: Callable[[], float] = time.time
     width_s: float = field(init=False)
     buckets: dict[int, _Bucket] = field(default_factory=dict, init=False)
     newest: int | None = field(default=None, init=False)
@@ -122,6 +126,15 @@ class SeenPosts:
         found = self.buckets.get(bucket)
         return found is not None and value in found
 
+    def seen_between(self, value: int, from_s: float, to_s: float) -> bool:
+        """Whether `value` was kept at any time from `from_s` to `to_s` (for a caller whose
+        copies come at different times, such as a record re-sent later)."""
+        first, last = self.bucket_of(from_s), self.bucket_of(to_s)
+        if last - first > len(self.buckets):
+            return any(value in contents for bucket, contents in self.buckets.items()
+                       if first <= bucket <= last)
+        return any(self.contains(value, bucket) for bucket in range(first, last + 1))
+
     def insert(self, bucket: int, values: Iterable[int]) -> None:
         """Add hashes to a bucket (also what a restart replays from the changelog)."""
         if self.too_old(bucket):
@@ -132,8 +145,9 @@ class SeenPosts:
         before = len(target.recent)
         target.recent.update(values)
         self.size += len(target.recent) - before
-        if self.newest is None or bucket > self.newest:
-            self.newest = bucket
+        newest = min(bucket, self.bucket_of(self.wall_clock()))
+        if self.newest is None or newest > self.newest:
+            self.newest = newest
 
     def expire(self) -> list[int]:
         """Drop buckets past the horizon (and the oldest ones beyond `max_keys`), compact

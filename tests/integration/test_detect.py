@@ -166,9 +166,10 @@ def observed(worker, name: str, labels: str) -> float | None:
 def test_mentions_scored_again_after_a_score_restart_count_once(kafka_settings, detect_env,
                                                                 start_worker):
     """A score worker that stops before committing its offsets scores its last posts again
-    on restart: the same mentions reach the detector a second time, at new offsets."""
+    on restart: the same mentions reach the detector a second time, at new offsets, in a
+    later batch, and here after the detect worker itself restarted (what it counted is
+    restored from its changelog)."""
     env = {**detect_env, "VIGIE_AGENTS": "detect", "VIGIE_DETECT_ALLOWED_LATENESS_SECONDS": "0"}
-    worker = start_worker(env)
     minute = START + timedelta(minutes=10)
     first = [scored_mention(n, minute + timedelta(seconds=n)) for n in range(5)]
     later = scored_mention(99, minute + timedelta(minutes=1, seconds=5))
@@ -181,10 +182,19 @@ def test_mentions_scored_again_after_a_score_restart_count_once(kafka_settings, 
         progress.observe(0, offset, created_at, now)
     tick = tick_record(progress.report(1, {0: 100}, now), now)
     producer = KafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
-    for mention in [*first, *first, later, tick]:  # the five again, as a restarted scorer
-        producer.send(kafka_settings.topic("mentions.scored"), key=b"lumio",
-                      value=orjson.dumps(mention))
-    producer.flush()
+
+    def send(mentions: list[dict]) -> None:
+        for mention in mentions:
+            producer.send(kafka_settings.topic("mentions.scored"), key=b"lumio",
+                          value=orjson.dumps(mention))
+        producer.flush()
+
+    worker = start_worker(env)
+    send(first)
+    time.sleep(3.0)  # counted, in batches of their own
+    assert worker.stop() == 0  # a graceful stop commits what was counted
+    worker = start_worker(env)
+    send([*first, later, tick])  # the five again, as a restarted scorer sends them
     producer.close()
 
     deadline = time.monotonic() + 60

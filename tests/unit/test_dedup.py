@@ -6,6 +6,7 @@ from pathlib import Path
 
 import orjson
 
+from agents.seen_table import SeenTable
 from agents.validate import ValidateStage
 from pipeline.dedup import SeenPosts, bucket_width_s, decode_hashes, encode_hashes, key_hash
 from pipeline.schema import decode_post, fill_language
@@ -96,3 +97,56 @@ def test_fill_language_leaves_a_post_it_cannot_place_undetermined():
     decoded = decode_post(post("zzz qqq"), max_bytes=65536)
     fill_language(decoded, lambda _text: None)
     assert (decoded["language"], decoded["language_detected"]) == ("und", False)
+
+
+def test_a_post_dated_a_day_ahead_does_not_age_the_recent_buckets():
+    now = 1_000_000.0
+    seen = SeenPosts(horizon_s=2 * HOUR, wall_clock=lambda: now)
+    seen.add(key_hash("x:1"), now - 60)
+    assert seen.add(key_hash("x:future"), now + 24 * HOUR)  # a source's broken clock
+    assert seen.expire() == []
+    assert not seen.add(key_hash("x:1"), now - 60), "a resent post is still caught"
+    assert not seen.add(key_hash("x:future"), now + 24 * HOUR)
+
+
+def test_a_copy_sent_later_is_found_within_the_horizon_only():
+    seen = SeenPosts(horizon_s=HOUR)
+    seen.add(key_hash("lumio|x:1"), 1_000_000.0)
+    assert seen.seen_between(key_hash("lumio|x:1"), 1_000_000.0 + 1800 - HOUR, 1_001_800.0)
+    assert not seen.seen_between(key_hash("lumio|x:2"), 1_001_800.0 - HOUR, 1_001_800.0)
+    assert not seen.seen_between(key_hash("lumio|x:1"), 1_000_700.0, 1_000_000.0 + 2 * HOUR)
+
+
+class FakeEvent:
+    """An event as far as a table write needs it: the partition and offset it came from."""
+
+    def __init__(self, partition: int, offset: int) -> None:
+        self.message = type("Message", (), {"partition": partition, "offset": offset})()
+
+
+class DictTable(dict):
+    """A Faust table as SeenTable uses it: items, writes, pops, and `data` to restore."""
+
+    @property
+    def data(self) -> dict:
+        return self
+
+
+def test_the_seen_table_stays_bounded_and_restores_what_it_wrote():
+    table = DictTable()
+    records = SeenTable(table, HOUR, max_keys=10_000)
+    start = 1_000_000.0
+    for minute in range(6 * 60):  # six hours of 100 counted pairs a minute
+        at = start + 60 * minute
+        for n in range(100):
+            records.remember(0, f"lumio|x:{minute}:{n}", at)
+        records.write({0: FakeEvent(0, minute)}, lambda _event: None)
+    kept = records.partition(0).size
+    assert kept <= 100 * 80, f"an hour and a few buckets of pairs, not six hours: {kept}"
+    assert len(table) <= 80, "the records of expired buckets leave the table (tombstones)"
+    restored = SeenTable(table, HOUR, max_keys=10_000)  # a restart: from the table alone
+    last = start + 60 * (6 * 60 - 1)
+    assert restored.seen_within(0, "lumio|x:359:7", last + 120)
+    assert restored.seen_within(0, "lumio|x:320:7", last + 120)
+    assert not restored.seen_within(0, "lumio|x:0:7", last + 120)
+    assert not restored.seen_within(0, "lumio|x:359:100", last + 120)
