@@ -186,7 +186,8 @@ class DetectStage:
         Why a crash anywhere loses nothing and counts nothing twice: Faust acks a batch's
         records only when the agent asks for the next batch (`Stream.take_events`, after
         this returns), and commits the offsets of acked records only after flushing the
-        producer (`Consumer._commit_offsets` awaits `producer.flush()` before committing).
+        producer (`Consumer._commit_offsets` awaits `producer.flush()` before committing,
+        and `agents/transport.VigieProducer` makes that flush wait for every queued record).
         Every changelog record of the batch is queued before that, so a committed offset
         always has its states in the changelog. A crash before the commit re-reads the
         batch: a brand whose state was written skips the records it counted (its
