@@ -18,8 +18,10 @@ for two worker processes sharing the partitions:
    slope over its last three quarters is under 3 % of the offered rate and the lag stays
    under 10 s of posts or 5,000 records (Faust commits every 2.8 s, so committed lag is a
    saw-tooth);
-2. the highest flat rate is held for `--hold-s` (default 120 s; `--hold-s 600` for the
-   10-minute memory run): RSS at the start of the hold (after warm-up) and at its end, lag
+2. the highest flat rate is held for `--hold-s` (default 120 s), after `--warmup-s` at
+   that rate (default 0; the 10-minute memory run is `--warmup-s 660 --hold-s 600`: the
+   detector's 10-minute evidence windows and the model's cache fill first, so that what
+   grows during the hold is growth, not filling): RSS at the start of the hold and at its end, lag
    at its end, produce -> scored latency p50/p99 (the mention's Kafka timestamp on
    mentions.scored minus the post's created_at) for posts produced during the hold;
 3. production stops and the bench waits for every expected mention: the expected count is
@@ -200,7 +202,7 @@ class Worker:
 
 
 def start_workers(count: int, tree: Path, env: dict[str, str], work: Path,
-                  profile: Path | None = None) -> list[Worker]:
+                  profile: Path | None = None, heap: Path | None = None) -> list[Worker]:
     workers = []
     for n in range(count):
         # The profiler writes its file when the worker exits (SIGTERM: Faust stops cleanly).
@@ -211,13 +213,16 @@ def start_workers(count: int, tree: Path, env: dict[str, str], work: Path,
             profiler = (["-m", "cProfile", "-o", str(profile)] if profile.suffix == ".prof"
                         else ["-m", "pyinstrument", "-i", "0.001", "-r", "pstats", "-o",
                               str(profile)])
+        if heap and n == 0:
+            profiler = [str(ROOT / "bench" / "heap_worker.py"), str(heap)]
         port = free_port()
         log_path = work / f"worker-{n}.log"
         worker_env = {**env, "VIGIE_WEB_PORT": str(port),
                       "VIGIE_STATE_DIR": str(work / f"state-{n}"), "PYTHONPATH": str(tree)}
         with open(log_path, "wb") as log_file:
-            process = subprocess.Popen([sys.executable, *profiler, "-m", "pipeline.cli",
-                                        "worker"],
+            command = [*profiler] if heap and n == 0 else [
+                *profiler, "-m", "pipeline.cli", "worker"]
+            process = subprocess.Popen([sys.executable, *command],
                                        env=worker_env, cwd=tree, stdout=log_file,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         workers.append(Worker(process, port, log_path))
@@ -348,7 +353,10 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
                VIGIE_WATCHLIST=str(watchlist), VIGIE_LOG_LEVEL="warning",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     profile = args.profile if workers_count == 1 and tree == ROOT else None
-    workers = start_workers(workers_count, tree, env, work, profile)
+    heap = args.heap if workers_count == 1 and tree == ROOT else None
+    for old in ([heap, Path(f"{heap}.start"), Path(f"{heap}.end")] if heap else []):
+        old.unlink(missing_ok=True)
+    workers = start_workers(workers_count, tree, env, work, profile, heap)
     result: dict[str, Any] = {"workers": workers_count, "partitions": args.partitions,
                               "tree": str(tree)}
     pids = [w.process.pid for w in workers]
@@ -395,7 +403,11 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
         # Drain what a failed step left, then hold the highest flat rate.
         drain()
         hold_rate = sustained or rate
+        if args.warmup_s:
+            result["warmup"] = run_step(probe, rate_value, produced, hold_rate, args.warmup_s)
         hold_started, hold_first = time.time(), produced.value
+        if heap:
+            Path(f"{heap}.start").touch()
         result["rss_warm_mb"] = round(sum(rss_mb(pid) for pid in pids), 1)
         ports = [w.port for w in workers]
         model_before = model_counters(ports)
@@ -403,6 +415,11 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
         raw_lag_before = probe.lag_by_topic()[settings.topic(POSTS_RAW)]
         hold = run_step(probe, rate_value, produced, hold_rate, args.hold_s)
         hold_ended = time.time()
+        if heap:
+            Path(f"{heap}.end").touch()
+            deadline = time.monotonic() + 600  # a snapshot of a large heap takes a while
+            while not heap.exists() and time.monotonic() < deadline:
+                time.sleep(1.0)
         result["rss_end_mb"] = round(sum(rss_mb(pid) for pid in pids), 1)
         # Per core, whatever share of the machine the workers got: the figure to size with
         # (docs/deploy.md). Posts validated during the hold: offered, less the growth of
@@ -513,6 +530,8 @@ def main() -> None:
                         "1000,2000,...,8000; --quick: 500,1500,3000)")
     parser.add_argument("--step-s", type=float, help="seconds per rate (default 60)")
     parser.add_argument("--hold-s", type=float, help="seconds at the sustained rate (120)")
+    parser.add_argument("--warmup-s", type=float, default=0.0,
+                        help="seconds at the sustained rate before the hold (memory runs)")
     parser.add_argument("--drain-s", type=float, default=180.0)
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: rates 500,1500,3000 for 15 s each, hold 15 s")
@@ -527,6 +546,9 @@ def main() -> None:
                         help="run the one worker under a profiler, write its stats here "
                         "(pstats format; cProfile if the name ends in .prof, else "
                         "pyinstrument) and print where its main thread's time went")
+    parser.add_argument("--heap", type=Path,
+                        help="run the one worker under tracemalloc and write here what its "
+                        "heap grew by during the hold, by allocating line (bench/heap_worker.py)")
     parser.add_argument("--baseline-tree", type=Path,
                         help="also measure one worker running the code of this checkout")
     args = parser.parse_args()

@@ -157,3 +157,28 @@ def test_bilingual_storylines_share_no_word_across_languages_and_several_within(
             for p in posts}
     for name in BILINGUAL_STORYLINES:
         assert {(name, "fr"), (name, "en")} <= told
+
+
+def test_a_storyline_keeps_its_vector_sum_in_8_bytes_a_number():
+    """A brand's evidence window holds hundreds of storylines: their vector sums are most
+    of a worker's memory that grows with the window (bench/RESULTS.md, heap profile)."""
+    import tracemalloc
+
+    rng = random.Random(7)
+    dim = 384
+    posts = [[rng.gauss(0, 1) for _ in range(dim)] for _ in range(2 * 100)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        storylines = []
+        for n in range(100):
+            storyline = sl.Storyline()
+            for vector in posts[2 * n: 2 * n + 2]:  # two posts: the sum is the storyline's own
+                storyline.add({"text": "x"}, {}, "print", True, 1, vector, "fr")
+            storylines.append(storyline)
+        per_storyline = (tracemalloc.get_traced_memory()[0] - before) / len(storylines)
+    finally:
+        tracemalloc.stop()
+    assert per_storyline < 2 * 8 * dim, f"{per_storyline:.0f} bytes a storyline"
+    assert list(storylines[0].vector) == pytest.approx(
+        [a + b for a, b in zip(posts[0], posts[1], strict=True)])

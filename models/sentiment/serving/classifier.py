@@ -210,6 +210,7 @@ class SentimentClassifier:
         for batch, (probabilities, vectors) in zip(batches, outputs, strict=True):
             for j, (i, row) in enumerate(zip(batch, probabilities, strict=True)):
                 results[i] = Sentiment.from_probabilities(
-                    row, None if vectors is None else vectors[j])
+                    # A copy: a view would keep the whole batch's array alive in the cache.
+                    row, None if vectors is None else vectors[j].copy())
         self.texts_scored += len(texts)
         return results  # type: ignore[return-value]
