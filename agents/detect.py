@@ -432,24 +432,12 @@ def sent_at(event: faust.EventT) -> float:
 
 def register(context: AgentContext) -> None:
     """Declare the detect agent: its tables (in `DetectStage` and here) and its stream."""
-    # Co-partitioned with mentions.scored: a brand's pairs are restored on the worker that
-    # holds its partition.
-    table = context.app.Table(
-        "mentions-counted-hashes", default=None, partitions=context.kafka.partitions,
-        key_type=str, value_type=str,
-        help="64-bit hashes of the (brand, post) pairs counted, per partition and bucket",
-    )
-    recounts = SeenTable(table, RECOUNT_HORIZON.total_seconds(),
-                         context.worker.dedup_max_keys)
+    recounts = SeenTable.declare(
+        context.app, "mentions-counted-hashes",
+        "64-bit hashes of the (brand, post) pairs counted, per partition and bucket",
+        context.kafka.partitions, RECOUNT_HORIZON.total_seconds(),
+        context.worker.dedup_max_keys)
     stage = DetectStage(context, DetectionSettings.from_env(), recounts)
-
-    @context.app.on_partitions_revoked.connect
-    async def forget_counted(_sender: Any, *_args: Any, **_kwargs: Any) -> None:
-        recounts.forget()
-
-    @context.app.on_partitions_assigned.connect
-    async def forget_counted_again(_sender: Any, *_args: Any, **_kwargs: Any) -> None:
-        recounts.forget()
 
     @context.app.agent(context.topics.mentions_scored, name="detect")
     async def detect(stream: faust.StreamT) -> None:

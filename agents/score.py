@@ -197,24 +197,13 @@ def register(context: AgentContext) -> None:
     """Declare the score agent (batches of posts.valid), its dedup table and its clock-tick
     timer."""
     app = context.app
-    # Co-partitioned with posts.valid (same partition count): partition p's hashes are on
-    # changelog partition p, restored on the worker that holds posts.valid[p].
-    table = app.Table(
-        "posts-seen-hashes", default=None, partitions=context.kafka.partitions,
-        key_type=str, value_type=str,
-        help="64-bit hashes of the post keys scored, per partition and bucket of time",
-    )
-    dedup = SeenTable(table, context.worker.dedup_hours * 3600.0, context.worker.dedup_max_keys)
+    dedup = SeenTable.declare(
+        app, "posts-seen-hashes",
+        "64-bit hashes of the post keys scored, per partition and bucket of time",
+        context.kafka.partitions, context.worker.dedup_hours * 3600.0,
+        context.worker.dedup_max_keys)
     stage = ScoreStage(context, SentimentSettings.from_env(),
                        DetectionSettings.from_env().tick_seconds, dedup)
-
-    @app.on_partitions_revoked.connect
-    async def forget_seen(_sender: Any, *_args: Any, **_kwargs: Any) -> None:
-        dedup.forget()
-
-    @app.on_partitions_assigned.connect
-    async def forget_seen_again(_sender: Any, *_args: Any, **_kwargs: Any) -> None:
-        dedup.forget()
 
     @app.agent(context.topics.posts_valid, name="score")
     async def score_posts(stream: faust.StreamT) -> None:

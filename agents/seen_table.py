@@ -30,6 +30,23 @@ class SeenTable:
     `write`, after what they stand for has been sent or written: a crash in between
     handles them again rather than lose them."""
 
+    @classmethod
+    def declare(cls, app: Any, name: str, help: str, partitions: int, horizon_s: float,
+                max_keys: int) -> SeenTable:
+        """The table on `app`, co-partitioned with the topic read (same partition count:
+        partition p's hashes are restored on the worker that holds partition p), and
+        forgotten at every rebalance (what this worker holds may change)."""
+        table = app.Table(name, default=None, partitions=partitions, key_type=str,
+                          value_type=str, help=help)
+        seen = cls(table, horizon_s, max_keys)
+
+        async def forget(_sender: Any, *_args: Any, **_kwargs: Any) -> None:
+            seen.forget()
+
+        app.on_partitions_revoked.connect(forget)
+        app.on_partitions_assigned.connect(forget)
+        return seen
+
     def __init__(self, table: Any, horizon_s: float, max_keys: int) -> None:
         self.table = table
         self.horizon_s = horizon_s
