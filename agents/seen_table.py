@@ -108,12 +108,7 @@ class SeenTable:
 
     def remember(self, partition: int, key: str, at_s: float) -> None:
         """Keep `key` at `at_s`, to be written with the batch."""
-        if not self.enabled:
-            return
-        value = key_hash(key)
-        _, bucket = self.partition(partition).place(value, at_s)
-        if bucket is not None:
-            self.added.setdefault((partition, bucket), []).append(value)
+        self.first_time(partition, key, at_s)
 
     def write(self, last_events: dict[int, Any], set_current: SetCurrent) -> None:
         """The batch's new hashes to the table, on the changelog partition of the batch's
