@@ -2,7 +2,8 @@
 
 Every test gets its own topic prefix and consumer group, so tests never see each other's
 records even on one broker, and a worker subprocess started with `start_worker` runs the
-real `vigie worker` command with the test's settings.
+real `vigie worker` command with the test's settings. When the test ends, its topics are
+deleted from the broker (tests/integration/topic_cleanup.py), after its workers stopped.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kafka import KafkaConsumer
 from pipeline.kafka_local import LocalKafka
 from pipeline.settings import KafkaSettings
 from pipeline.worker_ready import WorkerNotReady, is_ready, wait_until_ready
+from tests.integration.topic_cleanup import app_id_for, delete_test_topics_quietly
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,9 +54,15 @@ def kafka_broker() -> str:
 
 
 @pytest.fixture
-def kafka_settings(kafka_broker: str) -> KafkaSettings:
+def kafka_settings(kafka_broker: str) -> Iterator[KafkaSettings]:
+    """The test's own topic prefix on the shared broker; its topics (and its workers' Faust
+    topics) are deleted when the test ends, passed or failed, so that a developer's broker
+    does not run out of files after many runs. (A test on a LocalKafka of its own leaves
+    that broker's topics to its state folder.)"""
     prefix = f"t{uuid.uuid4().hex[:10]}."
-    return KafkaSettings(bootstrap_servers=kafka_broker, topic_prefix=prefix, partitions=4)
+    settings = KafkaSettings(bootstrap_servers=kafka_broker, topic_prefix=prefix, partitions=4)
+    yield settings
+    delete_test_topics_quietly(settings)
 
 
 @pytest.fixture
@@ -65,7 +73,7 @@ def worker_env(kafka_settings: KafkaSettings, tmp_path: Path) -> dict[str, str]:
         VIGIE_KAFKA_BOOTSTRAP_SERVERS=kafka_settings.bootstrap_servers,
         VIGIE_TOPIC_PREFIX=kafka_settings.topic_prefix,
         VIGIE_TOPIC_PARTITIONS=str(kafka_settings.partitions),
-        VIGIE_APP_ID=kafka_settings.topic_prefix.rstrip("."),
+        VIGIE_APP_ID=app_id_for(kafka_settings.topic_prefix),
         VIGIE_STATE_DIR=str(tmp_path / "worker-state"),
         VIGIE_WEB_PORT=str(free_port()),
         VIGIE_WATCHLIST=str(ROOT / "config" / "watchlist.yaml"),
@@ -115,7 +123,15 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def start_worker(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., WorkerProcess]]:
+    # The workers must be stopped before kafka_settings deletes the test's topics: a worker
+    # still running would recreate them (the broker creates topics on first use). Asking
+    # for kafka_settings here orders the teardowns so; a test on a broker of its own, which
+    # does not use kafka_settings, is not tied to the shared broker by it.
+    if "kafka_settings" in request.fixturenames:
+        request.getfixturevalue("kafka_settings")
     workers: list[WorkerProcess] = []
 
     def start(env: dict[str, str], wait_s: float = 90.0) -> WorkerProcess:

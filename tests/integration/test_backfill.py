@@ -22,6 +22,7 @@ from pipeline.generator import BrandProfile, Generator, Scenario
 from pipeline.settings import KafkaSettings
 from pipeline.topics import ensure_topics
 from tests.integration.conftest import ROOT, consume, vigie_command
+from tests.integration.topic_cleanup import app_id_for
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +56,7 @@ def settings_for(base: KafkaSettings, name: str) -> KafkaSettings:
 def env_for(worker_env: dict[str, str], kafka: KafkaSettings, tmp_path: Path,
             name: str) -> dict[str, str]:
     return {**worker_env, "VIGIE_TOPIC_PREFIX": kafka.topic_prefix,
-            "VIGIE_APP_ID": kafka.topic_prefix.rstrip("."), "VIGIE_TOPIC_PARTITIONS": "4",
+            "VIGIE_APP_ID": app_id_for(kafka.topic_prefix), "VIGIE_TOPIC_PARTITIONS": "4",
             "VIGIE_STATE_DIR": str(tmp_path / name), "VIGIE_AGENTS": "validate,score,detect",
             "VIGIE_DETECT_TICK_SECONDS": "1", "VIGIE_DETECT_QUIET_MINUTES": "20",
             # fp32: its labels do not depend on which posts share a batch (dynamic int8's

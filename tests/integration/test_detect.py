@@ -15,6 +15,7 @@ from pipeline.generator import BrandProfile, Generator, Scenario
 from pipeline.mentions import mention_record, tick_record
 from pipeline.producer import PostProducer
 from tests.integration.conftest import consume
+from tests.integration.topic_cleanup import app_id_for
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +100,7 @@ def test_a_restart_in_the_middle_changes_nothing(kafka_settings, detect_env, sta
         bootstrap_servers=kafka_settings.bootstrap_servers,
         topic_prefix=kafka_settings.topic_prefix + "ref.")
     reference_env = {**detect_env, "VIGIE_TOPIC_PREFIX": reference_settings.topic_prefix,
-                     "VIGIE_APP_ID": reference_settings.topic_prefix.rstrip("."),
+                     "VIGIE_APP_ID": app_id_for(reference_settings.topic_prefix),
                      "VIGIE_STATE_DIR": str(tmp_path / "reference")}
     reference = start_worker(reference_env)
     produce(reference_settings, posts)
@@ -327,7 +328,7 @@ def test_a_worker_killed_mid_stream_loses_no_mention_and_counts_none_twice(
         bootstrap_servers=kafka_settings.bootstrap_servers,
         topic_prefix=kafka_settings.topic_prefix + "ref.")
     reference_env = {**env, "VIGIE_TOPIC_PREFIX": reference_settings.topic_prefix,
-                     "VIGIE_APP_ID": reference_settings.topic_prefix.rstrip("."),
+                     "VIGIE_APP_ID": app_id_for(reference_settings.topic_prefix),
                      "VIGIE_STATE_DIR": str(tmp_path / "reference")}
     reference = start_worker(reference_env)
     send(reference_settings, records)

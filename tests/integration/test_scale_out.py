@@ -22,6 +22,7 @@ from pipeline.producer import PostProducer
 from pipeline.settings import KafkaSettings
 from pipeline.watchlist import load_watchlist
 from tests.integration.conftest import ROOT, consume, free_port
+from tests.integration.topic_cleanup import app_id_for
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +91,7 @@ def run(worker_env: dict, start_worker, settings: KafkaSettings, workers: int,
         state: Path) -> tuple[list[dict], int, int]:
     """Incident events, mentions scored, and consumer group members."""
     env = {**worker_env, "VIGIE_TOPIC_PREFIX": settings.topic_prefix,
-           "VIGIE_APP_ID": settings.topic_prefix.rstrip("."), "VIGIE_TOPIC_PARTITIONS": "4",
+           "VIGIE_APP_ID": app_id_for(settings.topic_prefix), "VIGIE_TOPIC_PARTITIONS": "4",
            "VIGIE_AGENTS": "validate,score,detect",
            "VIGIE_DETECT_TICK_SECONDS": "1", "VIGIE_DETECT_QUIET_MINUTES": "20",
            # fp32: a post's label does not depend on which posts share its batch.
