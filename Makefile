@@ -10,6 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: demo test lint unit integration bench model kafka-start kafka-stop kafka-status \
+        kafka-reset \
         python-check clean
 
 demo: $(STAMP) model kafka-start
@@ -43,6 +44,12 @@ kafka-stop: $(STAMP)
 
 kafka-status: $(STAMP)
 	$(BIN)/vigie kafka status
+
+# Stops the broker and deletes its topics, records and cluster id (.state/kafka/data,
+# cluster.id; logs stay): for a broker that no longer starts, e.g. "Too many open files"
+# after the topics of many test runs. The next kafka-start begins an empty cluster.
+kafka-reset: $(STAMP)
+	$(BIN)/vigie kafka reset
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

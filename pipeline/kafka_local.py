@@ -1,6 +1,6 @@
 """A real single-node Kafka (KRaft) on 127.0.0.1, built from Maven Central jars.
 
-`vigie kafka start|stop|status` drive it. The jars are gathered once by Maven into
+`vigie kafka start|stop|status|reset` drive it. The jars are gathered once by Maven into
 `deploy/kafka/libs/` (kept between runs); the broker's data, logs and pid file live in the
 project's state folder (`.state/kafka/` by default), so nothing outside the project is
 touched. Start and stop are idempotent: a second start finds the running broker, a stop
@@ -142,7 +142,7 @@ class LocalKafka:
 
     def format_storage(self, properties: Path) -> None:
         """Format the KRaft storage once; the cluster id is kept with the data."""
-        id_file = self.state_dir / "cluster.id"
+        id_file = self.cluster_id_file
         if not id_file.exists():
             id_file.write_text(new_cluster_id())
         cluster_id = id_file.read_text().strip()
@@ -276,6 +276,41 @@ class LocalKafka:
                 time.sleep(0.1)
         self.pid_file.unlink(missing_ok=True)
         return pid
+
+    @property
+    def cluster_id_file(self) -> Path:
+        return self.state_dir / "cluster.id"
+
+    def reset(self, wait_s: float = 30.0) -> int | None:
+        """Stop the broker and forget everything it held: its topics, records, consumer
+        groups and cluster id (its logs stay). The next start formats a new, empty cluster.
+        For a developer's broker that no longer starts, e.g. one that ran out of open files
+        under the partitions of many test runs. Returns the pid stopped, or None."""
+        pid = self.stop(wait_s)
+        # A broker of this state folder whose pid file was lost still writes to the data.
+        if self._brokers_using_state():
+            raise KafkaLocalError(
+                f"a Kafka broker still runs on {self.state_dir} (pid file missing); stop it "
+                f"before resetting: pids {', '.join(map(str, self._brokers_using_state()))}"
+            )
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.cluster_id_file.unlink(missing_ok=True)
+        return pid
+
+    def _brokers_using_state(self) -> list[int]:
+        """Live broker processes started with this state folder's server.properties."""
+        properties = str(self.state_dir / "server.properties").encode()
+        pids = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                args = cmdline.read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"kafka.Kafka" in args and properties in args:
+                pid = int(cmdline.parent.name)
+                if _alive(pid):
+                    pids.append(pid)
+        return pids
 
 
 def _alive(pid: int) -> bool:

@@ -1,4 +1,4 @@
-"""`vigie kafka start|stop|status`: the local single-node broker."""
+"""`vigie kafka start|stop|status|reset`: the local single-node broker."""
 
 from __future__ import annotations
 
@@ -42,6 +42,21 @@ def stop() -> None:
         click.echo(f"vigie kafka stop: {exc}", err=True)
         sys.exit(1)
     click.echo("Kafka was not running" if pid is None else f"Kafka stopped (pid {pid})")
+
+
+@command.command()
+def reset() -> None:
+    """Stop the broker and delete all its topics, records and cluster id (logs stay); the
+    next start begins an empty cluster."""
+    broker = LocalKafka.from_env()
+    try:
+        pid = broker.reset()
+    except KafkaLocalError as exc:
+        click.echo(f"vigie kafka reset: {exc}", err=True)
+        sys.exit(1)
+    stopped = "" if pid is None else f"stopped (pid {pid}), "
+    click.echo(f"Kafka {stopped}data and cluster id removed from {broker.state_dir}; "
+               f"the next start begins an empty cluster")
 
 
 @command.command()
