@@ -70,8 +70,10 @@ def date_token(moment: datetime, fallback_zone: str = "UTC") -> str:
     return f"<!date^{epoch}^{{time}}|{mrkdwn_escape(fallback)}>"
 
 
-def _with_dates(build: Callable[[Callable[[datetime | None], str]], str]) -> str:
-    """Text built by `build(when)`, escaped, its times then made Slack date tokens."""
+def _with_dates(build: Callable[[Callable[[datetime | None], str]], str],
+                zone: str = "UTC") -> str:
+    """Text built by `build(when)`, escaped, its times then made Slack date tokens (their
+    fallback written in `zone`, the receiver's)."""
     moments: list[datetime] = []
 
     def when(moment: datetime | None) -> str:
@@ -82,7 +84,7 @@ def _with_dates(build: Callable[[Callable[[datetime | None], str]], str]) -> str
 
     text = mrkdwn_escape(build(when))
     for index, moment in enumerate(moments):
-        text = text.replace(_DATE.format(index), date_token(moment))
+        text = text.replace(_DATE.format(index), date_token(moment, zone))
     return text
 
 
@@ -93,14 +95,14 @@ def slack_payload(message: Message, short: bool = False) -> dict[str, Any]:
         {"type": "header", "text": {"type": "plain_text", "text": message.title[:150]}},
     ]
     # Where the incident stands first, when it is not plain "active".
-    status = _with_dates(lambda when: subsided_sentence(message, when))
+    status = _with_dates(lambda when: subsided_sentence(message, when), message.timezone)
     if status:
         blocks.append({"type": "section", "text": _mrkdwn(f"*{status}*")})
     if short:
         blocks.append({"type": "section", "text": _mrkdwn(mrkdwn_escape(message.summary))})
         return {"text": _clip(mrkdwn_escape(render_text(message))), "blocks": blocks}
     # The storylines first: what happened, in one line.
-    sentence = _with_dates(lambda when: storyline_sentence(message, when))
+    sentence = _with_dates(lambda when: storyline_sentence(message, when), message.timezone)
     if sentence:
         blocks.append({"type": "section", "text": _mrkdwn(f"*{sentence}*")})
     trend = trend_line(message)
@@ -114,7 +116,7 @@ def slack_payload(message: Message, short: bool = False) -> dict[str, Any]:
     })
     if message.storylines:
         rows = _with_dates(lambda when: "\n".join(
-            f"• {row}" for row in storyline_rows(message, when)))
+            f"• {row}" for row in storyline_rows(message, when)), message.timezone)
         blocks.append({"type": "context", "elements": [_mrkdwn(rows)]})
     if message.top_posts:
         lines = []

@@ -21,6 +21,7 @@ from pipeline.notify.render import build_message
 from pipeline.notify.settings import AlertSettings
 from pipeline.notify.slack import SlackReceiver
 from pipeline.notify.slack_bot import SlackBotReceiver
+from pipeline.notify.webhook import WebhookReceiver
 from pipeline.settings import Secret
 from tests.incidents import incident_event
 from tests.integration.notify_servers import HttpStandIn, SlackApiStandIn, SmtpStandIn
@@ -106,6 +107,16 @@ def test_email_threads_the_incident_and_shows_its_curve_in_the_reader_s_time_zon
                         "03:07), price rise (22 %)")
     assert "Opened at 2026-11-28 03:12 CET" in text
     assert "Negative posts, last 120 min: " in text and "normally about 2" in text
+    # Then each storyline: its share, its negative share, its reach, who started it and
+    # when, its most-reached post and its most-copied text.
+    rows = lines[lines.index("Storylines:") + 1:lines.index("Storylines:") + 3]
+    assert rows == [
+        "- customer-data leak: 78 % of negative posts (243 of 260 posts negative), reach "
+        "1.9M; started by @leaker at 03:07 CET; most reached: @bignews (1.2M followers) — "
+        "“EXCLUSIF : le fichier clients d'ACME revendu à des courtiers”",
+        "- price rise: 22 % of negative posts (69 of 80 posts negative), reach 210k; "
+        "started by @jane at 03:08 CET; most reached: @jane (300 followers) — "
+        "“ACME augmente ses tarifs de 30 %”"]
 
     # The inline PNG is the incident's trend: a real image, quiet then a wave, marked.
     png, _ = related_png(mails[0])
@@ -118,6 +129,11 @@ def test_email_threads_the_incident_and_shows_its_curve_in_the_reader_s_time_zon
     red = sum(n for n, (r, g, b) in colours if r > 180 and g < 120 and b < 120)
     dark = sum(n for n, (r, g, b) in colours if r < 80 and g < 80 and b < 80)
     assert red > 100  # the incident's opening, marked
+    # The expected line (blue, dashed) across the chart, low (normally about 2); the
+    # legend's sample of it is at the top.
+    blue = [x for x in range(image.size[0]) for y in range(image.size[1] // 2, image.size[1])
+            if pixels.getpixel((x, y)) == (0x31, 0x82, 0xbd)]
+    assert len(blue) > 100 and max(blue) - min(blue) > image.size[0] * 0.8
     assert dark > 300  # the observed line, axes and labels
     # The wave is at the right: the dark observed line climbs high only there (the
     # legend sits at the top left, left of 30 %).
@@ -171,9 +187,10 @@ def test_webhook_slack_and_pagerduty_show_the_storylines_first_and_the_trend():
     with HttpStandIn() as http:
         slack = SlackReceiver("pr-slack", Secret(http.url("/services/T/B/x")))
         pagerduty = PagerDutyReceiver("pd", Secret("R0UT1NG"), http.url("/pd"))
-        for receiver in (slack, pagerduty):
+        hook = WebhookReceiver("ops-hook", Secret(http.url("/hook")), Secret("k"))
+        for receiver in (slack, pagerduty, hook):
             assert deliver(receiver, message(*LIFE[0], receiver.name)).outcome == "sent"
-        slack_body, pd_body = (r.json() for r in http.delivered())
+        slack_body, pd_body, hook_body = (r.json() for r in http.delivered())
     first_section = slack_body["blocks"][1]["text"]["text"]
     assert first_section.startswith("*2 storylines: customer-data leak (78 %, started by "
                                     "@leaker at <!date^1795831632^{time}|02:07 UTC>)")
@@ -186,6 +203,14 @@ def test_webhook_slack_and_pagerduty_show_the_storylines_first_and_the_trend():
     assert len(details["trend_sparkline"]) == 24 and details["trend_sparkline"][-1] == "█"
     assert details["dashboard"].startswith("http://grafana.local:3000/d/")
     assert pd_body["dedup_key"] == INCIDENT
+    # Slack's sparkline is the same trend as PagerDuty's: quiet, then the wave at the end.
+    assert f"last 120 min: {details['trend_sparkline']} (now 327" in str(slack_body["blocks"])
+    # The generic webhook: the same line for people, the storylines themselves for programs.
+    assert hook_body["storyline_summary"] == ("2 storylines: customer-data leak (78 %, started "
+                                              "by @leaker at 02:07), price rise (22 %)")
+    assert [s["label"] for s in hook_body["incident"]["storylines"]] == [
+        "customer-data leak", "price rise"]
+    assert hook_body["incident"]["storylines"][0]["first_post"]["author_handle"] == "leaker"
 
 
 @pytest.mark.parametrize("kind", ["opened", "resolved"])
@@ -271,7 +296,7 @@ def test_a_subsided_wave_edits_the_slack_opening_and_threads_a_short_email():
     # Slack: the channel's opening now says it subsided and still shows the evidence; the
     # thread has a short reply.
     assert top["edits"] == 1 and top["text"].startswith("[CRITICAL] ACME: Subsided")
-    assert "Calm since <!date^1795832520^{time}|02:22 UTC>" in str(top["blocks"])
+    assert "Calm since <!date^1795832520^{time}|03:22 CET>" in str(top["blocks"])
     assert "customer-data leak" in str(top["blocks"])
     assert reply["text"].startswith("[CRITICAL] ACME: Subsided") and len(reply["blocks"]) == 3
     # Email: in the incident's thread, short.

@@ -107,3 +107,21 @@ def test_every_receiver_is_checked_and_every_typo_listed():
         "w.yaml:5:63: receivers.c.colour: unknown option 'colour' (expected one of: secret,"
         " secret_env, secret_file, signature, url, url_env, url_file)",
     ]
+
+
+def test_a_slack_receiver_with_a_bot_token_threads_with_the_web_api():
+    from pipeline.notify.slack_bot import SlackBotReceiver
+
+    env = {"BOT": "xoxb-1-2-secret", "U": "https://hooks.slack.example/services/T/B/x"}
+    bot = receivers("    type: slack\n    token_env: BOT\n    channel: '#crisis'\n", env)["r"]
+    assert isinstance(bot, SlackBotReceiver) and bot.channel == "#crisis"
+    assert bot.token.reveal() == "xoxb-1-2-secret" and "secret" not in repr(bot)
+    assert bot.api_url == "https://slack.com/api/"
+    assert "receivers.r.token: give a webhook url or a bot token, not both" in error_of(
+        "    type: slack\n    token_env: BOT\n    url_env: U\n    channel: C01\n", env)
+    assert "receivers.r.channel: is required" in error_of(
+        "    type: slack\n    token_env: BOT\n", env)
+    assert "receivers.r.api_url: must be an http:// or https:// URL" in error_of(
+        "    type: slack\n    token_env: BOT\n    channel: C01\n    api_url: ftp://x\n", env)
+    inline = error_of("    type: slack\n    token: xoxb-inline\n    channel: C01\n", env)
+    assert "receivers.r.token: is a secret" in inline and "xoxb-inline" not in inline

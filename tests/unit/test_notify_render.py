@@ -270,3 +270,42 @@ def test_a_subsided_message_is_short_and_says_since_when_and_the_peak():
                             grafana_url="http://g")
     assert "Calm since" not in render_text(message)
     assert "Calm since" not in str(slack_payload(message)["blocks"])
+
+
+def test_every_receiver_shows_only_the_top_three_storylines_first():
+    from pipeline.notify.render import storyline_sentence
+    from tests.incidents import STORYLINES
+
+    # Five reported storylines (the detector reports up to 5): the line names three.
+    extra = [{**STORYLINES[1], "label": label, "share": share, "negative": 10,
+              "headline": f"{label} headline"}
+             for label, share in (("power cut", 0.06), ("late deliveries", 0.05),
+                                  ("rude support", 0.05))]
+    event = {**incident_event(storylines=True), "storylines": [
+        {**STORYLINES[0], "share": 0.6}, {**STORYLINES[1], "share": 0.18}, *extra]}
+    msg = build_message(event, "opened", "acme-1:opened:r", grafana_url="http://g",
+                        timezone="Europe/Paris")
+    line = ("5 storylines: customer-data leak (60 %, started by @leaker at 03:07), "
+            "price rise (18 %), power cut (6 %)")
+    assert storyline_sentence(msg) == line
+    mail = build_email(msg, "vigie@acme.example", ("pr@acme.example",))
+    slack = slack_payload(msg)
+    pagerduty = pagerduty_event(msg, "key")["payload"]
+    webhook = webhook_body(msg)
+    assert render_text(msg).splitlines()[2] == line
+    assert mail.get_body(("plain",)).get_content().splitlines()[2] == line
+    assert f"<p><strong>{line}</strong></p>" in mail.get_body(("html",)).get_content()
+    assert slack["blocks"][1]["text"]["text"].startswith(
+        "*5 storylines: customer-data leak (60 %, started by @leaker at <!date^")
+    assert slack["blocks"][1]["text"]["text"].endswith("), price rise (18 %), power cut (6 %)*")
+    # Slack writes the time in each reader's zone; clients that cannot, in the receiver's.
+    assert "@leaker at <!date^1795831632^{time}|03:07 CET>)" in slack["blocks"][1]["text"]["text"]
+    assert pagerduty["summary"].startswith(f"{msg.title} — {line} — ")
+    assert pagerduty["custom_details"]["storylines"] == line
+    assert webhook["storyline_summary"] == line
+    # Below the line, one row per storyline shown: three, not five.
+    shown = render_text(msg) + str(slack["blocks"]) + str(pagerduty) + \
+        str({k: v for k, v in webhook.items() if k != "incident"}) + \
+        mail.get_body(("html",)).get_content()
+    assert "late deliveries" not in shown and "rude support" not in shown
+    assert len(webhook["incident"]["storylines"]) == 5  # the record keeps them all

@@ -100,6 +100,7 @@ def test_only_negative_posts_start_storylines_and_small_ones_are_not_reported():
     assert only["posts"] == 21 and only["negative"] == 20
     assert only["negative_share"] == round(20 / 21, 3)
     assert only["share"] == round(20 / 21, 3)  # of all 21 negative posts seen
+    assert only["reach"] == 21 * 100  # every post of it, negative or not
 
 
 def test_state_is_bounded_and_round_trips_through_json():
