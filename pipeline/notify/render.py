@@ -334,6 +334,9 @@ def storyline_sentence(
 ) -> str:
     """'2 storylines: leak · données (78 %, started by @x at 10:07), price rise (22 %)'.
 
+    Of more than three, the line names the top three and says how many it leaves out
+    ('5 storylines: a (60 %, ...), b (18 %), c (6 %) and 2 more'), so a reader knows there
+    is more to the wave than the line shows. Every receiver takes the line from here.
     `when` writes the first post's time for this reader (Slack date token, local time);
     by default the message's time zone. Empty when the incident has no storylines.
     """
@@ -350,7 +353,11 @@ def storyline_sentence(
                 detail += f" at {when(line.started_at)}"
         parts.append(f"{line.label} ({detail})")
     noun = "storyline" if total == 1 else "storylines"
-    return f"{total} {noun}: " + ", ".join(parts)
+    sentence = f"{total} {noun}: " + ", ".join(parts)
+    # Counted against the total, so the line's numbers add up even when a malformed
+    # storyline was left out of those shown.
+    left_out = total - len(message.storylines)
+    return f"{sentence} and {left_out} more" if left_out > 0 else sentence
 
 
 def build_message(

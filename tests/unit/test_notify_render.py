@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import unicodedata
 from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
@@ -272,40 +273,73 @@ def test_a_subsided_message_is_short_and_says_since_when_and_the_peak():
     assert "Calm since" not in str(slack_payload(message)["blocks"])
 
 
-def test_every_receiver_shows_only_the_top_three_storylines_first():
-    from pipeline.notify.render import storyline_sentence
+def _storyline_event(count: int) -> dict:
+    """An incident with `count` storylines (the detector reports up to 5), top first."""
     from tests.incidents import STORYLINES
 
-    # Five reported storylines (the detector reports up to 5): the line names three.
     extra = [{**STORYLINES[1], "label": label, "share": share, "negative": 10,
               "headline": f"{label} headline"}
              for label, share in (("power cut", 0.06), ("late deliveries", 0.05),
                                   ("rude support", 0.05))]
-    event = {**incident_event(storylines=True), "storylines": [
-        {**STORYLINES[0], "share": 0.6}, {**STORYLINES[1], "share": 0.18}, *extra]}
-    msg = build_message(event, "opened", "acme-1:opened:r", grafana_url="http://g",
-                        timezone="Europe/Paris")
-    line = ("5 storylines: customer-data leak (60 %, started by @leaker at 03:07), "
-            "price rise (18 %), power cut (6 %)")
-    assert storyline_sentence(msg) == line
+    storylines = [{**STORYLINES[0], "share": 0.6}, {**STORYLINES[1], "share": 0.18}, *extra]
+    return {**incident_event(storylines=True), "storylines": storylines[:count]}
+
+
+def _storyline_line_per_receiver(msg) -> dict[str, str]:
+    """The storyline line as each receiver renders it (Slack's bold, with its date token)."""
     mail = build_email(msg, "vigie@acme.example", ("pr@acme.example",))
-    slack = slack_payload(msg)
+    pagerduty = pagerduty_event(msg, "key")["payload"]
+    html = mail.get_body(("html",)).get_content()
+    return {
+        "text": render_text(msg).splitlines()[2],
+        "email text": mail.get_body(("plain",)).get_content().splitlines()[2],
+        "email html": html.split("<p><strong>", 1)[1].split("</strong></p>", 1)[0],
+        # The bot posts, threads and edits with this same payload (slack_bot.py).
+        "slack": slack_payload(msg)["blocks"][1]["text"]["text"],
+        "pagerduty summary": pagerduty["summary"].split(" — ")[1],
+        "pagerduty details": pagerduty["custom_details"]["storylines"],
+        "webhook": webhook_body(msg)["storyline_summary"],
+    }
+
+
+def test_every_receiver_shows_only_the_top_three_storylines_first():
+    from pipeline.notify.render import storyline_sentence
+
+    # Five reported storylines: the line names three and says two more exist.
+    msg = build_message(_storyline_event(5), "opened", "acme-1:opened:r",
+                        grafana_url="http://g", timezone="Europe/Paris")
+    line = ("5 storylines: customer-data leak (60 %, started by @leaker at 03:07), "
+            "price rise (18 %), power cut (6 %) and 2 more")
+    assert storyline_sentence(msg) == line
+    rendered = _storyline_line_per_receiver(msg)
+    slack = rendered.pop("slack")
+    assert rendered == dict.fromkeys(rendered, line)
+    assert slack.startswith(
+        "*5 storylines: customer-data leak (60 %, started by @leaker at <!date^")
+    assert slack.endswith("), price rise (18 %), power cut (6 %) and 2 more*")
+    # Slack writes the time in each reader's zone; clients that cannot, in the receiver's.
+    assert "@leaker at <!date^1795831632^{time}|03:07 CET>)" in slack
+    mail = build_email(msg, "vigie@acme.example", ("pr@acme.example",))
     pagerduty = pagerduty_event(msg, "key")["payload"]
     webhook = webhook_body(msg)
-    assert render_text(msg).splitlines()[2] == line
-    assert mail.get_body(("plain",)).get_content().splitlines()[2] == line
-    assert f"<p><strong>{line}</strong></p>" in mail.get_body(("html",)).get_content()
-    assert slack["blocks"][1]["text"]["text"].startswith(
-        "*5 storylines: customer-data leak (60 %, started by @leaker at <!date^")
-    assert slack["blocks"][1]["text"]["text"].endswith("), price rise (18 %), power cut (6 %)*")
-    # Slack writes the time in each reader's zone; clients that cannot, in the receiver's.
-    assert "@leaker at <!date^1795831632^{time}|03:07 CET>)" in slack["blocks"][1]["text"]["text"]
     assert pagerduty["summary"].startswith(f"{msg.title} — {line} — ")
-    assert pagerduty["custom_details"]["storylines"] == line
-    assert webhook["storyline_summary"] == line
     # Below the line, one row per storyline shown: three, not five.
-    shown = render_text(msg) + str(slack["blocks"]) + str(pagerduty) + \
+    shown = render_text(msg) + str(slack_payload(msg)["blocks"]) + str(pagerduty) + \
         str({k: v for k, v in webhook.items() if k != "incident"}) + \
         mail.get_body(("html",)).get_content()
     assert "late deliveries" not in shown and "rude support" not in shown
     assert len(webhook["incident"]["storylines"]) == 5  # the record keeps them all
+
+
+def test_three_storylines_or_fewer_are_all_named_with_nothing_appended():
+    first = "customer-data leak (60 %, started by @leaker at 03:07)"
+    for count, line in ((3, f"3 storylines: {first}, price rise (18 %), power cut (6 %)"),
+                        (2, f"2 storylines: {first}, price rise (18 %)"),
+                        (1, f"1 storyline: {first}")):
+        msg = build_message(_storyline_event(count), "opened", "acme-1:opened:r",
+                            grafana_url="http://g", timezone="Europe/Paris")
+        rendered = _storyline_line_per_receiver(msg)
+        # Slack's line is bold and its time a date token; its fallback is the plain time.
+        rendered["slack"] = re.sub(r"<!date\^\d+\^\{time\}\|(\d\d:\d\d) CET>", r"\1",
+                                   rendered["slack"].strip("*"))
+        assert rendered == dict.fromkeys(rendered, line), count
