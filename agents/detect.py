@@ -19,18 +19,22 @@ at new offsets: a bounded record of the (brand, post) pairs counted in the last 
 (`agents/seen_table.py`, 64-bit hashes by the time the mention was sent, 8-16 bytes a
 mention) keeps them from being counted twice.
 
-Records are taken in short batches, and each brand's state (100 KB and more once
-storylines carry sentence vectors) is written once per batch rather than once per
-mention: see `DetectStage.handle_batch` for the order of the writes and why a crash
-anywhere in a batch still loses nothing and counts nothing twice. Incident events are
-sent as soon as the mention or tick that causes them is judged, not at the batch's end.
+Records are taken in short batches, and each brand's state is written once per batch
+rather than once per mention: see `DetectStage.handle_batch` for the order of the writes
+and why a crash anywhere in a batch still loses nothing and counts nothing twice. The
+closed intervals of a brand's evidence window (most of its state once storylines carry
+sentence vectors: 200 KB and more during a wave) never change, so each is a table value
+of its own, written once when it closes and deleted when it leaves the window; the
+brand's value, written with every batch that changes it, names them (`DetectStage.save`).
+Incident events are sent as soon as the mention or tick that causes them is judged, not at
+the batch's end.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -65,25 +69,41 @@ BATCH_WITHIN_S = 0.1
 
 
 class BrandState:
-    """One brand's monitor, clock and last counted offset: the table value."""
+    """One brand's monitor, clock and last counted offset: the table value under the
+    brand's id. The closed intervals of its evidence window, most of its bytes, are
+    table values of their own (`window_key`), written once each: the brand's value
+    names them by their starts."""
 
-    def __init__(self, monitor: BrandMonitor, clock: BrandClock, last_offset: int):
+    def __init__(self, monitor: BrandMonitor, clock: BrandClock, last_offset: int,
+                 saved_starts: frozenset[str] = frozenset()):
         self.monitor = monitor
         self.clock = clock
         self.last_offset = last_offset
+        # The window intervals the table holds for this brand (written or restored).
+        self.saved_starts = saved_starts
 
     def to_state(self) -> dict[str, Any]:
-        return {"monitor": self.monitor.to_state(), "clock": self.clock.to_state(),
-                "last_offset": self.last_offset}
+        return {"monitor": self.monitor.to_state(window_by_start=True),
+                "clock": self.clock.to_state(), "last_offset": self.last_offset}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], config: DetectorConfig,
-                   lateness: timedelta) -> BrandState:
+    def from_state(cls, state: dict[str, Any], config: DetectorConfig, lateness: timedelta,
+                   intervals: Mapping[str, dict[str, Any]]) -> BrandState:
         # States written before the watermark kept only `open_start` beside the monitor.
         clock_state = state.get("clock") or {"open_start": state.get("open_start")}
-        return cls(BrandMonitor.from_state(state["monitor"], config),
+        monitor = BrandMonitor.from_state(state["monitor"], config, intervals)
+        # A state that included its window (written before the window was kept apart)
+        # has no interval in the table yet: all are written with its next change.
+        saved = frozenset(state["monitor"].get("window_starts", ()))
+        return cls(monitor,
                    BrandClock.from_state(clock_state, config.interval_seconds, lateness),
-                   int(state.get("last_offset", -1)))
+                   int(state.get("last_offset", -1)), saved)
+
+
+def window_key(brand_id: str, start: str) -> str:
+    """The table key of one closed interval of a brand's evidence window (brand ids have
+    no "|", pipeline/watchlist.py)."""
+    return f"{brand_id}|window|{start}"
 
 
 def held_key(brand_id: str, start: datetime) -> str:
@@ -171,10 +191,36 @@ class DetectStage:
                 current = BrandState(BrandMonitor(brand_id, brand.name, config),
                                      BrandClock(config.interval_seconds, self.lateness), -1)
             else:
-                current = BrandState.from_state(state, config, self.lateness)
+                current = self.restore(brand_id, state, config)
             self.live[brand_id] = current
         batch.brands[brand_id] = current
         return current
+
+    def restore(self, brand_id: str, state: dict[str, Any],
+                config: DetectorConfig) -> BrandState:
+        """The brand's state from the table, with its window's intervals. An interval the
+        state no longer names (a crash came after the state was written and before the
+        interval's deletion) is deleted now."""
+        prefix = window_key(brand_id, "")
+        stored = {key[len(prefix):]: value for key, value in self.states.items()
+                  if isinstance(key, str) and key.startswith(prefix)}
+        brand = BrandState.from_state(state, config, self.lateness, stored)
+        for start in stored.keys() - brand.saved_starts:
+            self.states.pop(window_key(brand_id, start), None)
+        return brand
+
+    def save(self, brand_id: str, brand: BrandState) -> None:
+        """Write the brand's state: first the window's intervals the table lacks, then the
+        state that names them, then the deletion of those that left the window; a crash
+        between any two writes leaves a state whose intervals are all in the table."""
+        starts = brand.monitor.window_starts()
+        for start in starts:
+            if start not in brand.saved_starts:
+                self.states[window_key(brand_id, start)] = brand.monitor.interval_state(start)
+        self.states[brand_id] = brand.to_state()
+        for start in brand.saved_starts.difference(starts):
+            self.states.pop(window_key(brand_id, start), None)
+        brand.saved_starts = frozenset(starts)
 
     # -- one batch -------------------------------------------------------------------------
 
@@ -240,7 +286,7 @@ class DetectStage:
             self.held[key] = tally
         for brand_id, event in batch.changed.items():
             set_current(event)
-            self.states[brand_id] = batch.brands[brand_id].to_state()
+            self.save(brand_id, batch.brands[brand_id])
         for key, event in batch.used_held:
             set_current(event)
             self.held.pop(key, None)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,7 +65,10 @@ __all__ = ["BrandMonitor", "SCHEMA_VERSION", "pages_someone"]
 # 2: incident events carry `storylines`, trend points `expected`; 3: `subsided` events,
 # `status`, `subsided_at`, `peak_negative`, `peak_at` (docs/records.md)
 SCHEMA_VERSION = 3
-STATE_VERSION = 1
+# 2: the window may be named by its intervals' starts (`to_state(window_by_start=True)`);
+# version 1 states (the window included) still load.
+STATE_VERSION = 2
+READABLE_STATE_VERSIONS = (1, 2)
 LABELS = ("negative", "neutral", "positive")
 GROWTH_FOR_UPDATE = 1.5  # an open incident is re-announced when its negative volume grows x1.5
 MAX_TEXT = 500  # characters of a post's text carried in an incident
@@ -553,8 +557,17 @@ class BrandMonitor:
         }
 
     # -- state -------------------------------------------------------------------------
-    def to_state(self) -> dict[str, Any]:
-        """Everything needed to resume exactly, as JSON-serialisable values."""
+    def to_state(self, window_by_start: bool = False) -> dict[str, Any]:
+        """Everything needed to resume exactly, as JSON-serialisable values.
+
+        `window_by_start`: the evidence window's intervals are named by their starts
+        (`window_starts`) instead of included. A closed interval never changes, and the
+        window is most of the state (its storylines and their sentence vectors), so a
+        caller that saves the state often saves each closed interval once, apart
+        (`interval_state`), and gives them back to `from_state`."""
+        window: dict[str, Any] = (
+            {"window_starts": self.window_starts()} if window_by_start
+            else {"window": [interval.to_state() for interval in self.window]})
         return {
             "state_version": STATE_VERSION,
             "brand": self.brand,
@@ -564,18 +577,33 @@ class BrandMonitor:
             "reach": self.reach.to_state(),
             "lifecycle": self.lifecycle.to_state(),
             "incident": None if self.incident is None else dict(self.incident),
-            "window": [interval.to_state() for interval in self.window],
+            **window,
             "trend": [dict(point) for point in self.trend],
             "terms": self.terms.to_state(),
             "current": self.current.to_state(),
             "wave_storylines": self.wave_storylines.to_state(),
         }
 
+    def window_starts(self) -> list[str]:
+        """The starts of the evidence window's closed intervals, oldest first."""
+        return [interval.start for interval in self.window]
+
+    def interval_state(self, start: str) -> dict[str, Any]:
+        """The state of the window's closed interval that starts at `start`."""
+        for interval in self.window:
+            if interval.start == start:
+                return interval.to_state()
+        raise KeyError(f"no interval starting at {start} in the window")
+
     @classmethod
-    def from_state(cls, state: dict[str, Any], config: DetectorConfig) -> BrandMonitor:
-        """Resume from `to_state()`; ValueError when the state is not one of ours."""
+    def from_state(cls, state: dict[str, Any], config: DetectorConfig,
+                   intervals: Mapping[str, dict[str, Any]] | None = None) -> BrandMonitor:
+        """Resume from `to_state()`; ValueError when the state is not one of ours.
+
+        `intervals`: the window's interval states by start, for a state saved with
+        `window_by_start`."""
         try:
-            if state.get("state_version") != STATE_VERSION:
+            if state.get("state_version") not in READABLE_STATE_VERSIONS:
                 raise ValueError(f"unsupported state_version {state.get('state_version')!r}")
             monitor = cls(str(state["brand"]), str(state["brand_name"]), config)
             monitor.negative = SpikeDetector.from_state(state["negative"], config)
@@ -590,7 +618,12 @@ class BrandMonitor:
             )
             incident = state["incident"]
             monitor.incident = None if incident is None else dict(incident)
-            monitor.window = [_Interval.from_state(item) for item in state["window"]]
+            if "window_starts" in state:
+                found = {} if intervals is None else intervals
+                monitor.window = [_Interval.from_state(found[start])
+                                  for start in state["window_starts"]]
+            else:
+                monitor.window = [_Interval.from_state(item) for item in state["window"]]
             monitor.trend = [dict(point) for point in state["trend"]]
             monitor.terms.load_state(state["terms"])
             monitor.current = _Interval.from_state(state["current"])

@@ -62,16 +62,25 @@ def minute_mentions(index: int, rng: random.Random) -> list[dict]:
     return posts
 
 
+def resumed(monitor: BrandMonitor, window_apart: bool = False) -> BrandMonitor:
+    """The monitor restarted from its JSON state; `window_apart`: the state names its
+    window's intervals, which are saved one by one beside it (as the detect agent does)."""
+    state = json.loads(json.dumps(monitor.to_state(window_by_start=window_apart)))
+    intervals = {start: json.loads(json.dumps(monitor.interval_state(start)))
+                 for start in monitor.window_starts()} if window_apart else None
+    return BrandMonitor.from_state(state, CONFIG, intervals)
+
+
 def run(monitor: BrandMonitor, first: int, last: int, rng: random.Random,
-        pause_at: int | None = None) -> tuple[list[dict], BrandMonitor]:
+        pause_at: int | None = None, window_apart: bool = False
+        ) -> tuple[list[dict], BrandMonitor]:
     """Feed minutes [first, last); at `pause_at` restart from JSON state mid-interval."""
     events = []
     for index in range(first, last):
         posts = minute_mentions(index, rng)
         for n, post in enumerate(posts):
             if index == pause_at and n == len(posts) // 2:
-                state = json.loads(json.dumps(monitor.to_state()))
-                monitor = BrandMonitor.from_state(state, CONFIG)
+                monitor = resumed(monitor, window_apart)
             monitor.add_mention(post)
         minute = START + index * MINUTE
         events.extend(monitor.close_interval(minute, minute + MINUTE))
@@ -141,6 +150,36 @@ def test_restart_mid_incident_changes_nothing(reference: list[dict]) -> None:
         events, _ = run(BrandMonitor("acme", "ACME", CONFIG), 0, WAVE_START + 90,
                         random.Random(1), pause_at=pause)
         assert events == reference
+
+
+def test_restart_from_a_state_whose_window_is_saved_apart_changes_nothing(
+        reference: list[dict]) -> None:
+    for pause in (WAVE_START + 3, WAVE_START + WAVE_MINUTES + 5):
+        events, _ = run(BrandMonitor("acme", "ACME", CONFIG), 0, WAVE_START + 90,
+                        random.Random(1), pause_at=pause, window_apart=True)
+        assert events == reference
+
+
+def test_a_state_that_names_its_window_leaves_it_out_and_resumes_whole() -> None:
+    _, monitor = run(BrandMonitor("acme", "ACME", CONFIG), 0, WAVE_START + 5,
+                     random.Random(1))
+    full = json.dumps(monitor.to_state())
+    named = monitor.to_state(window_by_start=True)
+    assert "window" not in named and len(named["window_starts"]) == CONFIG.window_intervals
+    # The window's intervals (half of this state during the wave) are left out of it.
+    window_bytes = sum(len(json.dumps(monitor.interval_state(start)))
+                       for start in named["window_starts"])
+    assert window_bytes > len(full) / 3
+    assert len(json.dumps(named)) < len(full) - 0.95 * window_bytes
+    assert json.dumps(resumed(monitor, window_apart=True).to_state()) == full
+    # A state saved whole by an earlier version (1) still loads.
+    older = {**json.loads(full), "state_version": 1}
+    assert json.dumps(BrandMonitor.from_state(older, CONFIG).to_state()) == full
+    # An interval the state names but nobody saved is a malformed state, not a gap.
+    intervals = {start: monitor.interval_state(start) for start in named["window_starts"]}
+    del intervals[named["window_starts"][0]]
+    with pytest.raises(ValueError, match="malformed"):
+        BrandMonitor.from_state(json.loads(json.dumps(named)), CONFIG, intervals)
 
 
 def test_quiet_brand_with_a_few_negative_posts_opens_nothing() -> None:
