@@ -463,7 +463,13 @@ def unpack_int8(text: object) -> list[float]:
     (scale,) = struct.unpack("<e", raw[:2])
     if not math.isfinite(scale):
         raise ValueError("has a scale that is not a finite number")
-    return [scale * x for x in struct.unpack(f"<{len(raw) - 2}b", raw[2:])]
+    # Each byte's int8 value as a float, looked up: the same products as `scale * int`
+    # (an int8 converts to a double exactly) at about half the cost for 384 numbers.
+    return [scale * _INT8_FLOATS[byte] for byte in raw[2:]]
+
+
+# Byte (0-255) -> the float of the int8 it holds (two's complement).
+_INT8_FLOATS = tuple(float(byte - 256 if byte > 127 else byte) for byte in range(256))
 
 
 def _vector_from_state(state: dict[str, Any]) -> dict[str, Any]:
