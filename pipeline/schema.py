@@ -91,6 +91,8 @@ MAX_COUNT = 9_007_199_254_740_991
 
 def _count(value: Any) -> int | None:
     """A count in 0..MAX_COUNT, or None when the value is not one (bools are not counts)."""
+    if type(value) is int:  # what JSON gives (never a bool): one test, for every post
+        return value if 0 <= value <= MAX_COUNT else None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
         return None
     return value
@@ -120,9 +122,10 @@ def _check_author(raw: Any, errors: list[FieldError]) -> dict[str, Any]:
     if not isinstance(verified, bool):
         errors.append(FieldError("author.verified", "must be true or false"))
         verified = False
+    handle = handle.strip().lstrip("@")
     return {
-        "handle": handle.strip().lstrip("@"),
-        "display_name": display or handle.strip().lstrip("@"),
+        "handle": handle,
+        "display_name": display or handle,
         "followers": followers,
         "verified": verified,
     }
@@ -137,6 +140,9 @@ def _check_engagement(raw: Any, errors: list[FieldError]) -> dict[str, int]:
         return engagement
     for name in ENGAGEMENT_FIELDS:
         value = raw.get(name, 0)
+        if type(value) is int and 0 <= value <= MAX_COUNT:  # `_count`, inline: 5 a post
+            engagement[name] = value
+            continue
         if value is None:
             continue
         if _count(value) is None:
@@ -168,7 +174,8 @@ def validate_post(
     if not isinstance(platform, str):
         errors.append(FieldError("platform", "required string"))
         platform = ""
-    platform = PLATFORM_ALIASES.get(platform.strip().lower(), platform.strip().lower())
+    platform = platform.strip().lower()
+    platform = PLATFORM_ALIASES.get(platform, platform)
     if platform and platform not in PLATFORMS:
         errors.append(FieldError("platform", f"unknown platform {platform[:30]!r}"))
 

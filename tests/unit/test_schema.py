@@ -126,3 +126,40 @@ def test_counts_past_what_json_keeps_exact_are_refused():
     assert {e.field for e in errors} == {"author.followers", "engagement.views"}
     post, _ = validate_post(good(author={"handle": "x", "followers": MAX_COUNT}), now=NOW)
     assert post is not None and post["author"]["followers"] == MAX_COUNT
+
+
+class _Count(int):
+    """An int that is not exactly int (JSON never gives one; a caller's object may)."""
+
+
+@pytest.mark.parametrize(("value", "kept"), [
+    (0, 0), (7, 7), (9_007_199_254_740_991, 9_007_199_254_740_991), (_Count(5), 5),
+    (None, 0), (9_007_199_254_740_992, None), (-1, None), (True, None), (False, None),
+    (1.0, None), ("3", None), (_Count(-2), None),
+])
+def test_every_count_is_kept_or_refused_with_its_field_and_message(value, kept):
+    """Followers and each engagement count: the value kept (None: 0), or one error of
+    that field with the same message (the common case has its own fast test)."""
+    from pipeline.schema import ENGAGEMENT_FIELDS, MAX_COUNT
+
+    message = f"must be an integer 0..{MAX_COUNT}"
+    for name in ("followers", *ENGAGEMENT_FIELDS):
+        field = f"author.{name}" if name == "followers" else f"engagement.{name}"
+        record = good(author={"handle": "x", "followers": value}) if name == "followers" \
+            else good(engagement={name: value})
+        post, errors = validate_post(record, now=NOW)
+        if kept is None:
+            assert post is None and [e.as_dict() for e in errors] == [
+                {"field": field, "message": message}], field
+        else:
+            counts = post["author"] if name == "followers" else post["engagement"]
+            assert counts[name] == kept and type(counts[name]) is type(value or 0), field
+
+
+def test_the_handle_and_platform_are_cleaned_once_and_the_same_way():
+    post, _ = validate_post(good(platform="  X ", author={"handle": "  @jdoe "}), now=NOW)
+    assert post["platform"] == "twitter"
+    assert post["author"]["handle"] == post["author"]["display_name"] == "jdoe"
+    post, errors = validate_post(good(platform=" MySpace "), now=NOW)
+    assert [e.as_dict() for e in errors] == [
+        {"field": "platform", "message": "unknown platform 'myspace'"}]
