@@ -1,19 +1,23 @@
-"""The per-post work of the validate stage and the per-mention vector decoding, this tree
-against an earlier commit, in one process: µs a post (a vector) and the ratio old / new.
+"""The per-post work of the validate stage and the detector's per-mention storyline work,
+this tree against an earlier commit, in one process: µs a post (a vector, a mention) and
+the ratio old / new.
 
     .venv/bin/python bench/validate_stage.py [--baseline 6602f0a] [--posts 20000] [--rounds 9]
 
 The stream is bench/pipeline.py's (`make_pool`, `nth_post`: posts about 500 brands, 10 %
 about its 50 watched ones, 45 % of them non-ASCII, French or English, a fifth without a
-language), matched against its 50-brand watchlist. The baseline's `pipeline/watchlist.py`,
-`pipeline/schema.py`, `agents/validate.py` and `models/detection/storylines.py` are read
-from git at `--baseline` and loaded beside this tree's (the rest of the code is shared).
-Each measure alternates old and new over `--rounds` rounds and reports the median of
-each; `ValidateStage.check` is the stage's per-record entry point (decode, validate,
-match, and for a matched post language detection and encoding), the others are its
-parts. Before timing, the outputs are compared: every verdict of the stream, the dead
-letters of damaged copies of its records (with their error messages), and the vectors
-bit for bit; the run stops if any differs. The last line is one JSON object.
+language), matched against its 50-brand watchlist; the mentions are bench/detect_stage.py's
+(4,350 mentions of 4 brands, a three-storyline wave, 384-number vectors). The baseline's
+modules (`BASELINE_MODULES`) are read from git at `--baseline` and loaded beside this
+tree's (the rest of the code is shared). Each measure alternates old and new over
+`--rounds` rounds and reports the median of each; `ValidateStage.check` is the stage's
+per-record entry point (decode, validate, match, and for a matched post language
+detection and encoding), `decode_post` to `fold` its parts; `unpack_int8` and
+`StorylineSet.add` are the detector's per-mention work on vectors and storylines. Before
+timing, the outputs are compared: every verdict of the stream, the dead letters of
+damaged copies of its records (with their error messages), the vectors bit for bit, and
+where each mention goes and the storylines' states; the run stops if any differs. The
+last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from agents import validate as new_validate  # noqa: E402
+from models import text as text_module  # noqa: E402
 from models.detection import storylines as new_storylines  # noqa: E402
+from models.detection.monitor import _post_evidence  # noqa: E402
 from models.sentiment.serving.sentence_vectors import pack_int8  # noqa: E402
 from pipeline import schema as new_schema  # noqa: E402
 from pipeline import watchlist as new_watchlist  # noqa: E402
@@ -53,6 +59,12 @@ assert _spec is not None and _spec.loader is not None
 stream = importlib.util.module_from_spec(_spec)
 sys.modules["bench_pipeline"] = stream  # its dataclasses look their module up
 _spec.loader.exec_module(stream)
+_spec = importlib.util.spec_from_file_location("bench_detect_stage",
+                                               ROOT / "bench" / "detect_stage.py")
+assert _spec is not None and _spec.loader is not None
+detect_bench = importlib.util.module_from_spec(_spec)
+sys.modules["bench_detect_stage"] = detect_bench
+_spec.loader.exec_module(detect_bench)
 
 # The baseline's modules, and the names they are imported by (loaded in this order, each
 # seeing the baseline's earlier ones).
@@ -60,6 +72,7 @@ BASELINE_MODULES = [
     ("pipeline.watchlist", "pipeline/watchlist.py"),
     ("pipeline.schema", "pipeline/schema.py"),
     ("agents.validate", "agents/validate.py"),
+    ("models.detection.terms", "models/detection/terms.py"),
     ("models.detection.storylines", "models/detection/storylines.py"),
 ]
 CREATED_AT = "2026-03-03T12:00:00.001108+00:00"
@@ -118,6 +131,37 @@ def damaged(records: list[tuple[bytes, bytes]], rng: random.Random) -> list[byte
     return out
 
 
+def storyline_mentions() -> list[tuple[Any, ...]]:
+    """bench/detect_stage.py's mentions (4 brands, a three-storyline wave, vectors) as the
+    detector hands them to `StorylineSet.add`: (brand, evidence, negative, reach, words
+    to ignore, vector, language)."""
+    names = {brand.id: [brand.id, brand.names[0].lower()] for brand in detect_bench.BRANDS}
+    items = []
+    for event in detect_bench.stream(160):
+        mention = json.loads(event.value)
+        if "brand" not in mention:
+            continue  # a clock tick
+        label = mention["sentiment"]["label"]
+        items.append((mention["brand"], _post_evidence(mention, label, mention["reach"]),
+                      label == "negative", mention["reach"],
+                      [*names[mention["brand"]], *mention["matched"]],
+                      new_storylines.unpack_int8(mention["vector"]), mention["language"]))
+    return items
+
+
+class StorylineAdder:
+    """`StorylineSet.add` of a storylines module, one set per brand (kept across calls)."""
+
+    def __init__(self, module: types.ModuleType) -> None:
+        self.module = module
+        self.sets: dict[str, Any] = {}
+
+    def __call__(self, item: tuple[Any, ...]) -> Any:
+        if item[0] not in self.sets:
+            self.sets[item[0]] = self.module.StorylineSet()
+        return self.sets[item[0]].add(*item[1:])
+
+
 def verdict_view(verdict: Any) -> tuple[Any, ...]:
     """A verdict to compare: a dead letter without its time of failure."""
     if verdict.kind != "invalid":
@@ -129,7 +173,7 @@ def verdict_view(verdict: Any) -> tuple[Any, ...]:
 
 def same_outputs(old: dict[str, types.ModuleType], old_stage: Any, new_stage: Any,
                  records: list[tuple[bytes, bytes]], texts: list[str],
-                 vectors: list[str]) -> dict[str, int]:
+                 vectors: list[str], mentions: list[tuple[Any, ...]]) -> dict[str, int]:
     verdicts = 0
     rng = random.Random(7)
     for key, value in [*records, *((b"k", v) for v in damaged(records[:3000], rng))]:
@@ -146,8 +190,16 @@ def same_outputs(old: dict[str, types.ModuleType], old_stage: Any, new_stage: An
             new_storylines.unpack_int8(vector)
         if struct.pack(f"{len(a)}d", *a) != struct.pack(f"{len(b)}d", *b):
             raise SystemExit("unpack_int8 differs")
+    old_add = StorylineAdder(old["models.detection.storylines"])
+    new_add = StorylineAdder(new_storylines)
+    for item in mentions:
+        if old_add(item) != new_add(item):
+            raise SystemExit(f"StorylineSet.add places {item[1]['text']!r} elsewhere")
+    for brand, kept in old_add.sets.items():
+        if kept.to_state() != new_add.sets[brand].to_state():
+            raise SystemExit(f"storylines of {brand} differ")
     return {"verdicts_compared": verdicts, "texts_compared": len(texts),
-            "vectors_compared": len(vectors)}
+            "vectors_compared": len(vectors), "mentions_compared": len(mentions)}
 
 
 def alternate(old: Callable[[Any], Any], new: Callable[[Any], Any], items: Sequence[Any],
@@ -198,12 +250,17 @@ def main() -> None:
     texts = [post["text"] for post in objects]
     rng = np.random.default_rng(384)
     vectors = [pack_int8(rng.normal(size=384).astype(np.float32)) for _ in range(2000)]
-    compared = same_outputs(old, old_stage, new_stage, records, texts, vectors)
+    mentions = storyline_mentions()
+    compared = same_outputs(old, old_stage, new_stage, records, texts, vectors, mentions)
 
     started = time.perf_counter()
-    new_watchlist._combining_marks.cache_clear()
-    new_watchlist._combining_marks()
-    patterns_ms = (time.perf_counter() - started) * 1000
+    text_module._bmp_marks.cache_clear()
+    text_module._bmp_marks()
+    bmp_ms = (time.perf_counter() - started) * 1000
+    started = time.perf_counter()
+    text_module._astral_marks.cache_clear()
+    text_module._astral_marks()
+    astral_ms = (time.perf_counter() - started) * 1000
 
     def check(stage: Any) -> Callable[[tuple[bytes, bytes]], Any]:
         return lambda record: stage.check(record[0], record[1], 0, 1)
@@ -224,19 +281,24 @@ def main() -> None:
                           args.rounds),
         "unpack_int8": alternate(old["models.detection.storylines"].unpack_int8,
                                  new_storylines.unpack_int8, vectors, args.rounds),
+        "storylines_add": alternate(StorylineAdder(old["models.detection.storylines"]),
+                                    StorylineAdder(new_storylines), mentions, args.rounds),
     }
     ascii_share = sum(text.isascii() for text in texts) / len(texts)
     matched = sum(1 for text in texts if new_match(text)) / len(texts)
     print(f"baseline {args.baseline}; {args.posts} posts ({matched:.1%} matched, "
-          f"{ascii_share:.0%} ASCII), 2,000 vectors of 384; median of {args.rounds} rounds")
+          f"{ascii_share:.0%} ASCII), 2,000 vectors of 384, {len(mentions)} mentions; "
+          f"median of {args.rounds} rounds")
     print(f"{'':14} {'old µs':>8} {'new µs':>8} {'old/new':>8}")
     for name, figures in results.items():
         print(f"{name:14} {figures['old_us']:8.2f} {figures['new_us']:8.2f} "
               f"{figures['ratio']:8.2f}")
-    print(f"fold's combining-character patterns, built once: {patterns_ms:.0f} ms")
+    print(f"combining-character patterns, built once: {bmp_ms:.0f} ms (BMP), "
+          f"{astral_ms:.0f} ms (beyond U+FFFF)")
     print(json.dumps({"baseline": args.baseline, "posts": args.posts, "rounds": args.rounds,
                       "matched_share": round(matched, 4), "ascii_share": round(ascii_share, 4),
-                      "patterns_build_ms": round(patterns_ms, 1), **compared, **results}))
+                      "bmp_patterns_ms": round(bmp_ms, 1),
+                      "astral_patterns_ms": round(astral_ms, 1), **compared, **results}))
 
 
 if __name__ == "__main__":

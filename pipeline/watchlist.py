@@ -10,7 +10,6 @@ The format is documented in the README; config/watchlist.yaml is a working examp
 
 from __future__ import annotations
 
-import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from models.text import without_combining
 from pipeline.records import SEVERITIES
 from pipeline.spelling import did_you_mean
 
@@ -135,51 +135,12 @@ def fold(text: str) -> str:
     """Case- and accent-insensitive form used on both sides of a match: the text's NFKD
     form without its combining characters (those of a non-zero combining class), casefolded.
 
-    Every post of the firehose is folded, so this avoids a Python step per character: an
-    ASCII text is its own NFKD form and holds no combining character, and in any other the
-    combining characters are removed by precompiled patterns (bench/validate_stage.py).
+    Every post of the firehose is folded: an ASCII text is its own NFKD form and holds no
+    combining character (bench/validate_stage.py); `without_combining` is the fast removal.
     """
     if text.isascii():
         return text.casefold()
-    bmp_marks, astral_marks = _combining_marks()
-    kept = bmp_marks.sub("", unicodedata.normalize("NFKD", text))
-    if _ASTRAL.search(kept):
-        kept = astral_marks.sub("", kept)
-    return kept.casefold()
-
-
-_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
-
-
-@functools.cache
-def _combining_marks() -> tuple[re.Pattern[str], re.Pattern[str]]:
-    """Patterns of the characters `unicodedata.combining` reports as combining, in the
-    Basic Multilingual Plane and beyond it (912 in all with Python 3.11's Unicode 14).
-
-    Built on the first non-ASCII text, from every code point (about 50 ms once). Two
-    patterns rather than one: with characters beyond U+FFFF in its class, the regex engine
-    tests each character of a text against those ~100 ranges one by one, slower than the
-    loop it replaces; the second pattern runs only on a text that has such characters.
-    """
-    marks = [cp for cp in range(0x110000) if unicodedata.combining(chr(cp))]
-    return (_class_of([cp for cp in marks if cp <= 0xFFFF]),
-            _class_of([cp for cp in marks if cp > 0xFFFF]))
-
-
-def _class_of(code_points: list[int]) -> re.Pattern[str]:
-    """One regex character class (repeated) of sorted `code_points`, written as ranges."""
-    ranges: list[list[int]] = []
-    for cp in code_points:
-        if ranges and ranges[-1][1] == cp - 1:
-            ranges[-1][1] = cp
-        else:
-            ranges.append([cp, cp])
-    if not ranges:
-        return re.compile("(?!)")  # matches nothing
-    members = "".join(re.escape(chr(first)) if first == last
-                      else f"{re.escape(chr(first))}-{re.escape(chr(last))}"
-                      for first, last in ranges)
-    return re.compile(f"[{members}]+")
+    return without_combining(unicodedata.normalize("NFKD", text)).casefold()
 
 
 def tokens(text: str) -> list[str]:

@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from models.detection.terms import is_stopword
+from models.text import without_combining
 
 __all__ = [
     "JOIN_SIMILARITY",
@@ -93,8 +94,10 @@ _ENDINGS = ("ements", "ement", "ations", "ation", "ments", "ment", "ings", "ing"
 
 def _fold(text: str) -> str:
     """Lowercase without accents: 'Révèlent' -> 'revelent'."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    lowered = text.lower()
+    if lowered.isascii():  # its own NFKD form, no accent: most words of most posts
+        return lowered
+    return without_combining(unicodedata.normalize("NFKD", lowered))
 
 
 def _stem(word: str) -> str:

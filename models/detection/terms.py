@@ -22,6 +22,8 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 
+from models.text import without_combining
+
 __all__ = ["STOPWORDS", "extract_terms", "is_stopword", "TermBaseline"]
 
 
@@ -156,8 +158,9 @@ _WEB = frozenset("http https www com amp via".split())
 
 
 def _strip_accents(word: str) -> str:
-    decomposed = unicodedata.normalize("NFD", word)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    if word.isascii():  # its own NFD form, no accent
+        return word
+    return without_combining(unicodedata.normalize("NFD", word))
 
 
 _ALL_STOPWORDS = frozenset().union(*STOPWORDS.values()) | _WEB

@@ -1,5 +1,7 @@
-"""`pipeline.watchlist.fold` gives exactly what its first, per-character definition gave,
-for every code point and for random texts of many scripts (its fast paths are exact)."""
+"""Accent folding gives exactly what its first, per-character definitions gave, for every
+code point and for random texts of many scripts (the fast paths are exact): brand
+matching's `fold`, `models.text.without_combining` under it, and the storylines' and
+terms' folds of every word."""
 
 from __future__ import annotations
 
@@ -8,6 +10,9 @@ import unicodedata
 
 import pytest
 
+from models import text as text_module
+from models.detection import storylines, terms
+from models.text import without_combining
 from pipeline import watchlist
 from pipeline.watchlist import fold, tokens
 
@@ -16,6 +21,16 @@ def reference_fold(text: str) -> str:
     """The definition before the fast paths (kept here as the reference)."""
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def reference_storyline_fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def reference_strip_accents(word: str) -> str:
+    decomposed = unicodedata.normalize("NFD", word)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
 # Pieces of text of many scripts, composed and decomposed, with combining marks of the
@@ -51,9 +66,12 @@ def test_fold_equals_its_definition_on_every_code_point():
     # combining character the patterns miss survives into the output and shows.
     for start in range(0, 0x110000, 0x1000):
         chunk = "".join(map(chr, range(start, start + 0x1000)))
-        assert fold(chunk) == reference_fold(chunk), f"code points {start:#x}..+0x1000"
         between = "a".join(map(chr, range(start, start + 0x1000)))
-        assert fold(between) == reference_fold(between), f"code points {start:#x}..+0x1000"
+        where = f"code points {start:#x}..+0x1000"
+        assert fold(chunk) == reference_fold(chunk), where
+        assert fold(between) == reference_fold(between), where
+        assert without_combining(chunk) == "".join(
+            c for c in chunk if not unicodedata.combining(c)), where
 
 
 def test_every_ascii_character_folds_as_before():
@@ -68,6 +86,27 @@ def test_fold_equals_its_definition_on_random_texts_of_many_scripts():
         text = random_text(rng)
         assert fold(text) == reference_fold(text), ascii(text)
         assert tokens(text) == watchlist._TOKEN.findall(reference_fold(text)), ascii(text)
+        assert storylines._fold(text) == reference_storyline_fold(text), ascii(text)
+        for word in text.split():
+            assert terms._strip_accents(word) == reference_strip_accents(word), ascii(word)
+            assert storylines._fold(word) == reference_storyline_fold(word), ascii(word)
+
+
+def test_storylines_and_terms_of_a_post_are_those_of_the_old_folds(monkeypatch):
+    """What the folds feed: a post's stems, its fingerprint, its terms and stopwords."""
+    rng = random.Random(5)
+    posts = [random_text(rng) for _ in range(1500)]
+    posts += ["Après la fuite, Société Générale révèle tout #SociétéGénérale",
+              "Ｌｕｍｉｏ ﬁnit par avouer: les abonnés étaient piratés 😡 #LumioLeaks"]
+    fast = [(storylines.post_stems(p, ["Lumio"]), storylines.fingerprint(p),
+             terms.extract_terms(p, ["lumio"]), [terms.is_stopword(w) for w in p.split()])
+            for p in posts]
+    monkeypatch.setattr(storylines, "_fold", reference_storyline_fold)
+    monkeypatch.setattr(terms, "_strip_accents", reference_strip_accents)
+    slow = [(storylines.post_stems(p, ["Lumio"]), storylines.fingerprint(p),
+             terms.extract_terms(p, ["lumio"]), [terms.is_stopword(w) for w in p.split()])
+            for p in posts]
+    assert fast == slow
 
 
 @pytest.mark.parametrize("text", [
@@ -78,13 +117,14 @@ def test_fold_equals_its_definition_on_random_texts_of_many_scripts():
 ])
 def test_fold_edge_cases(text):
     assert fold(text) == reference_fold(text)
+    assert storylines._fold(text) == reference_storyline_fold(text)
+    assert terms._strip_accents(text) == reference_strip_accents(text)
 
 
 def test_the_comparison_catches_a_missing_combining_range(monkeypatch):
     """The checks above fail if the patterns miss any range of combining characters."""
-    bmp, astral = watchlist._combining_marks()
-    kept = [cp for cp in range(0x10000) if bmp.fullmatch(chr(cp)) and not 0x0591 <= cp <= 0x05C7]
-    monkeypatch.setattr(watchlist, "_combining_marks",
-                        lambda: (watchlist._class_of(kept), astral))
+    kept = [cp for cp in range(0x10000) if text_module._bmp_marks().fullmatch(chr(cp))
+            and not 0x0591 <= cp <= 0x05C7]
+    monkeypatch.setattr(text_module, "_bmp_marks", lambda: text_module._class_of(kept))
     text = "שָׁלוֹם"  # Hebrew with niqqud (U+05B8, U+05C1, U+05B9)
     assert fold(text) != reference_fold(text)
