@@ -101,6 +101,8 @@ def _fold(text: str) -> str:
 
 
 def _stem(word: str) -> str:
+    if not word.endswith(_ENDINGS):  # one test for a word without any of the endings
+        return word[:STEM_LENGTH]
     for ending in _ENDINGS:
         if word.endswith(ending) and len(word) - len(ending) >= 4:
             word = word[: -len(ending)]

@@ -201,3 +201,23 @@ def test_storylines_are_not_linked_or_labelled_by_function_words() -> None:
     stems = sl.post_stems("Boycott : nos données vendues, ACME doit s'expliquer, elle savait")
     assert not {"nos", "doit", "elle"} & set(stems.values())
     assert {"boycott", "données", "vendues"} <= set(stems.values())
+
+
+def test_stems_are_those_of_the_ending_loop_alone():
+    """`_stem` tests all endings at once before its loop; same stems as the loop alone."""
+    def reference_stem(word: str) -> str:
+        for ending in sl._ENDINGS:
+            if word.endswith(ending) and len(word) - len(ending) >= 4:
+                word = word[: -len(ending)]
+                break
+        return word[: sl.STEM_LENGTH]
+
+    # Every ending after stems of 0-7 letters (around the 4 letters a stem keeps), words
+    # that end in none, and real words.
+    words = [stem + ending for ending in ("", *sl._ENDINGS, "x", "ée", "ments")
+             for stem in ("", "a", "ab", "abc", "abcd", "abcde", "abcdef", "abcdefg",
+                          "fact", "révél", "paiem")]
+    words += "révèlent révélations paiements facturation piratage abonnés clients données "\
+             "leaks outage refunds charged billing hacked fuite payées".split()
+    for word in words:
+        assert sl._stem(word) == reference_stem(word), word
