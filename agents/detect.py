@@ -21,11 +21,9 @@ mention) keeps them from being counted twice.
 
 Records are taken in short batches, and each brand's state is written once per batch
 rather than once per mention: see `DetectStage.handle_batch` for the order of the writes
-and why a crash anywhere in a batch still loses nothing and counts nothing twice. The
-closed intervals of a brand's evidence window (most of its state once storylines carry
-sentence vectors: 200 KB and more during a wave) never change, so each is a table value
-of its own, written once when it closes and deleted when it leaves the window; the
-brand's value, written with every batch that changes it, names them (`DetectStage.save`).
+and why a crash anywhere in a batch still loses nothing and counts nothing twice. Only what
+changed of a brand's state is written: its open interval with every batch, the rest when
+an interval closes or the incident moves (agents/brand_store.py).
 Incident events are sent as soon as the mention or tick that causes them is judged, not at
 the batch's end.
 """
@@ -34,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,6 +42,7 @@ import orjson
 
 from agents.app import AgentContext
 from agents.batches import make_current
+from agents.brand_store import BrandState, BrandStore
 from agents.outlet import Outlet
 from agents.seen_table import SeenTable
 from models.detection import BrandClock, BrandMonitor, DetectorConfig, open_by_severity
@@ -66,44 +65,6 @@ RECOUNT_HORIZON = timedelta(hours=1)
 # prompt, and a busy brand's state is written once per batch instead of once per mention.
 BATCH_SIZE = 1000
 BATCH_WITHIN_S = 0.1
-
-
-class BrandState:
-    """One brand's monitor, clock and last counted offset: the table value under the
-    brand's id. The closed intervals of its evidence window, most of its bytes, are
-    table values of their own (`window_key`), written once each: the brand's value
-    names them by their starts."""
-
-    def __init__(self, monitor: BrandMonitor, clock: BrandClock, last_offset: int,
-                 saved_starts: frozenset[str] = frozenset()):
-        self.monitor = monitor
-        self.clock = clock
-        self.last_offset = last_offset
-        # The window intervals the table holds for this brand (written or restored).
-        self.saved_starts = saved_starts
-
-    def to_state(self) -> dict[str, Any]:
-        return {"monitor": self.monitor.to_state(window_by_start=True),
-                "clock": self.clock.to_state(), "last_offset": self.last_offset}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any], config: DetectorConfig, lateness: timedelta,
-                   intervals: Mapping[str, dict[str, Any]]) -> BrandState:
-        # States written before the watermark kept only `open_start` beside the monitor.
-        clock_state = state.get("clock") or {"open_start": state.get("open_start")}
-        monitor = BrandMonitor.from_state(state["monitor"], config, intervals)
-        # A state that included its window (written before the window was kept apart)
-        # has no interval in the table yet: all are written with its next change.
-        saved = frozenset(state["monitor"].get("window_starts", ()))
-        return cls(monitor,
-                   BrandClock.from_state(clock_state, config.interval_seconds, lateness),
-                   int(state.get("last_offset", -1)), saved)
-
-
-def window_key(brand_id: str, start: str) -> str:
-    """The table key of one closed interval of a brand's evidence window (brand ids have
-    no "|", pipeline/watchlist.py)."""
-    return f"{brand_id}|window|{start}"
 
 
 def held_key(brand_id: str, start: datetime) -> str:
@@ -148,7 +109,8 @@ class DetectStage:
         self.use_watchlist(context.watchlist.watchlist)
         context.watchlist.on_change(self.use_watchlist)
         self.states = app.Table("brand-detectors", default=None, partitions=partitions,
-                                help="per-brand detector state")
+                                help="per-brand detector state (agents/brand_store.py)")
+        self.store = BrandStore(self.states)
         self.held = app.Table("mentions-held", default=None, partitions=partitions,
                               help="tallies of mentions waiting for their interval to open")
         self.recounts = recounts
@@ -177,50 +139,23 @@ class DetectStage:
         loaded = batch.brands.get(brand_id)
         if loaded is not None:
             return loaded
-        state = self.states.get(brand_id)
         cached = self.live.get(brand_id)
         # (A brand with no state yet agrees with a cached one that has counted nothing:
         # the ticks it merged are kept.)
-        written = -1 if state is None else state.get("last_offset")
-        if cached is not None and written == cached.last_offset:
+        written = self.store.last_offset(brand_id)
+        if cached is not None and (-1 if written is None else written) == cached.last_offset:
             current = cached
         else:
             config = self.configs[brand_id]
-            if state is None:
+            stored = self.store.load(brand_id, config, self.lateness)
+            if stored is None:
                 brand = self.watchlists.watchlist.brands[brand_id]
-                current = BrandState(BrandMonitor(brand_id, brand.name, config),
-                                     BrandClock(config.interval_seconds, self.lateness), -1)
-            else:
-                current = self.restore(brand_id, state, config)
+                stored = BrandState(BrandMonitor(brand_id, brand.name, config),
+                                    BrandClock(config.interval_seconds, self.lateness), -1)
+            current = stored
             self.live[brand_id] = current
         batch.brands[brand_id] = current
         return current
-
-    def restore(self, brand_id: str, state: dict[str, Any],
-                config: DetectorConfig) -> BrandState:
-        """The brand's state from the table, with its window's intervals. An interval the
-        state no longer names (a crash came after the state was written and before the
-        interval's deletion) is deleted now."""
-        prefix = window_key(brand_id, "")
-        stored = {key[len(prefix):]: value for key, value in self.states.items()
-                  if isinstance(key, str) and key.startswith(prefix)}
-        brand = BrandState.from_state(state, config, self.lateness, stored)
-        for start in stored.keys() - brand.saved_starts:
-            self.states.pop(window_key(brand_id, start), None)
-        return brand
-
-    def save(self, brand_id: str, brand: BrandState) -> None:
-        """Write the brand's state: first the window's intervals the table lacks, then the
-        state that names them, then the deletion of those that left the window; a crash
-        between any two writes leaves a state whose intervals are all in the table."""
-        starts = brand.monitor.window_starts()
-        for start in starts:
-            if start not in brand.saved_starts:
-                self.states[window_key(brand_id, start)] = brand.monitor.interval_state(start)
-        self.states[brand_id] = brand.to_state()
-        for start in brand.saved_starts.difference(starts):
-            self.states.pop(window_key(brand_id, start), None)
-        brand.saved_starts = frozenset(starts)
 
     # -- one batch -------------------------------------------------------------------------
 
@@ -286,7 +221,7 @@ class DetectStage:
             self.held[key] = tally
         for brand_id, event in batch.changed.items():
             set_current(event)
-            self.save(brand_id, batch.brands[brand_id])
+            self.store.save(brand_id, batch.brands[brand_id])
         for key, event in batch.used_held:
             set_current(event)
             self.held.pop(key, None)

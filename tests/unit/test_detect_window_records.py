@@ -1,6 +1,7 @@
-"""The detect stage keeps each closed interval of a brand's evidence window as a table value
-of its own, written once, and the brand's state names them: what a restart restores is
-what was counted, and an interval a crash left unnamed is deleted.
+"""The detect stage keeps a brand's state in parts (agents/brand_store.py): each closed
+interval of its evidence window written once, the settled part when it changes, the open
+interval with every batch. What a restart restores is what was counted, and a part a
+crash left unnamed is deleted.
 
 Runs `agents.detect.DetectStage` on a generated stream with its Faust tables replaced by
 dicts that record every changelog write (a Faust table writes one record per assignment
@@ -11,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agents.detect import RECOUNT_HORIZON, DetectStage, window_key
+from agents.brand_store import monitor_state, settled_key, window_key
+from agents.detect import RECOUNT_HORIZON, DetectStage
 from agents.seen_table import SeenTable
 from models.detection import SourceProgress
 from pipeline.detect_settings import DetectionSettings
@@ -152,24 +155,29 @@ def restarted(app: App) -> App:
     return copy
 
 
-def test_each_closed_interval_is_written_once_and_the_state_names_the_window() -> None:
+def test_each_part_is_written_when_it_changes_and_the_brand_value_names_them() -> None:
     events = stream(160)
     app = App()
     stage, topics = stage_on(app)
     feed(stage, events)
-    states = app.tables["brand-detectors"]
-    named = states["lumio"]["monitor"]["window_starts"]
-    assert len(named) >= 5 and "window" not in states["lumio"]["monitor"]
-    assert window_records(states) == set(named)  # none missing, none left over
-    interval_writes = [key for key, value in states.writes
-                       if key != "lumio" and value is not None]
-    assert len(interval_writes) == len(set(interval_writes))  # once each
-    brand_writes = [value for key, value in states.writes if key == "lumio"]
-    # What is written on most batches is the state without its window: during the wave
-    # well under half of the whole.
-    assert sum(len(json.dumps(v)) for v in brand_writes) / len(brand_writes) < \
-        len(json.dumps(stage.live["lumio"].monitor.to_state())) / 2
     assert topics.incidents.sent  # the wave was seen
+    states = app.tables["brand-detectors"]
+    state, intervals, saved = monitor_state(states, "lumio")
+    named = state["window_starts"]
+    assert len(named) >= 5 and "window" not in state
+    assert window_records(states) == set(named) == intervals.keys()  # none missing or left
+    settled = [key for key in states if "|settled|" in key]
+    assert settled == [settled_key("lumio", saved.version)]
+    writes = Counter("brand" if key == "lumio" else key.split("|")[1]
+                     for key, value in states.writes if value is not None)
+    interval_writes = [key for key, value in states.writes
+                       if "|window|" in key and value is not None]
+    assert len(interval_writes) == len(set(interval_writes))  # each interval once
+    assert writes["settled"] < writes["brand"]  # only when it changed
+    # What is written with every batch is a small part of the whole state.
+    brand_bytes = [len(json.dumps(value)) for key, value in states.writes if key == "lumio"]
+    whole = len(json.dumps(stage.live["lumio"].monitor.to_state()))
+    assert sum(brand_bytes) / len(brand_bytes) < whole / 4
 
 
 def rounded(value: Any) -> Any:
@@ -183,6 +191,12 @@ def rounded(value: Any) -> Any:
     if isinstance(value, list):
         return [rounded(item) for item in value]
     return value
+
+
+def everything(stage: DetectStage) -> dict[str, Any]:
+    brand = stage.live["lumio"]
+    return {"monitor": brand.monitor.to_state(), "clock": brand.clock.to_state(),
+            "last_offset": brand.last_offset}
 
 
 def cut_at(events: list[Event], minute: int) -> int:
@@ -210,17 +224,22 @@ def test_a_restart_resumes_from_the_window_records_and_drops_an_unnamed_one() ->
         # table holds an interval the state does not name.
         app = restarted(first_app)
         orphan = "2026-03-09T13:00:00+00:00"
-        assert orphan not in app.tables["brand-detectors"]["lumio"]["monitor"]["window_starts"]
-        app.tables["brand-detectors"][window_key("lumio", orphan)] = {"start": orphan}
+        table = app.tables["brand-detectors"]
+        assert orphan not in monitor_state(table, "lumio")[0]["window_starts"]
+        table[window_key("lumio", orphan)] = {"start": orphan}
+        # and the previous version of the settled part, whose deletion it prevented
+        version = monitor_state(table, "lumio")[2].version
+        assert version > 1
+        previous = settled_key("lumio", version - 1)
+        table[previous] = {"state_version": 2}
         second, second_topics = stage_on(app)
         feed(second, events[cut:])
 
         assert first_topics.incidents.sent + second_topics.incidents.sent == \
             whole_topics.incidents.sent, f"restart at minute {minute}"
-        assert rounded(second.live["lumio"].to_state()) == \
-            rounded(whole.live["lumio"].to_state())
+        assert rounded(everything(second)) == rounded(everything(whole))
         states = app.tables["brand-detectors"]
-        assert orphan not in window_records(states)
-        assert window_records(states) == set(states["lumio"]["monitor"]["window_starts"])
+        assert orphan not in window_records(states) and previous not in states
+        assert window_records(states) == set(monitor_state(states, "lumio")[0]["window_starts"])
         if minute == 133:
             assert first_topics.incidents.sent and second_topics.incidents.sent
