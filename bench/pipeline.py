@@ -177,6 +177,14 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores (/proc/stat)."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:8]) - idle) / ticks, sum(fields[:8]) / ticks
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -412,6 +420,7 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
         ports = [w.port for w in workers]
         model_before = model_counters(ports)
         cpu_before = sum(cpu_s(pid) for pid in pids)
+        producer_before, machine_before = cpu_s(producer.pid), machine_cpu_s()
         raw_lag_before = probe.lag_by_topic()[settings.topic(POSTS_RAW)]
         hold = run_step(probe, rate_value, produced, hold_rate, args.hold_s)
         hold_ended = time.time()
@@ -428,6 +437,14 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
         validated = produced.value - hold_first - (
             probe.lag_by_topic()[settings.topic(POSTS_RAW)] - raw_lag_before)
         result["worker_cpu_share"] = round(cpu / args.hold_s, 2)
+        # Where the machine's cores went during the hold: the workers, the bench's
+        # producer, and the rest (the broker, the OS, anything else running).
+        busy, _ = (now - before for now, before in zip(machine_cpu_s(), machine_before,
+                                                         strict=True))
+        result["cores_busy"] = {
+            "machine": round(busy / args.hold_s, 2),
+            "workers": round(cpu / args.hold_s, 2),
+            "producer": round((cpu_s(producer.pid) - producer_before) / args.hold_s, 2)}
         result["posts_per_worker_cpu_s"] = round(validated / cpu) if cpu else None
         model = {name: value - model_before[name]
                  for name, value in model_counters(ports).items()}
