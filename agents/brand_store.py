@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import orjson
+
 from models.detection import BrandClock, BrandMonitor, DetectorConfig
 
 __all__ = ["BrandState", "BrandStore", "monitor_state", "settled_key", "window_key"]
@@ -48,7 +50,9 @@ class Saved:
 
     starts: frozenset[str] = frozenset()
     version: int = 0  # of the settled part; 0: none written
-    settled: dict[str, Any] | None = field(default=None, repr=False)
+    # That version's content, as JSON: a snapshot (the monitor's state may share lists
+    # with the monitor, which go on changing), compared with the next one.
+    settled: bytes | None = field(default=None, repr=False)
 
 
 class BrandState:
@@ -60,6 +64,10 @@ class BrandState:
         self.clock = clock
         self.last_offset = last_offset
         self.saved = saved or Saved()
+
+
+def _snapshot(settled: dict[str, Any]) -> bytes:
+    return orjson.dumps(settled, option=orjson.OPT_NON_STR_KEYS)
 
 
 def _parts(values: Iterable[tuple[Any, Any]], brand_id: str
@@ -98,7 +106,7 @@ def _assemble(record: dict[str, Any], versions: Mapping[int, Any], brand_id: str
     if settled is None:
         raise ValueError(f"brand {brand_id!r}: its settled part {version} is not in the table")
     return ({**settled, OPEN_PART: record[OPEN_PART]},
-            Saved(frozenset(settled.get("window_starts", ())), version, settled))
+            Saved(frozenset(settled.get("window_starts", ())), version, _snapshot(settled)))
 
 
 class BrandStore:
@@ -143,8 +151,8 @@ class BrandStore:
         for start in starts:
             if start not in saved.starts:
                 self.table[window_key(brand_id, start)] = brand.monitor.interval_state(start)
-        version = saved.version
-        if settled != saved.settled:
+        version, snapshot = saved.version, _snapshot(settled)
+        if snapshot != saved.settled:
             version += 1
             self.table[settled_key(brand_id, version)] = settled
         self.table[brand_id] = {"settled": version, OPEN_PART: open_part,
@@ -154,4 +162,4 @@ class BrandStore:
             self.table.pop(settled_key(brand_id, saved.version), None)
         for start in saved.starts.difference(starts):
             self.table.pop(window_key(brand_id, start), None)
-        brand.saved = Saved(frozenset(starts), version, settled)
+        brand.saved = Saved(frozenset(starts), version, snapshot)

@@ -126,7 +126,7 @@ class _Interval:
             "neutral": self.neutral,
             "positive": self.positive,
             "reach_negative": self.reach_negative,
-            "top": self.top,
+            "top": list(self.top),  # a copy, as for the storylines (their to_state says why)
             "negative_terms": dict(self.negative_terms),
             "all_terms": dict(self.all_terms),
             "storylines": self.storylines.to_state(),

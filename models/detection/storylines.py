@@ -304,14 +304,17 @@ class Storyline:
             self.texts = dict(kept_texts[:MAX_FINGERPRINTS])
 
     def to_state(self) -> dict[str, Any]:
+        # Copies: the state is serialised later (Faust sends table values from a buffer),
+        # and by then this storyline may have grown; a restart must read what was counted.
         state = {"posts": self.posts, "negative": self.negative, "reach": self.reach,
-                 "terms": self.terms, "texts": self.texts,
-                 "first": self.first, "top": self.top}
+                 "terms": dict(self.terms),
+                 "texts": {print_: list(entry) for print_, entry in self.texts.items()},
+                 "first": dict(self.first), "top": dict(self.top)}
         if self.vector is not None and self.vector_posts:
             if self._packed is None:
                 self._packed = pack_vector([x / self.vector_posts for x in self.vector])
             state["vector"] = self._packed
-            state["languages"] = self.languages
+            state["languages"] = dict(self.languages)
         return state
 
     @classmethod

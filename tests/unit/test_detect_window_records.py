@@ -57,11 +57,16 @@ class Table(dict):
     def __init__(self, writes: list[tuple[Any, Any]]) -> None:
         super().__init__()
         self.writes = writes
+        # (key, the value handed over, its JSON then): Faust serialises a table value
+        # only when its producer buffer sends it, after the stage has gone on.
+        self.sent: list[tuple[Any, Any, str]] = []
 
     def __setitem__(self, key: Any, value: Any) -> None:
         # Through JSON, as the changelog stores it: no object is shared with the stage.
-        super().__setitem__(key, json.loads(json.dumps(value)))
+        written = json.dumps(value)
+        super().__setitem__(key, json.loads(written))
         self.writes.append((key, value))
+        self.sent.append((key, value, written))
 
     def pop(self, key: Any, default: Any = None) -> Any:
         if key not in self:
@@ -178,6 +183,17 @@ def test_each_part_is_written_when_it_changes_and_the_brand_value_names_them() -
     brand_bytes = [len(json.dumps(value)) for key, value in states.writes if key == "lumio"]
     whole = len(json.dumps(stage.live["lumio"].monitor.to_state()))
     assert sum(brand_bytes) / len(brand_bytes) < whole / 4
+
+
+def test_a_written_value_does_not_change_as_the_brand_goes_on() -> None:
+    """What the changelog receives is the state of the batch that wrote it, even when it
+    is serialised later: no value handed to the table shares what the monitor changes."""
+    app = App()
+    stage, _ = stage_on(app)
+    feed(stage, stream(160))
+    table = app.tables["brand-detectors"]
+    changed = [key for key, value, written in table.sent if json.dumps(value) != written]
+    assert not changed, f"{len(changed)} of {len(table.sent)} values changed after the write"
 
 
 def rounded(value: Any) -> Any:
