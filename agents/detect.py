@@ -209,8 +209,9 @@ class DetectStage:
                          if not pair.startswith(f"{brand_id}|")}
 
     def write_batch(self, batch: Batch, set_current: SetCurrent) -> None:
-        """The held tallies, then each changed brand's state once, then the held tallies
-        used up and the pairs counted. A crash between any two writes loses nothing and
+        """The held tallies, then each changed brand's state once (what changed of it, in
+        the order `BrandStore.save` says), then the held tallies used up and the pairs
+        counted. A crash between any two writes loses nothing and
         re-counts nothing: a tally written without its state is guarded by its offset
         when the mention is read again, a state written without its pairs has the
         mentions' offsets (the pairs only matter for mentions at new offsets), and a
