@@ -147,12 +147,11 @@ class DetectStage:
             current = cached
         else:
             config = self.configs[brand_id]
-            stored = self.store.load(brand_id, config, self.lateness)
-            if stored is None:
+            current = self.store.load(brand_id, config, self.lateness)
+            if current is None:
                 brand = self.watchlists.watchlist.brands[brand_id]
-                stored = BrandState(BrandMonitor(brand_id, brand.name, config),
-                                    BrandClock(config.interval_seconds, self.lateness), -1)
-            current = stored
+                current = BrandState(BrandMonitor(brand_id, brand.name, config),
+                                     BrandClock(config.interval_seconds, self.lateness), -1)
             self.live[brand_id] = current
         batch.brands[brand_id] = current
         return current
