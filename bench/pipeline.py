@@ -193,6 +193,23 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds so far of the process's main thread (the event loop: every stage's
+    Python work) and of its other threads (the model's, mostly: ONNX Runtime runs the
+    score stage's batches there). Python 3.11 does not name its threads for the OS, so
+    the model's cannot be told from the few others by name."""
+    roles = {"event_loop": 0.0, "other_threads": 0.0}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        role = "event_loop" if task.name == str(pid) else "other_threads"
+        roles[role] += (int(fields[11]) + int(fields[12])) / ticks
+    return roles
+
+
 def machine_cpu_s() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot, all cores (/proc/stat)."""
     fields = [float(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
@@ -437,6 +454,7 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
         model_before = model_counters(ports)
         cpu_before = sum(cpu_s(pid) for pid in pids)
         producer_before, machine_before = cpu_s(producer.pid), machine_cpu_s()
+        threads_before = thread_cpu_s(workers[0].process.pid)
         raw_lag_before = probe.lag_by_topic()[settings.topic(POSTS_RAW)]
         hold = run_step(probe, rate_value, produced, hold_rate, args.hold_s)
         hold_ended = time.time()
@@ -460,7 +478,11 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
         result["cores_busy"] = {
             "machine": round(busy / args.hold_s, 2),
             "workers": round(cpu / args.hold_s, 2),
-            "producer": round((cpu_s(producer.pid) - producer_before) / args.hold_s, 2)}
+            "producer": round((cpu_s(producer.pid) - producer_before) / args.hold_s, 2),
+            # The first worker's cores by thread: is its event loop or its model the limit?
+            "worker_threads": {
+                role: round((seconds - threads_before[role]) / args.hold_s, 2)
+                for role, seconds in thread_cpu_s(workers[0].process.pid).items()}}
         result["posts_per_worker_cpu_s"] = round(validated / cpu) if cpu else None
         model = {name: value - model_before[name]
                  for name, value in model_counters(ports).items()}
