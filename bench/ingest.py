@@ -34,6 +34,7 @@ from pipeline.generator import BrandProfile, Generator  # noqa: E402
 from pipeline.producer import PostProducer  # noqa: E402
 from pipeline.records import post_key  # noqa: E402
 from pipeline.settings import KafkaSettings  # noqa: E402
+from pipeline.topic_cleanup import delete_owned_topics_quietly  # noqa: E402
 from pipeline.topics import POSTS_VALID  # noqa: E402
 from pipeline.worker_ready import WorkerNotReady, wait_until_ready  # noqa: E402
 
@@ -114,6 +115,7 @@ def main() -> None:
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
+        delete_owned_topics_quietly(settings)  # a folder of open files per partition
 
     # 2. Both at once: first post produced -> last valid post seen.
     prefix = f"bench{uuid.uuid4().hex[:6]}."
@@ -127,6 +129,7 @@ def main() -> None:
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
+        delete_owned_topics_quietly(settings)
     print(json.dumps(results))
 
 

@@ -3,7 +3,7 @@
 Every test gets its own topic prefix and consumer group, so tests never see each other's
 records even on one broker, and a worker subprocess started with `start_worker` runs the
 real `vigie worker` command with the test's settings. When the test ends, its topics are
-deleted from the broker (tests/integration/topic_cleanup.py), after its workers stopped.
+deleted from the broker (pipeline/topic_cleanup.py), after its workers stopped.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from kafka import KafkaConsumer
 
 from pipeline.kafka_local import LocalKafka
 from pipeline.settings import KafkaSettings
+from pipeline.topic_cleanup import app_id_for, delete_owned_topics_quietly
 from pipeline.worker_ready import WorkerNotReady, is_ready, wait_until_ready
-from tests.integration.topic_cleanup import app_id_for, delete_test_topics_quietly
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,7 +62,7 @@ def kafka_settings(kafka_broker: str) -> Iterator[KafkaSettings]:
     prefix = f"t{uuid.uuid4().hex[:10]}."
     settings = KafkaSettings(bootstrap_servers=kafka_broker, topic_prefix=prefix, partitions=4)
     yield settings
-    delete_test_topics_quietly(settings)
+    delete_owned_topics_quietly(settings)
 
 
 @pytest.fixture

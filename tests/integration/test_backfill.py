@@ -20,9 +20,9 @@ import pytest
 
 from pipeline.generator import BrandProfile, Generator, Scenario
 from pipeline.settings import KafkaSettings
+from pipeline.topic_cleanup import app_id_for
 from pipeline.topics import ensure_topics
 from tests.integration.conftest import ROOT, consume, vigie_command
-from tests.integration.topic_cleanup import app_id_for
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from models.detection import SourceProgress
 from pipeline.generator import BrandProfile, Generator, Scenario
 from pipeline.mentions import mention_record, tick_record
 from pipeline.producer import PostProducer
+from pipeline.topic_cleanup import app_id_for
 from tests.integration.conftest import consume
-from tests.integration.topic_cleanup import app_id_for
 
 pytestmark = pytest.mark.integration
 

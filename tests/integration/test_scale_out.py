@@ -20,9 +20,9 @@ from kafka.partitioner.default import murmur2
 from pipeline.generator import BrandProfile, Generator, Scenario
 from pipeline.producer import PostProducer
 from pipeline.settings import KafkaSettings
+from pipeline.topic_cleanup import app_id_for
 from pipeline.watchlist import load_watchlist
 from tests.integration.conftest import ROOT, consume, free_port
-from tests.integration.topic_cleanup import app_id_for
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
 from pipeline.settings import KafkaSettings
+from pipeline.topic_cleanup import app_id_for, delete_owned_topics, owned_by
 from pipeline.topics import ALL_TOPICS, POSTS_RAW, ensure_topics
 from tests.integration.conftest import ROOT, consume
-from tests.integration.topic_cleanup import app_id_for, delete_test_topics, owned_by
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ def test_cleanup_deletes_this_test_s_topics_and_leaves_another_prefix_s(
             derived.topic(POSTS_RAW), f"{app_id}-brand-detectors-changelog"}
         assert expected <= listed(ours)
 
-        deleted = delete_test_topics(ours)
+        deleted = delete_owned_topics(ours)
 
         assert set(deleted) == expected
         remaining = listed(ours)
@@ -78,7 +78,7 @@ def test_cleanup_deletes_this_test_s_topics_and_leaves_another_prefix_s(
             assert [record.key for record in records] == [b"kept"]
     finally:
         for neighbour in neighbours:
-            delete_test_topics(neighbour)
+            delete_owned_topics(neighbour)
 
 
 def test_cleanup_refuses_an_empty_prefix_that_would_match_every_topic(
@@ -86,7 +86,7 @@ def test_cleanup_refuses_an_empty_prefix_that_would_match_every_topic(
 ) -> None:
     everyone = KafkaSettings(bootstrap_servers=kafka_settings.bootstrap_servers, topic_prefix="")
     with pytest.raises(ValueError, match="refusing"):
-        delete_test_topics(everyone)
+        delete_owned_topics(everyone)
     assert "__consumer_offsets" in listed(kafka_settings)
 
 
