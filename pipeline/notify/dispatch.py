@@ -114,7 +114,10 @@ def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random)
 
 
 class RateLimiter:
-    """At most one send per `min_interval_s` per key (Slack: ~1 message/s per webhook)."""
+    """At most one message per `min_interval_s` per key (Slack: ~1 message/s per webhook),
+    counted where the receiver counts: at arrival. So one send at a time per key, and the
+    next starts `min_interval_s` after the previous one was answered (or failed): spacing
+    the starts only would let a request delayed on its way arrive right before the next."""
 
     def __init__(self, min_interval_s: float, clock: Callable[[], float] = time.monotonic):
         self.min_interval_s = min_interval_s
@@ -123,14 +126,27 @@ class RateLimiter:
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def acquire(self, key: str | None) -> None:
+        """Wait for `key`'s turn; every acquire is followed by a `release` once the send
+        is over, whatever its outcome."""
         if key is None:
             return
         lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        await lock.acquire()
+        try:
             wait = self._next_free.get(key, 0.0) - self._clock()
             if wait > 0:
                 await asyncio.sleep(wait)
-            self._next_free[key] = self._clock() + self.min_interval_s
+        except BaseException:
+            lock.release()
+            raise
+
+    def release(self, key: str | None) -> None:
+        """The send on `key` is over: the next may start `min_interval_s` from now."""
+        if key is None:
+            return
+        self._next_free[key] = max(self._next_free.get(key, 0.0),
+                                   self._clock() + self.min_interval_s)
+        self._locks[key].release()
 
     def hold(self, key: str | None, seconds: float) -> None:
         """After a 429: nobody sends on this key before Retry-After has passed."""
@@ -269,9 +285,12 @@ class Dispatcher:
             await self.limiter.acquire(receiver.rate_limit_key)
             started = time.monotonic()
             try:
-                status = await asyncio.wait_for(
-                    receiver.send(message, self._http), timeout=settings.timeout_s
-                )
+                try:
+                    status = await asyncio.wait_for(
+                        receiver.send(message, self._http), timeout=settings.timeout_s
+                    )
+                finally:
+                    self.limiter.release(receiver.rate_limit_key)
             except TimeoutError:
                 error = NotificationError(f"no answer within {settings.timeout_s:g}s",
                                           retryable=True)

@@ -39,9 +39,11 @@ def test_rate_limiter_spaces_sends_per_key_and_holds_after_429():
         for _ in range(3):
             await limiter.acquire("slack:a")
             times.append(loop.time())
+            limiter.release("slack:a")
         other = loop.time()
         await limiter.acquire("slack:b")  # another webhook is not held up
         assert loop.time() - other < 0.05
+        limiter.release("slack:b")
         limiter.hold("slack:a", 0.4)
         held = loop.time()
         await limiter.acquire("slack:a")
@@ -50,6 +52,28 @@ def test_rate_limiter_spaces_sends_per_key_and_holds_after_429():
     times, held_for = asyncio.run(scenario())
     assert [round(b - a, 1) for a, b in zip(times, times[1:], strict=False)] == [0.2, 0.2]
     assert held_for >= 0.39
+
+
+def test_rate_limiter_counts_the_interval_from_the_end_of_a_slow_send():
+    """Slack counts messages as they arrive: a send still on its way when the interval
+    has passed holds the next one back, which then waits the whole interval again."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        limiter = RateLimiter(0.2)
+        starts, ends = [], []
+
+        async def send() -> None:
+            await limiter.acquire("slack:a")
+            starts.append(loop.time())
+            await asyncio.sleep(0.3)  # a slow answer, longer than the interval
+            ends.append(loop.time())
+            limiter.release("slack:a")
+
+        await asyncio.gather(send(), send())
+        return starts, ends
+
+    starts, ends = asyncio.run(scenario())
+    assert starts[1] >= ends[0] + 0.19  # not before the first was answered, plus the interval
 
 
 def test_redact_scrubs_every_secret():
