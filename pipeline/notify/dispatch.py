@@ -16,7 +16,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -125,28 +126,22 @@ class RateLimiter:
         self._next_free: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def acquire(self, key: str | None) -> None:
-        """Wait for `key`'s turn; every acquire is followed by a `release` once the send
-        is over, whatever its outcome."""
+    @asynccontextmanager
+    async def turn(self, key: str | None) -> AsyncIterator[None]:
+        """`key`'s turn to send, for the duration of the `async with` block (the send,
+        whatever its outcome); no limit when `key` is None."""
         if key is None:
+            yield
             return
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        await lock.acquire()
-        try:
+        async with self._locks.setdefault(key, asyncio.Lock()):
             wait = self._next_free.get(key, 0.0) - self._clock()
             if wait > 0:
                 await asyncio.sleep(wait)
-        except BaseException:
-            lock.release()
-            raise
-
-    def release(self, key: str | None) -> None:
-        """The send on `key` is over: the next may start `min_interval_s` from now."""
-        if key is None:
-            return
-        self._next_free[key] = max(self._next_free.get(key, 0.0),
-                                   self._clock() + self.min_interval_s)
-        self._locks[key].release()
+            try:
+                yield
+            finally:
+                self._next_free[key] = max(self._next_free.get(key, 0.0),
+                                           self._clock() + self.min_interval_s)
 
     def hold(self, key: str | None, seconds: float) -> None:
         """After a 429: nobody sends on this key before Retry-After has passed."""
@@ -282,15 +277,12 @@ class Dispatcher:
         attempt = 0
         while True:
             attempt += 1
-            await self.limiter.acquire(receiver.rate_limit_key)
-            started = time.monotonic()
             try:
-                try:
+                async with self.limiter.turn(receiver.rate_limit_key):
+                    started = time.monotonic()
                     status = await asyncio.wait_for(
                         receiver.send(message, self._http), timeout=settings.timeout_s
                     )
-                finally:
-                    self.limiter.release(receiver.rate_limit_key)
             except TimeoutError:
                 error = NotificationError(f"no answer within {settings.timeout_s:g}s",
                                           retryable=True)

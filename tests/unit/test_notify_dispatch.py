@@ -37,17 +37,15 @@ def test_rate_limiter_spaces_sends_per_key_and_holds_after_429():
         limiter = RateLimiter(0.2)
         times = []
         for _ in range(3):
-            await limiter.acquire("slack:a")
-            times.append(loop.time())
-            limiter.release("slack:a")
+            async with limiter.turn("slack:a"):
+                times.append(loop.time())
         other = loop.time()
-        await limiter.acquire("slack:b")  # another webhook is not held up
-        assert loop.time() - other < 0.05
-        limiter.release("slack:b")
+        async with limiter.turn("slack:b"):  # another webhook is not held up
+            assert loop.time() - other < 0.05
         limiter.hold("slack:a", 0.4)
         held = loop.time()
-        await limiter.acquire("slack:a")
-        return times, loop.time() - held
+        async with limiter.turn("slack:a"):
+            return times, loop.time() - held
 
     times, held_for = asyncio.run(scenario())
     assert [round(b - a, 1) for a, b in zip(times, times[1:], strict=False)] == [0.2, 0.2]
@@ -63,11 +61,10 @@ def test_rate_limiter_counts_the_interval_from_the_end_of_a_slow_send():
         starts, ends = [], []
 
         async def send() -> None:
-            await limiter.acquire("slack:a")
-            starts.append(loop.time())
-            await asyncio.sleep(0.3)  # a slow answer, longer than the interval
-            ends.append(loop.time())
-            limiter.release("slack:a")
+            async with limiter.turn("slack:a"):
+                starts.append(loop.time())
+                await asyncio.sleep(0.3)  # a slow answer, longer than the interval
+                ends.append(loop.time())
 
         await asyncio.gather(send(), send())
         return starts, ends
