@@ -29,6 +29,13 @@ for two worker processes sharing the partitions:
 3. production stops and the bench waits for every expected mention: the expected count is
    the watchlist matched against every post produced, so "mentions_ok" means no loss and
    no duplicate, and one worker and two must give the same count for their input.
+`--layouts` chooses the layouts and their order: `one` (the keys at the top level),
+`replicas` (two workers running every agent, sharing the partitions: `two_workers`) and
+`stages` (two workers splitting the stages instead, STAGE_SPLIT: validate in one process,
+score, detect and alert in the other, so that the stage that sees every post and the
+model's stage each get a core: `two_workers_by_stage`); default `one,replicas`. A layout
+named again is measured again (`repeats`): alternating layouts separates them from the
+machine's drift. `sustained_by_layout` sums them up in order.
 `--baseline-tree PATH` runs the same one-worker measurement with the worker code of
 another checkout (e.g. `git worktree add /tmp/base main`), for ratios on a noisy machine.
 The last line of output is one JSON object.
@@ -76,6 +83,14 @@ UNWATCHED = 450  # 10 % of posts mention a watched brand
 POOL_SIZE = 40_000
 # Topics the worker's group consumes that every post (or every mention) passes through.
 LAG_TOPICS = (POSTS_RAW, POSTS_VALID, MENTIONS_SCORED, INCIDENTS)
+# `--layouts`: how many worker processes, and each one's VIGIE_AGENTS (None: all agents,
+# the workers sharing the partitions). "stages" puts the stage that sees every post in a
+# process of its own and the model's stage and the per-brand ones in another.
+STAGE_SPLIT = ("validate", "score,detect,alert")
+LAYOUTS: dict[str, tuple[int, tuple[str, ...] | None]] = {
+    "one": (1, None), "replicas": (2, None), "stages": (len(STAGE_SPLIT), STAGE_SPLIT)}
+# Where each layout's result goes in the output (None: at the top level).
+LAYOUT_KEYS = {"one": None, "replicas": "two_workers", "stages": "two_workers_by_stage"}
 FLAT_SLOPE_SHARE = 0.03   # lag may grow by at most 3 % of the offered rate
 # and stay under this many seconds of posts: Faust commits every 2.8 s, so each of the two
 # topics every post passes (posts.raw, posts.valid) shows up to 2.8 s of committed lag.
@@ -248,7 +263,9 @@ class Worker:
 
 
 def start_workers(count: int, tree: Path, env: dict[str, str], work: Path,
-                  profile: Path | None = None, heap: Path | None = None) -> list[Worker]:
+                  profile: Path | None = None, heap: Path | None = None,
+                  agents: tuple[str, ...] | None = None) -> list[Worker]:
+    """`count` workers of `tree`; `agents`: each worker's VIGIE_AGENTS (default: all)."""
     workers = []
     for n in range(count):
         # The profiler writes its file when the worker exits (SIGTERM: Faust stops cleanly).
@@ -265,6 +282,8 @@ def start_workers(count: int, tree: Path, env: dict[str, str], work: Path,
         log_path = work / f"worker-{n}.log"
         worker_env = {**env, "VIGIE_WEB_PORT": str(port),
                       "VIGIE_STATE_DIR": str(work / f"state-{n}"), "PYTHONPATH": str(tree)}
+        if agents:
+            worker_env["VIGIE_AGENTS"] = agents[n]
         with open(log_path, "wb") as log_file:
             command = [*profiler] if heap and n == 0 else [
                 *profiler, "-m", "pipeline.cli", "worker"]
@@ -386,7 +405,10 @@ def run_step(probe: LagProbe, rate_value: Any, produced: Any, rate: float,
 
 
 def measure(args: argparse.Namespace, workers_count: int, tree: Path,
-            pool: list[dict[str, Any]], expected_per_post: list[int]) -> dict[str, Any]:
+            pool: list[dict[str, Any]], expected_per_post: list[int],
+            agents: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """One layout: `workers_count` workers of `tree`, each running every agent (sharing
+    the partitions) or, with `agents`, each running the agents named for it."""
     prefix = f"bp{uuid.uuid4().hex[:8]}."
     settings = KafkaSettings(bootstrap_servers=args.bootstrap, topic_prefix=prefix,
                              partitions=args.partitions)
@@ -402,9 +424,10 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
     heap = args.heap if workers_count == 1 and tree == ROOT else None
     for old in ([heap, Path(f"{heap}.start"), Path(f"{heap}.end")] if heap else []):
         old.unlink(missing_ok=True)
-    workers = start_workers(workers_count, tree, env, work, profile, heap)
+    workers = start_workers(workers_count, tree, env, work, profile, heap, agents)
+    label = f"{workers_count} worker(s)" + (f" by stage: {' | '.join(agents)}" if agents else "")
     result: dict[str, Any] = {"workers": workers_count, "partitions": args.partitions,
-                              "tree": str(tree)}
+                              "tree": str(tree), "agents": list(agents or ["all"] * workers_count)}
     pids = [w.process.pid for w in workers]
     result["rss_start_mb"] = round(sum(rss_mb(pid) for pid in pids), 1)
 
@@ -433,7 +456,7 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
             # its latency is read at the end, once its mentions have all come out.
             step_windows.append((started + args.step_s / 4, time.time()))
             steps.append(outcome)
-            print(f"[{workers_count} worker(s)] {json.dumps(outcome)}", flush=True)
+            print(f"[{label}] {json.dumps(outcome)}", flush=True)
             return bool(outcome["flat"])
 
         steps: list[dict[str, Any]] = []
@@ -464,7 +487,7 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
         model_before = model_counters(ports)
         cpu_before = sum(cpu_s(pid) for pid in pids)
         producer_before, machine_before = cpu_s(producer.pid), machine_cpu_s()
-        threads_before = thread_cpu_s(workers[0].process.pid)
+        threads_before = [thread_cpu_s(pid) for pid in pids]
         raw_lag_before = probe.lag_by_topic()[settings.topic(POSTS_RAW)]
         hold = run_step(probe, rate_value, produced, hold_rate, args.hold_s)
         hold_ended = time.time()
@@ -489,10 +512,12 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
             "machine": round(busy / args.hold_s, 2),
             "workers": round(cpu / args.hold_s, 2),
             "producer": round((cpu_s(producer.pid) - producer_before) / args.hold_s, 2),
-            # The first worker's cores by thread: is its event loop or its model the limit?
-            "worker_threads": {
-                role: round((seconds - threads_before[role]) / args.hold_s, 2)
-                for role, seconds in thread_cpu_s(workers[0].process.pid).items()}}
+            # Each worker's cores by thread, in start order: is its event loop or its model
+            # the limit (and with `agents`, which stage)?
+            "worker_threads": [{
+                role: round((seconds - before[role]) / args.hold_s, 2)
+                for role, seconds in thread_cpu_s(pid).items()}
+                for pid, before in zip(pids, threads_before, strict=True)]}
         result["posts_per_worker_cpu_s"] = round(validated / cpu) if cpu else None
         model = {name: value - model_before[name]
                  for name, value in model_counters(ports).items()}
@@ -506,7 +531,7 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
             if model["model_s"] else None}
         result["lag_end"] = hold["lag_last"]
         result["hold"] = hold
-        print(f"[{workers_count} worker(s)] hold {json.dumps(hold)}", flush=True)
+        print(f"[{label}] hold {json.dumps(hold)}", flush=True)
         result["sustained_posts_per_s"] = sustained
         result["hold_flat"] = hold["flat"]
         result["rss_growth_after_warmup_pct"] = round(
@@ -615,7 +640,12 @@ def main() -> None:
     parser.add_argument("--matched-share", type=float, default=0.1,
                         help="share of posts that mention a watched brand (1.0: every post "
                         "is scored, to load the model)")
-    parser.add_argument("--one-worker-only", action="store_true")
+    parser.add_argument("--layouts", type=lambda text: text.split(","),
+                        default=["one", "replicas"],
+                        help=f"worker layouts to measure, in order ({', '.join(LAYOUTS)}; "
+                        "default one,replicas; a layout named twice is measured twice)")
+    parser.add_argument("--one-worker-only", action="store_true",
+                        help="the same as --layouts one")
     parser.add_argument("--profile", type=Path,
                         help="run the one worker under a profiler, write its stats here "
                         "(pstats format; cProfile if the name ends in .prof, else "
@@ -626,6 +656,11 @@ def main() -> None:
     parser.add_argument("--baseline-tree", type=Path,
                         help="also measure one worker running the code of this checkout")
     args = parser.parse_args()
+    if args.one_worker_only:
+        args.layouts = ["one"]
+    unknown = [layout for layout in args.layouts if layout not in LAYOUTS]
+    if unknown:
+        parser.error(f"--layouts: unknown {', '.join(unknown)} (known: {', '.join(LAYOUTS)})")
     quick = {"rates": [500.0, 1500.0, 3000.0], "step_s": 15.0, "hold_s": 15.0}
     full = {"rates": [1000.0 * n for n in range(1, 9)], "step_s": 60.0, "hold_s": 120.0}
     for name, value in (quick if args.quick else full).items():
@@ -660,14 +695,31 @@ def run(args: argparse.Namespace) -> None:
     if args.baseline_tree:
         results["baseline"] = measure(args, 1, args.baseline_tree.resolve(), pool,
                                       expected_per_post)
-    results.update(measure(args, 1, ROOT, pool, expected_per_post))
-    if args.profile:
+    # Each layout in the order given; a layout named again is measured again (alternating
+    # layouts tells a difference between them from the machine's drift) into `repeats`.
+    measured: list[dict[str, Any]] = []
+    for layout in args.layouts:
+        count, agents = LAYOUTS[layout]
+        result = measure(args, count, ROOT, pool, expected_per_post, agents)
+        if layout in {row["layout"] for row in results.get("sustained_by_layout", [])}:
+            results.setdefault("repeats", []).append({"layout": layout, **result})
+        elif LAYOUT_KEYS[layout]:
+            results[LAYOUT_KEYS[layout]] = result
+        else:
+            results.update(result)
+        measured.append(result)
+        results.setdefault("sustained_by_layout", []).append({
+            "layout": layout, "sustained_posts_per_s": result["sustained_posts_per_s"],
+            "p99_scored_s": result["p99_scored_s"],
+            "sustained_within_p99_goal_posts_per_s":
+                result["sustained_within_p99_goal_posts_per_s"]})
+    if args.profile and "posts_produced" in results:
         results["profile"] = profile_summary(args.profile, results["posts_produced"])
-    if not args.one_worker_only:
-        results["two_workers"] = measure(args, 2, ROOT, pool, expected_per_post)
-        results["same_mentions"] = bool(
-            results["mentions_ok"] and results["two_workers"]["mentions_ok"])
-    if args.baseline_tree and results["baseline"]["sustained_posts_per_s"]:
+    if len(measured) > 1:
+        # Every layout gave every expected mention exactly once for its own input.
+        results["same_mentions"] = all(result["mentions_ok"] for result in measured)
+    if args.baseline_tree and results["baseline"]["sustained_posts_per_s"] and \
+            "sustained_posts_per_s" in results:
         results["ratio_vs_baseline"] = round(
             results["sustained_posts_per_s"] / results["baseline"]["sustained_posts_per_s"], 2)
     results["load_avg_end"] = os.getloadavg()[0]
