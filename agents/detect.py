@@ -65,7 +65,7 @@ RECOUNT_HORIZON = timedelta(hours=1)
 # prompt: 0.5 s against a goal of 60 s to the receiver), and a busy brand's state is
 # written once per batch instead of once per mention. The state written with every batch
 # (the open interval: counts, top posts, storylines with their vectors) was most of the
-# event loop's work per mention at 0.1 s: 0.5 s tripled the rate one worker held with
+# event loop's work per mention at 0.1 s: 0.5 s gave 2.7x the rate one worker held with
 # every post scored (bench/RESULTS.md).
 BATCH_SIZE = 1000
 BATCH_WITHIN_S = 0.5

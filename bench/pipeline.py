@@ -698,10 +698,10 @@ def run(args: argparse.Namespace) -> None:
     # Each layout in the order given; a layout named again is measured again (alternating
     # layouts tells a difference between them from the machine's drift) into `repeats`.
     measured: list[dict[str, Any]] = []
-    for layout in args.layouts:
+    for n, layout in enumerate(args.layouts):
         count, agents = LAYOUTS[layout]
         result = measure(args, count, ROOT, pool, expected_per_post, agents)
-        if layout in {row["layout"] for row in results.get("sustained_by_layout", [])}:
+        if layout in args.layouts[:n]:
             results.setdefault("repeats", []).append({"layout": layout, **result})
         elif LAYOUT_KEYS[layout]:
             results[LAYOUT_KEYS[layout]] = result
