@@ -45,7 +45,13 @@ from agents.batches import make_current
 from agents.brand_store import BrandState, BrandStore
 from agents.outlet import Outlet
 from agents.seen_table import SeenTable
-from models.detection import BrandClock, BrandMonitor, DetectorConfig, open_by_severity
+from models.detection import (
+    BrandClock,
+    BrandMonitor,
+    DetectorConfig,
+    HeldTally,
+    open_by_severity,
+)
 from pipeline import metrics
 from pipeline.deadletter import dead_letter, dead_letter_key
 from pipeline.detect_settings import DetectionSettings
@@ -88,7 +94,8 @@ class Batch:
     the states, `used_held` and `counted` after them, each with the record it came from."""
 
     brands: dict[str, BrandState] = field(default_factory=dict)
-    held: dict[str, tuple[dict[str, Any], faust.EventT]] = field(default_factory=dict)
+    # key -> (the tally, the offset of its last mention, that mention's record)
+    held: dict[str, tuple[HeldTally, int, faust.EventT]] = field(default_factory=dict)
     changed: dict[str, faust.EventT] = field(default_factory=dict)
     used_held: list[tuple[str, faust.EventT]] = field(default_factory=list)
     counted: dict[str, faust.EventT] = field(default_factory=dict)  # (brand, post) pairs
@@ -220,9 +227,9 @@ class DetectStage:
         mentions' offsets (the pairs only matter for mentions at new offsets), and a
         used-up tally left in the table is never read again (the clock no longer holds
         its interval)."""
-        for key, (tally, event) in batch.held.items():
+        for key, (tally, offset, event) in batch.held.items():
             set_current(event)
-            self.held[key] = tally
+            self.held[key] = {"tally": tally.to_state(), "offset": offset}
         for brand_id, event in batch.changed.items():
             set_current(event)
             self.store.save(brand_id, batch.brands[brand_id])
@@ -335,22 +342,32 @@ class DetectStage:
         batch's end); returns whether the brand's clock changed (its first mention held
         for that interval)."""
         key, offset = held_key(brand_id, start), event.message.offset
-        pending = batch.held.get(key)
-        tally = pending[0] if pending is not None else self.held.get(key)
-        if tally is None or tally["offset"] < offset:  # else counted before a crash
-            batch.held[key] = ({"tally": brand.monitor.hold_mention(
-                None if tally is None else tally["tally"], record), "offset": offset}, event)
+        tally, counted_to = self.held_tally(key, batch)
+        if offset > counted_to:  # else counted before a crash
+            # Counted into the batch's copy; stored once, at the batch's end.
+            batch.held[key] = (brand.monitor.hold_mention(tally, record), offset, event)
         return brand.clock.hold(start)
+
+    def held_tally(self, key: str, batch: Batch) -> tuple[HeldTally | None, int]:
+        """The tally held under `key` (this batch's, else the table's) and the offset of
+        the last mention it counts (-1 if none)."""
+        pending = batch.held.get(key)
+        if pending is not None:
+            return pending[0], pending[1]
+        stored = self.held.get(key)
+        if stored is None:
+            return None, -1
+        return HeldTally.from_state(stored["tally"]), int(stored["offset"])
 
     def add_held(self, brand_id: str, brand: BrandState, start: datetime,
                  batch: Batch) -> str:
         """Add to the open interval what was held for it; returns the table key used. (A
         tally of this batch is not written at all: the state that counts it is.)"""
         key = held_key(brand_id, start)
-        pending = batch.held.pop(key, None)
-        tally = pending[0] if pending is not None else self.held.get(key)
+        tally, _ = self.held_tally(key, batch)
+        batch.held.pop(key, None)
         if tally is not None:
-            brand.monitor.open_held(tally["tally"])
+            brand.monitor.open_held(tally)
         return key
 
     def close_intervals(self, brand_id: str, brand: BrandState,

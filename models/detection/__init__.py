@@ -44,7 +44,7 @@ from models.detection.calibration import TailCalibrator
 from models.detection.clock import BrandClock, SourceProgress, Watermark, interval_start
 from models.detection.config import OVERRIDABLE_KEYS, DetectorConfig
 from models.detection.lifecycle import SEVERITIES, IncidentLifecycle, open_by_severity
-from models.detection.monitor import BrandMonitor
+from models.detection.monitor import BrandMonitor, HeldTally
 from models.detection.protocol import OnlineDetector
 from models.detection.series import SeriesDetector, SeriesPoint, run_series
 from models.detection.spike import SpikeDetector, Surprise
@@ -53,6 +53,7 @@ from models.detection.volume import VolumeDetector, VolumeParams, VolumeScore
 __all__ = [
     "BrandClock",
     "BrandMonitor",
+    "HeldTally",
     "DetectorConfig",
     "IncidentLifecycle",
     "OVERRIDABLE_KEYS",

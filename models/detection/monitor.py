@@ -60,7 +60,7 @@ from models.detection.terms import TermBaseline, extract_terms
 from models.detection.volume import VolumeDetector, VolumeScore
 from models.detection.wording import calm_summary, wave_summary
 
-__all__ = ["BrandMonitor", "SCHEMA_VERSION", "pages_someone"]
+__all__ = ["BrandMonitor", "HeldTally", "SCHEMA_VERSION", "pages_someone"]
 
 # 2: incident events carry `storylines`, trend points `expected`; 3: `subsided` events,
 # `status`, `subsided_at`, `peak_negative`, `peak_at` (docs/records.md)
@@ -162,6 +162,25 @@ class _Interval:
         )
 
 
+class HeldTally:
+    """The mentions of an interval that has not opened yet, counted apart by
+    `BrandMonitor.hold_mention` until `open_held` adds them to it.
+
+    Kept as it is while mentions come in, and turned into a JSON-serialisable state only
+    to be stored: a tally read back and written again for every mention costs in
+    proportion to what it holds (its storylines above all)."""
+
+    def __init__(self, interval: _Interval | None = None) -> None:
+        self.interval = interval if interval is not None else _Interval()
+
+    def to_state(self) -> dict[str, Any]:
+        return self.interval.to_state()
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> HeldTally:
+        return cls(_Interval.from_state(state))
+
+
 def _count(value: Any) -> int | float:
     """A count from the state: whole numbers stay ints, benchmark volumes may be fractional."""
     number = float(value)
@@ -229,23 +248,23 @@ class BrandMonitor:
         """
         self._count(self.current, mention)
 
-    def hold_mention(self, held: dict[str, Any] | None, mention: dict[str, Any]) -> dict[str, Any]:
+    def hold_mention(self, held: HeldTally | None, mention: dict[str, Any]) -> HeldTally:
         """Count a mention of a later interval apart: `held` is that interval's tally so far
-        (a previous return value, or None); returns the new tally (JSON-serialisable).
+        (a previous return value, which this adds to, or None); returns the tally.
 
-        Raises ValueError as `add_mention` does.
+        Raises ValueError as `add_mention` does; nothing is counted then.
         """
-        interval = _Interval.from_state(held) if held else _Interval()
-        self._count(interval, mention)
-        return interval.to_state()
+        tally = held if held is not None else HeldTally()
+        self._count(tally.interval, mention)
+        return tally
 
-    def open_held(self, held: dict[str, Any]) -> None:
-        """Add a tally made by `hold_mention` to the open interval (now that it is open)."""
-        tally = _Interval.from_state(held)
+    def open_held(self, held: HeldTally) -> None:
+        """Add a tally made by `hold_mention` to the open interval (now that it is open);
+        the tally is not to be used again."""
         if self.current.is_empty():
-            self.current = tally  # the usual case: exactly as if counted here
+            self.current = held.interval  # the usual case: exactly as if counted here
         else:
-            self.current.merge(tally, self.config.top_posts)
+            self.current.merge(held.interval, self.config.top_posts)
 
     def _count(self, interval: _Interval, mention: dict[str, Any]) -> None:
         if not isinstance(mention, dict):

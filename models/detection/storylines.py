@@ -310,9 +310,11 @@ class Storyline:
                  "terms": dict(self.terms),
                  "texts": {print_: list(entry) for print_, entry in self.texts.items()},
                  "first": dict(self.first), "top": dict(self.top)}
-        if self.vector is not None and self.vector_posts:
+        posts = self.vector_posts
+        if self.vector is not None and posts:
             if self._packed is None:
-                self._packed = pack_vector([x / self.vector_posts for x in self.vector])
+                # `posts` read once: the property sums the languages on every call.
+                self._packed = pack_vector([x / posts for x in self.vector])
             state["vector"] = self._packed
             state["languages"] = dict(self.languages)
         return state

@@ -6,7 +6,9 @@ import copy
 import json
 import random
 
-from models.detection import BrandMonitor, DetectorConfig
+import pytest
+
+from models.detection import BrandMonitor, DetectorConfig, HeldTally
 from tests.unit.test_detection_monitor import (
     CONFIG,
     MINUTE,
@@ -86,7 +88,9 @@ def test_early_firing_survives_a_restart_mid_interval() -> None:
         [e for _, e in feed(again, rest, early=True)]
 
 
-def test_held_mentions_count_as_if_they_had_come_in_their_interval() -> None:
+@pytest.mark.parametrize("stored_between_mentions", [True, False])
+def test_held_mentions_count_as_if_they_had_come_in_their_interval(
+        stored_between_mentions: bool) -> None:
     rng = random.Random(9)
     minutes = [minute_mentions(index, rng) for index in range(WAVE_START + 20)]
     direct = BrandMonitor("acme", "ACME", CONFIG)
@@ -96,7 +100,10 @@ def test_held_mentions_count_as_if_they_had_come_in_their_interval() -> None:
         tally = None
         for post in posts:
             direct.add_mention(post)
-            tally = holding.hold_mention(json.loads(json.dumps(tally)), post)
+            if stored_between_mentions and tally is not None:
+                # Written and read back, as the agent's table does between batches.
+                tally = HeldTally.from_state(json.loads(json.dumps(tally.to_state())))
+            tally = holding.hold_mention(tally, post)
         if tally is not None:
             holding.open_held(tally)
         assert direct.close_interval(start, start + MINUTE) == \
