@@ -18,7 +18,8 @@ for two worker processes sharing the partitions:
    slope over its last three quarters is under 3 % of the offered rate and the lag stays
    under 10 s of posts or 5,000 records (Faust commits every 2.8 s, so committed lag is a
    saw-tooth); each step also reports the p50/p99 produce -> scored latency of the posts
-   of its last three quarters, and `sustained_within_p99_goal_posts_per_s` is the
+   of its last three quarters (and produce -> validated, the time to posts.valid: the
+   rest is the score stage's), and `sustained_within_p99_goal_posts_per_s` is the
    highest flat step whose p99 was at most 2 s;
 2. the highest flat rate is held for `--hold-s` (default 120 s), after `--warmup-s` at
    that rate (default 0; the 10-minute memory run is `--warmup-s 660 --hold-s 600`: the
@@ -336,41 +337,58 @@ class LagProbe:
         self.consumer.close()
 
 
+def percentiles(latencies: list[tuple[float, float]], since: float, until: float
+                ) -> tuple[float | None, float | None]:
+    """p50 and p99 of the latencies of the posts created in [since, until)."""
+    window = sorted(lat for created, lat in latencies if since <= created < until)
+    if not window:
+        return None, None
+    return (round(window[len(window) // 2], 3),
+            round(window[min(len(window) - 1, int(len(window) * 0.99))], 3))
+
+
 @dataclass
 class MentionWatch:
-    """Reads mentions.scored from the start: counts, duplicates, produce -> scored latency."""
+    """Reads mentions.scored from the start: counts, duplicates, produce -> scored latency;
+    and posts.valid, for produce -> validated: validate's producer stamps each record as it
+    sends it, so the difference is what the score stage (and the wait before it) took."""
 
     settings: KafkaSettings
     seen: set[tuple[str, str]] = field(default_factory=set)
     total: int = 0
     # (created_at as epoch seconds, latency in seconds)
     latencies: list[tuple[float, float]] = field(default_factory=list)
+    validated: list[tuple[float, float]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
-        consumer = KafkaConsumer(self.settings.topic(MENTIONS_SCORED),
+        valid, scored = self.settings.topic(POSTS_VALID), self.settings.topic(MENTIONS_SCORED)
+        consumer = KafkaConsumer(valid, scored,
                                  bootstrap_servers=self.settings.bootstrap_servers,
                                  auto_offset_reset="earliest", group_id=None)
         try:
             while not self.stop.is_set():
-                for records in consumer.poll(timeout_ms=200, max_records=5000).values():
+                for part, records in consumer.poll(timeout_ms=200, max_records=5000).items():
                     for record in records:
-                        mention = orjson.loads(record.value)
-                        if "tick" in mention:
-                            continue  # detect's clock ticks share the topic
-                        created = datetime.fromisoformat(mention["created_at"]).timestamp()
-                        self.latencies.append((created, record.timestamp / 1000 - created))
-                        self.seen.add((mention["post_key"], mention["brand"]))
-                        self.total += 1
+                        self.read(record, part.topic == valid)
         finally:
             consumer.close()
 
+    def read(self, record: Any, is_valid_post: bool) -> None:
+        value = orjson.loads(record.value)
+        if "tick" in value:
+            return  # detect's clock ticks share mentions.scored
+        created = datetime.fromisoformat(value["created_at"]).timestamp()
+        latency = (created, record.timestamp / 1000 - created)
+        if is_valid_post:
+            self.validated.append(latency)
+            return
+        self.latencies.append(latency)
+        self.seen.add((value["post_key"], value["brand"]))
+        self.total += 1
+
     def percentiles(self, since: float, until: float) -> tuple[float | None, float | None]:
-        window = sorted(lat for created, lat in self.latencies if since <= created < until)
-        if not window:
-            return None, None
-        return (round(window[len(window) // 2], 3),
-                round(window[min(len(window) - 1, int(len(window) * 0.99))], 3))
+        return percentiles(self.latencies, since, until)
 
 
 def slope(samples: list[tuple[float, int]]) -> float:
@@ -553,9 +571,15 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
             time.sleep(1.0)
         time.sleep(3.0)  # a duplicate would arrive now
         # p50/p99 again: the hold's last posts may only just have arrived.
-        p50, p99 = watch.percentiles(hold_started + min(10.0, args.hold_s / 4), hold_ended)
+        hold_window = (hold_started + min(10.0, args.hold_s / 4), hold_ended)
+        p50, p99 = watch.percentiles(*hold_window)
         for outcome, (since, until) in zip(steps, step_windows, strict=True):
             outcome["p50_scored_s"], outcome["p99_scored_s"] = watch.percentiles(since, until)
+            outcome["p50_validated_s"], outcome["p99_validated_s"] = percentiles(
+                watch.validated, since, until)
+        # Where the hold's latency came from: up to posts.valid, then the score stage.
+        result["p50_validated_s"], result["p99_validated_s"] = percentiles(
+            watch.validated, *hold_window)
         # The issue's latency goal read per step: the highest flat step whose p99 met it.
         result["sustained_within_p99_goal_posts_per_s"] = max(
             (o["rate"] for o in steps if o["flat"] and o["p99_scored_s"] is not None
