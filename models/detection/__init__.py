@@ -53,8 +53,8 @@ from models.detection.volume import VolumeDetector, VolumeParams, VolumeScore
 __all__ = [
     "BrandClock",
     "BrandMonitor",
-    "HeldTally",
     "DetectorConfig",
+    "HeldTally",
     "IncidentLifecycle",
     "OVERRIDABLE_KEYS",
     "OnlineDetector",
