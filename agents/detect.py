@@ -94,8 +94,8 @@ class Batch:
     the states, `used_held` and `counted` after them, each with the record it came from."""
 
     brands: dict[str, BrandState] = field(default_factory=dict)
-    # key -> (the tally, the offset of its last mention, that mention's record)
-    held: dict[str, tuple[HeldTally, int, faust.EventT]] = field(default_factory=dict)
+    # key -> (the tally, the record of its last mention)
+    held: dict[str, tuple[HeldTally, faust.EventT]] = field(default_factory=dict)
     changed: dict[str, faust.EventT] = field(default_factory=dict)
     used_held: list[tuple[str, faust.EventT]] = field(default_factory=list)
     counted: dict[str, faust.EventT] = field(default_factory=dict)  # (brand, post) pairs
@@ -227,9 +227,9 @@ class DetectStage:
         mentions' offsets (the pairs only matter for mentions at new offsets), and a
         used-up tally left in the table is never read again (the clock no longer holds
         its interval)."""
-        for key, (tally, offset, event) in batch.held.items():
+        for key, (tally, event) in batch.held.items():
             set_current(event)
-            self.held[key] = {"tally": tally.to_state(), "offset": offset}
+            self.held[key] = {"tally": tally.to_state(), "offset": event.message.offset}
         for brand_id, event in batch.changed.items():
             set_current(event)
             self.store.save(brand_id, batch.brands[brand_id])
@@ -345,7 +345,7 @@ class DetectStage:
         tally, counted_to = self.held_tally(key, batch)
         if offset > counted_to:  # else counted before a crash
             # Counted into the batch's copy; stored once, at the batch's end.
-            batch.held[key] = (brand.monitor.hold_mention(tally, record), offset, event)
+            batch.held[key] = (brand.monitor.hold_mention(tally, record), event)
         return brand.clock.hold(start)
 
     def held_tally(self, key: str, batch: Batch) -> tuple[HeldTally | None, int]:
@@ -353,7 +353,7 @@ class DetectStage:
         the last mention it counts (-1 if none)."""
         pending = batch.held.get(key)
         if pending is not None:
-            return pending[0], pending[1]
+            return pending[0], pending[1].message.offset
         stored = self.held.get(key)
         if stored is None:
             return None, -1

@@ -2,7 +2,7 @@
 written once per mention (batches of one record: what the agent did before it took
 batches) against once per batch, on the same generated stream in the same process.
 
-    .venv/bin/python bench/detect_stage.py [--minutes 160] [--batch 60,1000]
+    .venv/bin/python bench/detect_stage.py [--minutes 160] [--batch 300,1000]
 
 The stream: mentions of four watched brands (config/watchlist.yaml) over `--minutes` of
 event time, a three-storyline wave on one of them after two hours, every mention with a
@@ -11,8 +11,8 @@ brand after every 50 posts read. It goes through `agents.detect.DetectStage` wit
 Faust tables replaced by in-memory ones that serialise each changelog record with Faust's
 own codec and count its bytes; Faust's producer path (buffer, aiokafka, the socket) is
 not in these figures, and costs more per record than the bytes suggest. A batch of
-`--batch` records is what `take_events` hands the agent: about 60 at 600 mentions/s with
-its 0.1 s window, 1,000 when the worker is behind.
+`--batch` records is what `take_events` hands the agent: about 300 at 600 mentions/s with
+its 0.5 s window (agents/detect.py, BATCH_WITHIN_S), 1,000 when the worker is behind.
 
 The last line is one JSON object with the figures, the ratios per batch size, and how
 the written state splits between its parts (to see what a smaller state could save).
@@ -299,7 +299,7 @@ def state_parts(stage: DetectStage) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=160)
-    parser.add_argument("--batch", default="60,1000",
+    parser.add_argument("--batch", default="300,1000",
                         help="batch sizes to compare with batches of one record")
     args = parser.parse_args()
     random.seed(1)

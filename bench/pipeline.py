@@ -387,9 +387,6 @@ class MentionWatch:
         self.seen.add((value["post_key"], value["brand"]))
         self.total += 1
 
-    def percentiles(self, since: float, until: float) -> tuple[float | None, float | None]:
-        return percentiles(self.latencies, since, until)
-
 
 def slope(samples: list[tuple[float, int]]) -> float:
     """Least-squares slope of lag over time (posts/s)."""
@@ -559,8 +556,6 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
         result["rss_growth_bytes_per_post"] = round(
             (result["rss_end_mb"] - result["rss_warm_mb"]) * 2**20
             / max(1, produced.value - hold_first))
-        # Latency of the hold's posts, skipping its first 10 s (the step up to it).
-        p50, p99 = watch.percentiles(hold_started + min(10.0, args.hold_s / 4), hold_ended)
 
         stop.set()
         producer.join(timeout=120)
@@ -570,11 +565,13 @@ def measure(args: argparse.Namespace, workers_count: int, tree: Path,
         while watch.total < expected and time.monotonic() < deadline:
             time.sleep(1.0)
         time.sleep(3.0)  # a duplicate would arrive now
-        # p50/p99 again: the hold's last posts may only just have arrived.
+        # Latency of the hold's posts, skipping its first 10 s (the step up to it), read
+        # now that the hold's last posts have come out.
         hold_window = (hold_started + min(10.0, args.hold_s / 4), hold_ended)
-        p50, p99 = watch.percentiles(*hold_window)
+        p50, p99 = percentiles(watch.latencies, *hold_window)
         for outcome, (since, until) in zip(steps, step_windows, strict=True):
-            outcome["p50_scored_s"], outcome["p99_scored_s"] = watch.percentiles(since, until)
+            outcome["p50_scored_s"], outcome["p99_scored_s"] = percentiles(
+                watch.latencies, since, until)
             outcome["p50_validated_s"], outcome["p99_validated_s"] = percentiles(
                 watch.validated, since, until)
         # Where the hold's latency came from: up to posts.valid, then the score stage.
